@@ -1,0 +1,476 @@
+/*
+ * pgev — asynchronous PostgreSQL client for C, on libpq and libevent.
+ *
+ * A pgev_conn drives one libpq connection from an application-owned
+ * libevent event_base. Queries are queued, pipelined onto the connection
+ * (libpq pipeline mode) and each query gets its own completion callback;
+ * rows can be streamed to a callback as they arrive.
+ *
+ * Contracts (they hold on every path: success, SQL error, lost connection,
+ * close, free):
+ *
+ *  - Every accepted request's completion callback runs exactly once. A call
+ *    that returns an error (a negative PGEV_E* code, or NULL) never calls
+ *    back.
+ *  - Callbacks run only from the event loop (or from pgev_conn_free(), which
+ *    completes what is still queued), never inside the call that submitted
+ *    the work.
+ *  - Queries on one connection run in submission order.
+ *  - pgev never blocks the loop thread and never runs or frees the
+ *    event_base. A connection belongs to one base, and so to the one thread
+ *    that runs that base; use separate connections (and bases) in separate
+ *    threads. pgev has no global mutable state.
+ *  - Freeing a connection from inside one of its own callbacks is safe.
+ *  - Bad input gets a clear error code and message, never a crash, and never
+ *    loses another query's result.
+ *  - Memory is bounded by configuration: the pending queue has a limit, and a
+ *    streamed result is delivered row by row in constant memory.
+ *
+ * Ownership in one sentence: everything pgev hands to a callback (results,
+ * errors, strings) is borrowed for the duration of that callback, except a
+ * PGresult taken with pgev_result_steal(), which then belongs to the caller.
+ */
+#ifndef PGEV_H
+#define PGEV_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <libpq-fe.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(PGEV_BUILDING) && defined(__GNUC__)
+#define PGEV_API __attribute__((visibility("default")))
+#else
+#define PGEV_API
+#endif
+
+struct event_base;
+
+/** Library version, as a string and as a number (major*10000+minor*100+patch). */
+#define PGEV_VERSION_STRING "0.1.0"
+#define PGEV_VERSION_NUMBER 100
+
+/* ------------------------------------------------------------------------
+ * Status codes
+ * ------------------------------------------------------------------------ */
+
+/**
+ * Status codes. 0 is success; every error is negative, so a submit that
+ * returns a query id (> 0) or an error can be tested with `< 0`.
+ * The same codes are the category of a pgev_error.
+ */
+typedef enum pgev_status {
+    PGEV_OK = 0,
+    PGEV_EINVAL = -1,     /**< bad argument: NULL, malformed, out of range */
+    PGEV_ENOMEM = -2,     /**< allocation failed */
+    PGEV_EQUEUEFULL = -3, /**< the pending queue is at its limit (backpressure) */
+    PGEV_ECLOSED = -4,    /**< the connection is closing, closed or failed */
+    PGEV_ECONNECT = -5,   /**< could not connect (unreachable, auth, bad conninfo) */
+    PGEV_ECONNLOST = -6,  /**< the connection was lost (server gone, socket error) */
+    PGEV_ESERVER = -7,    /**< the server reported an error for this query */
+    PGEV_EABORTED = -8,   /**< not run: an earlier query of its atomic batch failed */
+    PGEV_ECANCELLED = -9, /**< cancelled by the application (e.g. pgev_conn_free) */
+    PGEV_ETIMEOUT = -10,  /**< a deadline passed (e.g. the connect timeout) */
+    PGEV_EBATCH = -11,    /**< batch misuse: begin inside a batch, end outside one */
+    PGEV_ELIBPQ = -12     /**< libpq refused a request; the message says why */
+} pgev_status;
+
+/**
+ * Returns a short, static English description of a status code
+ * (e.g. "connection lost"). Never NULL; unknown codes give "unknown error".
+ * Thread-safe.
+ */
+PGEV_API const char *pgev_strerror(int status);
+
+/* ------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------ */
+
+/**
+ * A structured error: what went wrong (the category, one of pgev_status),
+ * and when the server said so, its fields. Borrowed: valid only during the
+ * callback that received it (or, for pgev_conn_error(), until the next call
+ * on that connection).
+ */
+typedef struct pgev_error pgev_error;
+
+/** The category: a negative pgev_status (PGEV_ESERVER for SQL errors). */
+PGEV_API int pgev_error_code(const pgev_error *err);
+
+/**
+ * The five-character SQLSTATE (e.g. "23505"), or "" when the error did not
+ * come from the server (a lost connection without a server message, say).
+ */
+PGEV_API const char *pgev_error_sqlstate(const pgev_error *err);
+
+/** Severity as the server sent it, untranslated ("ERROR", "FATAL", "NOTICE"...), or "". */
+PGEV_API const char *pgev_error_severity(const pgev_error *err);
+
+/**
+ * The primary human-readable message, never NULL or empty, with no trailing
+ * newline. For client-side errors it says what was wrong with the request.
+ * Passwords never appear in it.
+ */
+PGEV_API const char *pgev_error_message(const pgev_error *err);
+
+/** The server's DETAIL field, or NULL. */
+PGEV_API const char *pgev_error_detail(const pgev_error *err);
+
+/** The server's HINT field, or NULL. */
+PGEV_API const char *pgev_error_hint(const pgev_error *err);
+
+/** 1-based character position of the error in the query text, or 0 when unknown. */
+PGEV_API int pgev_error_position(const pgev_error *err);
+
+/* ------------------------------------------------------------------------
+ * Results
+ * ------------------------------------------------------------------------ */
+
+/**
+ * What a query callback receives: the outcome and, on success, the libpq
+ * PGresult. Borrowed for the duration of the callback; pgev frees it after
+ * the callback returns unless pgev_result_steal() took the PGresult.
+ */
+typedef struct pgev_result pgev_result;
+
+/** PGEV_OK, or the negative error category (the same as pgev_error_code(pgev_result_error(res))). */
+PGEV_API int pgev_result_status(const pgev_result *res);
+
+/** The error when pgev_result_status() is not PGEV_OK, otherwise NULL. Borrowed. */
+PGEV_API const pgev_error *pgev_result_error(const pgev_result *res);
+
+/**
+ * The libpq result, for libpq's accessors (PQntuples, PQgetvalue, ...).
+ * In a completion callback: the buffered result (PGRES_TUPLES_OK or
+ * PGRES_COMMAND_OK) on success; on a server error the PGRES_FATAL_ERROR
+ * result; NULL when there is no result (connection lost, cancelled,
+ * aborted). In a row callback of a streamed query: a PGresult holding the
+ * rows that just arrived (one row with libpq < 17, a chunk with 17+).
+ * Borrowed: PQclear()ed by pgev after the callback unless stolen.
+ */
+PGEV_API PGresult *pgev_result_pg(const pgev_result *res);
+
+/**
+ * Takes ownership of the PGresult so that it outlives the callback; the
+ * caller must PQclear() it. Returns NULL when there is none or when it was
+ * already stolen. Afterwards pgev_result_pg() returns NULL, but the error
+ * and command-tag accessors keep working until the callback returns.
+ */
+PGEV_API PGresult *pgev_result_steal(pgev_result *res);
+
+/** The id that the submit call returned for this query. */
+PGEV_API int64_t pgev_result_query_id(const pgev_result *res);
+
+/**
+ * The command tag ("SELECT 3", "INSERT 0 1", "PREPARE"...), or "" when the
+ * query did not complete. Borrowed.
+ */
+PGEV_API const char *pgev_result_command(const pgev_result *res);
+
+/**
+ * Rows affected as the command tag reports them (INSERT, UPDATE, DELETE,
+ * SELECT, MOVE, FETCH, COPY), or -1 when the tag carries no count.
+ */
+PGEV_API int64_t pgev_result_rows_affected(const pgev_result *res);
+
+/**
+ * In a completion callback: the number of rows the query returned (for a
+ * streamed query, the number delivered to the row callback). In a row
+ * callback: the number of rows in this delivery.
+ */
+PGEV_API int64_t pgev_result_rows(const pgev_result *res);
+
+/**
+ * Typed field accessors. Each reads row `row`, column `col` of the result
+ * and works with both text and binary result formats. They return PGEV_OK
+ * and store the value; 1 (and store nothing) when the field is SQL NULL;
+ * PGEV_EINVAL when there is no such field, the column's type does not fit
+ * the requested C type, the text does not parse, or the value would
+ * overflow. Use them from either kind of callback.
+ *
+ *  - int64: int2, int4, int8, oid columns.
+ *  - int32: the same, when the value fits.
+ *  - double: float4, float8 (and the integer types).
+ *  - bool: bool.
+ *  - text: any column in text format, and text-like columns (text, varchar,
+ *    bpchar, name, json) in binary format; *out points into the PGresult
+ *    (borrowed), *len (may be NULL) gets its length in bytes.
+ */
+PGEV_API int pgev_result_get_int64(const pgev_result *res, int row, int col, int64_t *out);
+/** See pgev_result_get_int64(). */
+PGEV_API int pgev_result_get_int32(const pgev_result *res, int row, int col, int32_t *out);
+/** See pgev_result_get_int64(). */
+PGEV_API int pgev_result_get_double(const pgev_result *res, int row, int col, double *out);
+/** See pgev_result_get_int64(). */
+PGEV_API int pgev_result_get_bool(const pgev_result *res, int row, int col, bool *out);
+/** See pgev_result_get_int64(). */
+PGEV_API int pgev_result_get_text(const pgev_result *res, int row, int col, const char **out, size_t *len);
+
+/* ------------------------------------------------------------------------
+ * Connections
+ * ------------------------------------------------------------------------ */
+
+/** A connection: opaque; created by pgev_conn_new(), freed by pgev_conn_free(). */
+typedef struct pgev_conn pgev_conn;
+
+/** Connection states, as pgev_conn_state() reports them. */
+typedef enum pgev_conn_state_t {
+    PGEV_CONN_CONNECTING = 0, /**< connecting; queries queue until ready */
+    PGEV_CONN_READY,          /**< connected and in pipeline mode */
+    PGEV_CONN_CLOSING,        /**< pgev_conn_close() called; draining queued queries */
+    PGEV_CONN_CLOSED,         /**< closed gracefully */
+    PGEV_CONN_FAILED          /**< connect failed or the connection was lost */
+} pgev_conn_state_t;
+
+/**
+ * Connection event callback. For on_connect: err is NULL on success, or the
+ * reason the connection could not be made. For on_disconnect: err is NULL
+ * after a graceful pgev_conn_close(), or why the connection was lost.
+ * err is borrowed for the duration of the call. User data last.
+ */
+typedef void (*pgev_conn_cb)(pgev_conn *conn, const pgev_error *err, void *arg);
+
+/**
+ * Notice callback: a NOTICE, WARNING, INFO... message from the server
+ * (RAISE NOTICE, say). notice is borrowed for the call. Without one, pgev
+ * drops notices (libpq's default would print them on stderr).
+ */
+typedef void (*pgev_notice_cb)(pgev_conn *conn, const pgev_error *notice, void *arg);
+
+/**
+ * Query callback, used both for completion and for streamed rows. For
+ * completion it runs exactly once per accepted query; res is borrowed for
+ * the duration of the call (see pgev_result_steal()).
+ */
+typedef void (*pgev_result_cb)(pgev_conn *conn, pgev_result *res, void *arg);
+
+/** Defaults used when a pgev_conn_options field is 0. */
+#define PGEV_DEFAULT_CONNECT_TIMEOUT_MS 10000
+#define PGEV_DEFAULT_MAX_PENDING 100000
+#define PGEV_DEFAULT_MAX_INFLIGHT 1000
+
+/**
+ * Connection options. Zero-initialise and set what you need; every 0/NULL
+ * field takes its default. The struct is read during pgev_conn_new() only.
+ */
+typedef struct pgev_conn_options {
+    /** Connect deadline in milliseconds. 0: the conninfo's connect_timeout
+     * if it has one, else PGEV_DEFAULT_CONNECT_TIMEOUT_MS. */
+    int connect_timeout_ms;
+    /** Most queries waiting to be sent (submitted before the connection is
+     * ready, or beyond the in-flight window); a submit beyond it fails with
+     * PGEV_EQUEUEFULL. 0: PGEV_DEFAULT_MAX_PENDING. */
+    int max_pending;
+    /** Most queries sent and not yet completed (the pipeline window).
+     * 0: PGEV_DEFAULT_MAX_INFLIGHT. */
+    int max_inflight;
+    /** Called once when the connection is up, or could not be made. */
+    pgev_conn_cb on_connect;
+    /** Called once when a connection that was up ends (lost, or closed by
+     * pgev_conn_close()). Not called by pgev_conn_free(). */
+    pgev_conn_cb on_disconnect;
+    /** Server notices; NULL drops them. */
+    pgev_notice_cb on_notice;
+    /** User data passed to the three callbacks above. */
+    void *arg;
+} pgev_conn_options;
+
+/**
+ * Creates a connection on `base` and starts connecting, without blocking.
+ *
+ * conninfo: a libpq connection string ("host=... dbname=...") or URI
+ * ("postgresql://..."); PG* environment variables fill what it leaves out,
+ * as in libpq. Multi-host lists and target_session_attrs work as in libpq.
+ * opts: may be NULL for all defaults; read during the call only.
+ *
+ * Queries may be submitted at once; they are sent when the connection is
+ * ready, or complete with PGEV_ECONNECT if it cannot be made. A malformed
+ * conninfo or an unreachable server is reported through on_connect (from
+ * the loop), with the state PGEV_CONN_FAILED and the message also in
+ * pgev_conn_errmsg() right away when already known.
+ *
+ * Returns the connection, owned by the caller (free it with
+ * pgev_conn_free()), or NULL when base or conninfo is NULL or memory ran
+ * out. Call from the thread that runs `base`.
+ */
+PGEV_API pgev_conn *pgev_conn_new(struct event_base *base, const char *conninfo,
+                                  const pgev_conn_options *opts);
+
+/**
+ * Frees the connection at once. Every query still queued or in flight
+ * completes with PGEV_ECANCELLED (its callback runs inside this call, or,
+ * when called from one of this connection's callbacks, right after that
+ * callback returns). on_connect/on_disconnect are not called. Safe from
+ * inside any of the connection's callbacks; NULL is a no-op.
+ */
+PGEV_API void pgev_conn_free(pgev_conn *conn);
+
+/**
+ * Graceful close: refuses new queries (PGEV_ECLOSED), ends an open atomic
+ * batch, lets every accepted query finish, then closes the socket and
+ * calls on_disconnect with err NULL. The object stays valid (state
+ * PGEV_CONN_CLOSED) until pgev_conn_free(). If the connection is lost
+ * while draining, queries complete with PGEV_ECONNLOST as usual.
+ * Returns PGEV_OK, or PGEV_EINVAL for NULL; closing twice is harmless.
+ */
+PGEV_API int pgev_conn_close(pgev_conn *conn);
+
+/** The current state (see pgev_conn_state_t). */
+PGEV_API pgev_conn_state_t pgev_conn_state(const pgev_conn *conn);
+
+/**
+ * The connection-level error (why connecting failed or the connection was
+ * lost), or NULL while there is none. Borrowed: valid until the next call
+ * on this connection.
+ */
+PGEV_API const pgev_error *pgev_conn_error(const pgev_conn *conn);
+
+/**
+ * The most recent error message on this connection: the reason the last
+ * refused call was refused ("query has 70000 parameters; the protocol
+ * allows at most 65535"), or the connection error. "" when there was none.
+ * Borrowed: valid until the next call on this connection.
+ */
+PGEV_API const char *pgev_conn_errmsg(const pgev_conn *conn);
+
+/** Queries accepted but not yet sent to the server. */
+PGEV_API int pgev_conn_pending(const pgev_conn *conn);
+
+/** Queries sent to the server whose completion has not yet run. */
+PGEV_API int pgev_conn_inflight(const pgev_conn *conn);
+
+/**
+ * The underlying libpq connection, for read-only inspection
+ * (PQparameterStatus, PQserverVersion, PQbackendPID...). Borrowed; NULL
+ * before connecting started and after close. Never issue commands or
+ * change its settings through it.
+ */
+PGEV_API PGconn *pgev_conn_pg(const pgev_conn *conn);
+
+/** The event_base the connection runs on. */
+PGEV_API struct event_base *pgev_conn_base(const pgev_conn *conn);
+
+/* ------------------------------------------------------------------------
+ * Queries
+ * ------------------------------------------------------------------------ */
+
+/** Query flags for pgev_query_args.flags. */
+enum {
+    /** Results in binary format (text is the default). */
+    PGEV_QUERY_BINARY = 1u << 0
+};
+
+/** The most parameters one query may have (a protocol limit). */
+#define PGEV_MAX_PARAMS 65535
+
+/**
+ * The general form of a query, for pgev_conn_submit(). Zero-initialise and
+ * set what you need (C99 designated initialisers read well here). Everything
+ * it points to is copied or sent during the submit call, so it may be on
+ * the stack.
+ */
+typedef struct pgev_query_args {
+    /** SQL text: one statement, $1..$n for parameters. Exactly one of sql
+     * and stmt is set (both set with prepare: see pgev_conn_prepare()). */
+    const char *sql;
+    /** Name of a prepared statement to execute ("" is the unnamed one). */
+    const char *stmt;
+    /** Number of parameters (0..PGEV_MAX_PARAMS) and their arrays, as in
+     * libpq's PQsendQueryParams: types may be NULL (the server infers
+     * them); values[i] NULL is SQL NULL; lengths and formats may be NULL
+     * for all-text parameters (formats[i] 1 = binary, then lengths[i] is
+     * the byte count). */
+    int nparams;
+    const Oid *param_types;
+    const char *const *param_values;
+    const int *param_lengths;
+    const int *param_formats;
+    /** PGEV_QUERY_* flags. */
+    unsigned flags;
+    /** Row callback: when set, the rows are streamed — delivered as they
+     * arrive, in constant memory — and the completion result holds no
+     * rows. */
+    pgev_result_cb on_rows;
+    /** Completion callback; runs exactly once. May be NULL (fire and forget). */
+    pgev_result_cb on_done;
+    /** User data for both callbacks. */
+    void *arg;
+} pgev_query_args;
+
+/**
+ * Submits a query. It is sent at once when the connection is ready and the
+ * pipeline has room, otherwise queued (in order) and sent later.
+ *
+ * Unless inside an atomic batch (pgev_conn_batch_begin()), each query ends
+ * with its own Sync, so its failure never affects another query.
+ *
+ * Returns the query id (> 0, unique on this connection), or a negative
+ * pgev_status: PGEV_EINVAL (NULL or inconsistent arguments, too many
+ * parameters), PGEV_ECLOSED (closing, closed or failed connection),
+ * PGEV_EQUEUEFULL (max_pending reached), PGEV_ENOMEM. On error nothing was
+ * queued, no callback will run and pgev_conn_errmsg() says why.
+ * Call from the loop's thread, including from inside callbacks.
+ */
+PGEV_API int64_t pgev_conn_submit(pgev_conn *conn, const pgev_query_args *args);
+
+/**
+ * Runs one SQL statement without parameters; results in text format.
+ * Same return and contracts as pgev_conn_submit().
+ */
+PGEV_API int64_t pgev_conn_query(pgev_conn *conn, const char *sql, pgev_result_cb on_done, void *arg);
+
+/**
+ * Runs one SQL statement with text parameters (values[i] NULL is SQL
+ * NULL; parameter types are inferred by the server); results in text
+ * format. Same return and contracts as pgev_conn_submit().
+ */
+PGEV_API int64_t pgev_conn_query_params(pgev_conn *conn, const char *sql, int nparams,
+                                        const char *const *values, pgev_result_cb on_done, void *arg);
+
+/**
+ * Prepares the named statement `name` from `sql` on the server (types may
+ * be NULL). The completion result has the command tag "PREPARE"... or the
+ * server's error (a duplicate name, a syntax error). Statements queued
+ * after it may execute it right away: ordering guarantees it exists first.
+ * Same return and contracts as pgev_conn_submit().
+ */
+PGEV_API int64_t pgev_conn_prepare(pgev_conn *conn, const char *name, const char *sql, int nparams,
+                                   const Oid *types, pgev_result_cb on_done, void *arg);
+
+/**
+ * Executes the prepared statement `name` with text parameters; results in
+ * text format. Same return and contracts as pgev_conn_submit().
+ */
+PGEV_API int64_t pgev_conn_execute(pgev_conn *conn, const char *name, int nparams,
+                                   const char *const *values, pgev_result_cb on_done, void *arg);
+
+/**
+ * Starts an atomic batch: the queries submitted until pgev_conn_batch_end()
+ * share one Sync and so form one implicit transaction. If one fails, the
+ * rest of the batch completes with PGEV_EABORTED and the writes of the
+ * batch's earlier queries are rolled back. End the batch before returning
+ * to the event loop: its queries' results arrive only after it is ended.
+ * Returns PGEV_OK, PGEV_EBATCH when a batch is already open, PGEV_ECLOSED,
+ * or PGEV_EINVAL for NULL.
+ */
+PGEV_API int pgev_conn_batch_begin(pgev_conn *conn);
+
+/**
+ * Ends the open atomic batch. on_done (may be NULL) runs exactly once when
+ * the whole batch has completed: status PGEV_OK when every query succeeded
+ * (the batch committed), otherwise the first failure's error (its writes
+ * were rolled back). It runs after every query callback of the batch.
+ * Returns PGEV_OK, PGEV_EBATCH when no batch is open, PGEV_EQUEUEFULL,
+ * PGEV_ENOMEM, or PGEV_EINVAL for NULL; on error the batch stays open.
+ */
+PGEV_API int pgev_conn_batch_end(pgev_conn *conn, pgev_result_cb on_done, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PGEV_H */

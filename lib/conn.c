@@ -1,0 +1,463 @@
+/*
+ * Connection lifecycle: non-blocking connect, state changes, failure,
+ * graceful close and free. Entry points from the event loop (on_io,
+ * on_timeout, on_deferred) bracket their work with enter/leave_dispatch so
+ * that a pgev_conn_free() from inside a user callback is deferred until the
+ * stack unwinds.
+ */
+#include "pgev-internal.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void real_free(pgev_conn *conn);
+
+/* The one state setter. Every transition passes here, which makes the
+ * state machine in pgev-internal.h checkable in one place. */
+static void
+conn_set_state(pgev_conn *conn, pgev_conn_state_t next)
+{
+    switch (next) {
+    case PGEV_CONN_CONNECTING:
+        assert(conn->state == PGEV_CONN_CONNECTING);
+        break;
+    case PGEV_CONN_READY:
+        assert(conn->state == PGEV_CONN_CONNECTING);
+        break;
+    case PGEV_CONN_CLOSING:
+        assert(conn->state == PGEV_CONN_CONNECTING || conn->state == PGEV_CONN_READY);
+        break;
+    case PGEV_CONN_CLOSED:
+        assert(conn->state == PGEV_CONN_CLOSING);
+        break;
+    case PGEV_CONN_FAILED:
+        assert(conn->state != PGEV_CONN_CLOSED && conn->state != PGEV_CONN_FAILED);
+        break;
+    default:
+        assert(!"unknown connection state");
+    }
+    conn->state = next;
+}
+
+void
+pgev_conn_enter_dispatch(pgev_conn *conn)
+{
+    conn->dispatch_depth++;
+}
+
+bool
+pgev_conn_leave_dispatch(pgev_conn *conn)
+{
+    assert(conn->dispatch_depth > 0);
+    if (--conn->dispatch_depth == 0 && conn->free_requested) {
+        real_free(conn);
+        return false;
+    }
+    return true;
+}
+
+/* Records why the last call was refused, for pgev_conn_errmsg(). */
+void
+pgev_conn_refuse(pgev_conn *conn, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(conn->errmsg, sizeof(conn->errmsg), fmt, ap);
+    va_end(ap);
+}
+
+static void
+close_pg(pgev_conn *conn)
+{
+    pgev_loop_watch(conn->loop, -1, false, false);
+    pgev_loop_timer(conn->loop, -1);
+    conn->fd = -1;
+    conn->want_write = false;
+    if (conn->pg) {
+        PQfinish(conn->pg);
+        conn->pg = NULL;
+    }
+}
+
+void
+pgev_conn_update_watch(pgev_conn *conn)
+{
+    if (!conn->pg || conn->fd < 0)
+        return;
+    if (pgev_loop_watch(conn->loop, conn->fd, true, conn->want_write) != 0) {
+        pgev_error err;
+        pgev_error_set(&err, PGEV_ECONNLOST, "could not register the socket with the event loop");
+        conn->broken = true;
+        pgev_error_copy(&conn->broken_error, &err);
+    }
+}
+
+/*
+ * Ends the connection after a failure. Called from loop context only
+ * (dispatch_depth > 0): it runs every outstanding callback, then
+ * on_connect (if it never connected) or on_disconnect.
+ */
+void
+pgev_conn_fail(pgev_conn *conn, int code, const pgev_error *why)
+{
+    if (conn->state == PGEV_CONN_FAILED || conn->state == PGEV_CONN_CLOSED)
+        return;
+    bool was_connecting = !conn->connected;
+    pgev_error_copy(&conn->error, why);
+    conn->error.code = was_connecting && code != PGEV_ETIMEOUT ? PGEV_ECONNECT : code;
+    conn->has_error = true;
+    snprintf(conn->errmsg, sizeof(conn->errmsg), "%s", pgev_error_message(&conn->error));
+    conn_set_state(conn, PGEV_CONN_FAILED);
+    conn->broken = false;
+    conn->in_batch = false;
+    conn->expect_sync = false;
+    close_pg(conn);
+
+    /* Queries learn that the connection could not be made, or was lost. */
+    pgev_error query_err;
+    pgev_error_copy(&query_err, &conn->error);
+    query_err.code = was_connecting ? PGEV_ECONNECT : PGEV_ECONNLOST;
+    pgev_fail_all(conn, query_err.code, &query_err);
+
+    if (was_connecting) {
+        if (conn->on_connect)
+            conn->on_connect(conn, &conn->error, conn->arg);
+    } else if (conn->on_disconnect) {
+        conn->on_disconnect(conn, &conn->error, conn->arg);
+    }
+}
+
+/* A graceful close completes once nothing is left to send or receive. */
+void
+pgev_conn_maybe_closed(pgev_conn *conn)
+{
+    if (conn->state != PGEV_CONN_CLOSING || !conn->connected || conn->free_requested)
+        return;
+    if (conn->pending.head || conn->inflight.head || conn->expect_sync || conn->want_write)
+        return;
+    close_pg(conn);
+    conn_set_state(conn, PGEV_CONN_CLOSED);
+    if (conn->on_disconnect)
+        conn->on_disconnect(conn, NULL, conn->arg);
+}
+
+/* Sends what can be sent and flushes: the tail of every loop entry point. */
+static void
+pump(pgev_conn *conn)
+{
+    if (conn->free_requested)
+        return;
+    if (conn->connected && (conn->state == PGEV_CONN_READY || conn->state == PGEV_CONN_CLOSING)) {
+        pgev_send_pending(conn);
+        if (!conn->broken && (conn->flush_needed || conn->want_write))
+            pgev_flush(conn);
+        if (!conn->broken)
+            pgev_conn_update_watch(conn);
+    }
+    if (conn->broken)
+        pgev_conn_fail(conn, PGEV_ECONNLOST, &conn->broken_error);
+    else
+        pgev_conn_maybe_closed(conn);
+}
+
+static void
+notice_receiver(void *arg, const PGresult *res)
+{
+    pgev_conn *conn = arg;
+    if (!conn->on_notice)
+        return;
+    pgev_error notice;
+    pgev_error_from_result(&notice, PGEV_OK, res);
+    /* libpq parses input (and so calls this) only inside our loop entry
+     * points, where a free from the callback is deferred. The defer below
+     * covers any other path: a requested free still happens from the loop. */
+    conn->dispatch_depth++;
+    conn->on_notice(conn, &notice, conn->arg);
+    conn->dispatch_depth--;
+    if (conn->free_requested)
+        pgev_loop_defer(conn->loop);
+}
+
+static void
+connect_failed(pgev_conn *conn, int code, const char *fallback)
+{
+    pgev_error err;
+    pgev_error_from_conn(&err, code, conn->pg, fallback);
+    pgev_conn_fail(conn, code, &err);
+}
+
+static void
+connected(pgev_conn *conn)
+{
+    if (PQsetnonblocking(conn->pg, 1) != 0 || PQenterPipelineMode(conn->pg) != 1) {
+        connect_failed(conn, PGEV_ECONNECT, "could not enter pipeline mode");
+        return;
+    }
+    pgev_loop_timer(conn->loop, -1);
+    conn->want_write = false;
+    conn->connected = true;
+    /* A close requested while connecting has left us CLOSING: drain. */
+    if (conn->state == PGEV_CONN_CONNECTING)
+        conn_set_state(conn, PGEV_CONN_READY);
+    pgev_conn_update_watch(conn);
+    /* Queries submitted while connecting go out before on_connect runs, so
+     * anything on_connect submits queues behind them. */
+    pump(conn);
+    if (conn->free_requested || conn->state == PGEV_CONN_FAILED)
+        return;
+    if (conn->on_connect)
+        conn->on_connect(conn, NULL, conn->arg);
+}
+
+/* One step of PQconnectPoll; the socket may change between steps. */
+static void
+connect_step(pgev_conn *conn)
+{
+    PostgresPollingStatusType st = PQconnectPoll(conn->pg);
+    conn->fd = PQsocket(conn->pg);
+    switch (st) {
+    case PGRES_POLLING_READING:
+    case PGRES_POLLING_WRITING:
+        if (conn->fd < 0 ||
+            pgev_loop_watch(conn->loop, conn->fd, st == PGRES_POLLING_READING,
+                            st == PGRES_POLLING_WRITING) != 0)
+            connect_failed(conn, PGEV_ECONNECT, "could not watch the connection's socket");
+        break;
+    case PGRES_POLLING_OK:
+        connected(conn);
+        break;
+    case PGRES_POLLING_FAILED:
+    default:
+        connect_failed(conn, PGEV_ECONNECT, "could not connect to the server");
+        break;
+    }
+}
+
+static void
+on_io(pgev_conn *conn, bool readable, bool writable)
+{
+    pgev_conn_enter_dispatch(conn);
+    if (!conn->connected && conn->pg) {
+        connect_step(conn);
+    } else if (conn->state == PGEV_CONN_READY || conn->state == PGEV_CONN_CLOSING) {
+        if (readable && !PQconsumeInput(conn->pg)) {
+            connect_failed(conn, PGEV_ECONNLOST, "connection lost");
+        } else {
+            /* Unsent bytes go first: the server may be waiting on them
+             * before it can send more results. */
+            if (conn->want_write && (readable || writable))
+                pgev_flush(conn);
+            if (!conn->broken)
+                pgev_read_results(conn);
+            pump(conn);
+        }
+    }
+    pgev_conn_leave_dispatch(conn);
+}
+
+static void
+on_timeout(pgev_conn *conn)
+{
+    pgev_conn_enter_dispatch(conn);
+    if (!conn->connected && conn->pg) {
+        pgev_error err;
+        pgev_error_set(&err, PGEV_ETIMEOUT, "could not connect within %d ms (connect timeout)",
+                       conn->connect_timeout_ms);
+        pgev_conn_fail(conn, PGEV_ETIMEOUT, &err);
+    }
+    pgev_conn_leave_dispatch(conn);
+}
+
+/* Deferred work: reporting a failure found outside the loop, and the
+ * flush after queries submitted from outside a pgev callback. */
+static void
+on_deferred(pgev_conn *conn)
+{
+    pgev_conn_enter_dispatch(conn);
+    if (conn->connect_failed_early) {
+        conn->connect_failed_early = false;
+        pgev_error err;
+        pgev_error_copy(&err, &conn->error);
+        pgev_conn_fail(conn, PGEV_ECONNECT, &err);
+    } else {
+        if (!conn->connected && conn->fd < 0 && conn->pg)
+            connect_step(conn);
+        pump(conn);
+    }
+    pgev_conn_leave_dispatch(conn);
+}
+
+/* connect_timeout from the conninfo, in ms, or 0. */
+static int
+conninfo_timeout_ms(PGconn *pg)
+{
+    int ms = 0;
+    PQconninfoOption *opts = PQconninfo(pg);
+    if (!opts)
+        return 0;
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val && o->val[0]) {
+            int s = atoi(o->val);
+            if (s > 0)
+                ms = s > 2 ? s * 1000 : 2000; /* libpq's own minimum is 2 s */
+        }
+    }
+    PQconninfoFree(opts);
+    return ms;
+}
+
+pgev_conn *
+pgev_conn_new(struct event_base *base, const char *conninfo, const pgev_conn_options *opts)
+{
+    if (!base || !conninfo)
+        return NULL;
+    pgev_conn *conn = calloc(1, sizeof(*conn));
+    if (!conn)
+        return NULL;
+    pgev_conn_options defaults = { 0 };
+    if (!opts)
+        opts = &defaults;
+    conn->state = PGEV_CONN_CONNECTING;
+    conn->fd = -1;
+    conn->max_pending = opts->max_pending > 0 ? opts->max_pending : PGEV_DEFAULT_MAX_PENDING;
+    conn->max_inflight = opts->max_inflight > 0 ? opts->max_inflight : PGEV_DEFAULT_MAX_INFLIGHT;
+    conn->on_connect = opts->on_connect;
+    conn->on_disconnect = opts->on_disconnect;
+    conn->on_notice = opts->on_notice;
+    conn->arg = opts->arg;
+    conn->loop = pgev_loop_new(base, conn, on_io, on_timeout, on_deferred);
+    if (!conn->loop) {
+        free(conn);
+        return NULL;
+    }
+
+    /* expand_dbname lets "dbname" carry a whole conninfo string or URI. */
+    const char *const keywords[] = { "dbname", NULL };
+    const char *const values[] = { conninfo, NULL };
+    conn->pg = PQconnectStartParams(keywords, values, 1);
+    if (!conn->pg) {
+        pgev_loop_free(conn->loop);
+        free(conn);
+        return NULL;
+    }
+    PQsetNoticeReceiver(conn->pg, notice_receiver, conn);
+
+    if (PQstatus(conn->pg) == CONNECTION_BAD) {
+        /* Malformed conninfo, unknown host and the like: known now, but
+         * reported from the loop like every other outcome. */
+        pgev_error_from_conn(&conn->error, PGEV_ECONNECT, conn->pg, "could not start connecting");
+        snprintf(conn->errmsg, sizeof(conn->errmsg), "%s", pgev_error_message(&conn->error));
+        conn->has_error = true;
+        conn->connect_failed_early = true;
+        pgev_loop_defer(conn->loop);
+        return conn;
+    }
+
+    conn->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms
+                                                            : conninfo_timeout_ms(conn->pg);
+    if (conn->connect_timeout_ms <= 0)
+        conn->connect_timeout_ms = PGEV_DEFAULT_CONNECT_TIMEOUT_MS;
+    pgev_loop_timer(conn->loop, conn->connect_timeout_ms);
+
+    /* libpq: before the first poll, behave as if it asked for writability. */
+    conn->fd = PQsocket(conn->pg);
+    if (conn->fd < 0 || pgev_loop_watch(conn->loop, conn->fd, false, true) != 0) {
+        conn->fd = -1;
+        pgev_loop_defer(conn->loop);
+    }
+    return conn;
+}
+
+static void
+real_free(pgev_conn *conn)
+{
+    /* Callbacks run below may call pgev_conn_free() or submit: the former
+     * is a no-op now, the latter is refused (ECLOSED). */
+    conn->free_requested = true;
+    conn->dispatch_depth++;
+    pgev_error err;
+    pgev_error_set(&err, PGEV_ECANCELLED, "cancelled: the connection was freed");
+    pgev_fail_all(conn, PGEV_ECANCELLED, &err);
+    conn->dispatch_depth--;
+    close_pg(conn);
+    pgev_loop_free(conn->loop);
+    pgev_nodes_free_all(conn);
+    free(conn);
+}
+
+void
+pgev_conn_free(pgev_conn *conn)
+{
+    if (!conn || conn->free_requested)
+        return;
+    if (conn->dispatch_depth > 0) {
+        conn->free_requested = true;
+        /* Normally the dispatch that is running finishes the free; the
+         * defer guarantees it even from an unexpected path. */
+        pgev_loop_defer(conn->loop);
+        return;
+    }
+    real_free(conn);
+}
+
+int
+pgev_conn_close(pgev_conn *conn)
+{
+    if (!conn)
+        return PGEV_EINVAL;
+    if (conn->state != PGEV_CONN_CONNECTING && conn->state != PGEV_CONN_READY)
+        return PGEV_OK;
+    if (conn->in_batch) {
+        int rc = pgev_conn_batch_end(conn, NULL, NULL);
+        if (rc < 0)
+            return rc;
+    }
+    conn_set_state(conn, PGEV_CONN_CLOSING);
+    pgev_loop_defer(conn->loop);
+    return PGEV_OK;
+}
+
+pgev_conn_state_t
+pgev_conn_state(const pgev_conn *conn)
+{
+    return conn ? conn->state : PGEV_CONN_FAILED;
+}
+
+const pgev_error *
+pgev_conn_error(const pgev_conn *conn)
+{
+    return conn && conn->has_error ? &conn->error : NULL;
+}
+
+const char *
+pgev_conn_errmsg(const pgev_conn *conn)
+{
+    return conn ? conn->errmsg : "connection is NULL";
+}
+
+int
+pgev_conn_pending(const pgev_conn *conn)
+{
+    return conn ? conn->pending.count : 0;
+}
+
+int
+pgev_conn_inflight(const pgev_conn *conn)
+{
+    return conn ? conn->inflight.count : 0;
+}
+
+PGconn *
+pgev_conn_pg(const pgev_conn *conn)
+{
+    return conn ? conn->pg : NULL;
+}
+
+struct event_base *
+pgev_conn_base(const pgev_conn *conn)
+{
+    return conn ? pgev_loop_base(conn->loop) : NULL;
+}

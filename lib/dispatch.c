@@ -1,0 +1,255 @@
+/*
+ * The receive side of the pipeline: results from libpq are matched to the
+ * node at the head of the in-flight FIFO and handed to its callbacks.
+ *
+ * For each query libpq returns its results, then NULL; after a Sync it
+ * returns one PGRES_PIPELINE_SYNC. Queries after a failure, up to the next
+ * Sync, come back as PGRES_PIPELINE_ABORTED.
+ */
+#include "pgev-internal.h"
+
+#include <string.h>
+
+/* Rows per chunk when libpq has chunked-rows mode (17+). */
+#define STREAM_CHUNK_ROWS 256
+
+static void
+lost(pgev_conn *conn, const pgev_error *why)
+{
+    pgev_conn_fail(conn, PGEV_ECONNLOST, why);
+}
+
+static void
+lost_from_conn(pgev_conn *conn)
+{
+    pgev_error err;
+    pgev_error_from_conn(&err, PGEV_ECONNLOST, conn->pg, "connection lost");
+    lost(conn, &err);
+}
+
+/* Streaming: single-row mode (libpq < 17) or chunks, chosen before any of
+ * this query's results are parsed. It fails harmlessly for a query of an
+ * aborted segment, which has no rows anyway. */
+static void
+set_row_mode(pgev_conn *conn, pgev_node *node)
+{
+    node->row_mode_set = true;
+#ifdef HAVE_PQSETCHUNKEDROWSMODE
+    (void)PQsetChunkedRowsMode(conn->pg, STREAM_CHUNK_ROWS);
+#else
+    (void)PQsetSingleRowMode(conn->pg);
+#endif
+}
+
+/* Severity FATAL or PANIC: the server ends the session after this error. */
+static bool
+is_fatal(const PGresult *res)
+{
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    return sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0);
+}
+
+/* The first failure inside an atomic batch is what the batch reports. */
+static void
+note_segment_failure(pgev_conn *conn, int status, const pgev_error *err)
+{
+    if (conn->segment_status != PGEV_OK)
+        return;
+    conn->segment_status = status;
+    pgev_error_copy(&conn->segment_error, err);
+}
+
+static void
+complete_query(pgev_conn *conn, pgev_node *node)
+{
+    pgev_error err;
+    const pgev_error *errp = NULL;
+    PGresult *pg = node->result;
+
+    if (node->status == PGEV_ESERVER) {
+        pgev_error_from_result(&err, PGEV_ESERVER, node->error_result);
+        errp = &err;
+        pg = node->error_result;
+    } else if (node->status == PGEV_EABORTED) {
+        pgev_error_set(&err, PGEV_EABORTED,
+                       "not run: an earlier query in the same atomic batch failed");
+        errp = &err;
+        pg = NULL;
+    } else if (node->status != PGEV_OK) {
+        pgev_error_set(&err, node->status, "%s", pgev_strerror(node->status));
+        errp = &err;
+    }
+    if (errp && !node->sync_after)
+        note_segment_failure(conn, node->status, errp);
+    if (node->sync_after)
+        conn->expect_sync = true;
+
+    pgev_result res = {
+        .status = node->status,
+        .query_id = node->id,
+        .rows = node->on_rows ? node->rows : (node->result ? PQntuples(node->result) : 0),
+        .pg = pg,
+        .tag_source = node->result,
+        .error = errp,
+    };
+    if (node->on_done)
+        node->on_done(conn, &res, node->arg);
+    /* A stolen result is the caller's now; do not clear it. */
+    if (pg && !res.pg) {
+        if (pg == node->result)
+            node->result = NULL;
+        else if (pg == node->error_result)
+            node->error_result = NULL;
+    }
+    pgev_node_release(conn, node);
+}
+
+static void
+complete_sync(pgev_conn *conn, pgev_node *node)
+{
+    pgev_result res = {
+        .status = conn->segment_status,
+        .query_id = node->id,
+        .error = conn->segment_status != PGEV_OK ? &conn->segment_error : NULL,
+    };
+    conn->segment_status = PGEV_OK;
+    if (node->on_done)
+        node->on_done(conn, &res, node->arg);
+    pgev_node_release(conn, node);
+}
+
+static void
+deliver_rows(pgev_conn *conn, pgev_node *node, PGresult *rows)
+{
+    int n = PQntuples(rows);
+    node->rows += n;
+    pgev_result res = {
+        .status = PGEV_OK,
+        .query_id = node->id,
+        .rows = n,
+        .pg = rows,
+        .tag_source = NULL,
+    };
+    node->on_rows(conn, &res, node->arg);
+    if (res.pg)
+        PQclear(rows);
+}
+
+/* Handles one result for the head query. Returns false to stop reading. */
+static bool
+query_result(pgev_conn *conn, pgev_node *node, PGresult *res)
+{
+    switch (PQresultStatus(res)) {
+    case PGRES_SINGLE_TUPLE:
+#ifdef HAVE_PQSETCHUNKEDROWSMODE
+    case PGRES_TUPLES_CHUNK:
+#endif
+        if (node->on_rows && node->status == PGEV_OK) {
+            deliver_rows(conn, node, res);
+            return !conn->free_requested;
+        }
+        PQclear(res);
+        return true;
+    case PGRES_TUPLES_OK:
+    case PGRES_COMMAND_OK:
+    case PGRES_EMPTY_QUERY:
+        PQclear(node->result);
+        node->result = res;
+        return true;
+    case PGRES_FATAL_ERROR:
+        if (is_fatal(res) || PQstatus(conn->pg) == CONNECTION_BAD) {
+            /* The session is over: this query and every other one learns
+             * it as a lost connection, with the server's reason. */
+            pgev_error err;
+            pgev_error_from_result(&err, PGEV_ECONNLOST, res);
+            pgev_error copy;
+            pgev_error_copy(&copy, &err);
+            PQclear(res);
+            lost(conn, &copy);
+            return false;
+        }
+        if (node->status == PGEV_OK) {
+            node->status = PGEV_ESERVER;
+            PQclear(node->error_result);
+            node->error_result = res;
+        } else {
+            PQclear(res);
+        }
+        return true;
+    case PGRES_PIPELINE_ABORTED:
+        if (node->status == PGEV_OK)
+            node->status = PGEV_EABORTED;
+        PQclear(res);
+        return true;
+    default: {
+        /* COPY and anything else pipeline mode cannot carry. */
+        pgev_error err;
+        pgev_error_set(&err, PGEV_ECONNLOST,
+                       "unexpected result status %s in pipeline mode (COPY is not supported here)",
+                       PQresStatus(PQresultStatus(res)));
+        PQclear(res);
+        lost(conn, &err);
+        return false;
+    }
+    }
+}
+
+void
+pgev_read_results(pgev_conn *conn)
+{
+    while (!conn->free_requested && conn->state != PGEV_CONN_FAILED && conn->pg) {
+        pgev_node *node = conn->inflight.head;
+        if (!node && !conn->expect_sync) {
+            /* Idle: parse what arrived anyway, so notices are delivered. */
+            (void)PQisBusy(conn->pg);
+            break;
+        }
+        bool want_sync = conn->expect_sync || node->kind == PGEV_NODE_SYNC;
+        if (!want_sync && node->on_rows && !node->row_mode_set)
+            set_row_mode(conn, node);
+        if (PQisBusy(conn->pg))
+            break;
+        PGresult *res = PQgetResult(conn->pg);
+
+        if (want_sync) {
+            if (res && PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+                PQclear(res);
+                if (conn->expect_sync) {
+                    conn->expect_sync = false;
+                } else {
+                    pgev_fifo_pop(&conn->inflight);
+                    complete_sync(conn, node);
+                }
+                continue;
+            }
+            if (res && PQresultStatus(res) == PGRES_FATAL_ERROR) {
+                pgev_error err, copy;
+                pgev_error_from_result(&err, PGEV_ECONNLOST, res);
+                pgev_error_copy(&copy, &err);
+                PQclear(res);
+                lost(conn, &copy);
+                return;
+            }
+            PQclear(res);
+            if (PQstatus(conn->pg) == CONNECTION_BAD) {
+                lost_from_conn(conn);
+            } else {
+                pgev_error err;
+                pgev_error_set(&err, PGEV_ECONNLOST, "protocol out of step: expected a pipeline Sync");
+                lost(conn, &err);
+            }
+            return;
+        }
+
+        if (!res) {
+            pgev_fifo_pop(&conn->inflight);
+            complete_query(conn, node);
+            continue;
+        }
+        if (!query_result(conn, node, res))
+            return;
+    }
+    if (conn->pg && !conn->free_requested && PQstatus(conn->pg) == CONNECTION_BAD &&
+        conn->state != PGEV_CONN_FAILED)
+        lost_from_conn(conn);
+}

@@ -1,0 +1,160 @@
+/*
+ * The event-loop adapter: every libevent call pgev makes is in this file.
+ * A connection gets a read event (armed whenever there is a socket), a
+ * write event (armed only while libpq holds unsent bytes, or while a
+ * connect poll asks for it), one timer and one deferred-work event.
+ */
+#include "pgev-internal.h"
+
+#include <stdlib.h>
+
+#include <event2/event.h>
+
+struct pgev_loop {
+    struct event_base *base;
+    pgev_conn *conn;
+    pgev_loop_io_fn on_io;
+    pgev_loop_fn on_timeout;
+    pgev_loop_fn on_deferred;
+    int fd;
+    bool reading;
+    bool writing;
+    bool deferred;          /* defer_ev is active and has not run yet */
+    struct event *read_ev;
+    struct event *write_ev;
+    struct event *timer_ev;
+    struct event *defer_ev;
+};
+
+static void
+io_cb(evutil_socket_t fd, short what, void *arg)
+{
+    pgev_loop *loop = arg;
+    (void)fd;
+    loop->on_io(loop->conn, (what & EV_READ) != 0, (what & EV_WRITE) != 0);
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    pgev_loop *loop = arg;
+    (void)fd;
+    (void)what;
+    loop->on_timeout(loop->conn);
+}
+
+static void
+defer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    pgev_loop *loop = arg;
+    (void)fd;
+    (void)what;
+    loop->deferred = false;
+    loop->on_deferred(loop->conn);
+}
+
+pgev_loop *
+pgev_loop_new(struct event_base *base, pgev_conn *conn, pgev_loop_io_fn on_io,
+              pgev_loop_fn on_timeout, pgev_loop_fn on_deferred)
+{
+    pgev_loop *loop = calloc(1, sizeof(*loop));
+    if (!loop)
+        return NULL;
+    loop->base = base;
+    loop->conn = conn;
+    loop->on_io = on_io;
+    loop->on_timeout = on_timeout;
+    loop->on_deferred = on_deferred;
+    loop->fd = -1;
+    loop->timer_ev = evtimer_new(base, timer_cb, loop);
+    loop->defer_ev = event_new(base, -1, 0, defer_cb, loop);
+    if (!loop->timer_ev || !loop->defer_ev) {
+        pgev_loop_free(loop);
+        return NULL;
+    }
+    return loop;
+}
+
+static void
+drop_io_events(pgev_loop *loop)
+{
+    if (loop->read_ev) {
+        event_free(loop->read_ev);
+        loop->read_ev = NULL;
+    }
+    if (loop->write_ev) {
+        event_free(loop->write_ev);
+        loop->write_ev = NULL;
+    }
+    loop->reading = loop->writing = false;
+    loop->fd = -1;
+}
+
+void
+pgev_loop_free(pgev_loop *loop)
+{
+    if (!loop)
+        return;
+    drop_io_events(loop);
+    if (loop->timer_ev)
+        event_free(loop->timer_ev);
+    if (loop->defer_ev)
+        event_free(loop->defer_ev);
+    free(loop);
+}
+
+/*
+ * Idempotent: only what changed is touched, so calling it after every
+ * flush costs nothing when interest is unchanged.
+ */
+int
+pgev_loop_watch(pgev_loop *loop, int fd, bool want_read, bool want_write)
+{
+    if (fd != loop->fd) {
+        drop_io_events(loop);
+        if (fd < 0)
+            return 0;
+        loop->read_ev = event_new(loop->base, fd, EV_READ | EV_PERSIST, io_cb, loop);
+        loop->write_ev = event_new(loop->base, fd, EV_WRITE | EV_PERSIST, io_cb, loop);
+        if (!loop->read_ev || !loop->write_ev) {
+            drop_io_events(loop);
+            return -1;
+        }
+        loop->fd = fd;
+    }
+    if (want_read != loop->reading) {
+        if ((want_read ? event_add(loop->read_ev, NULL) : event_del(loop->read_ev)) != 0)
+            return -1;
+        loop->reading = want_read;
+    }
+    if (want_write != loop->writing) {
+        if ((want_write ? event_add(loop->write_ev, NULL) : event_del(loop->write_ev)) != 0)
+            return -1;
+        loop->writing = want_write;
+    }
+    return 0;
+}
+
+int
+pgev_loop_timer(pgev_loop *loop, int ms)
+{
+    if (ms < 0)
+        return event_del(loop->timer_ev);
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    return event_add(loop->timer_ev, &tv);
+}
+
+void
+pgev_loop_defer(pgev_loop *loop)
+{
+    if (!loop->deferred) {
+        loop->deferred = true;
+        event_active(loop->defer_ev, 0, 0);
+    }
+}
+
+struct event_base *
+pgev_loop_base(const pgev_loop *loop)
+{
+    return loop->base;
+}

@@ -1,0 +1,245 @@
+/*
+ * pgev private structures. Nothing here is part of the API.
+ *
+ * Shape of a connection:
+ *
+ *   submit ──► pending FIFO ──(send: PQsend* and PQpipelineSync)──► inflight FIFO ──(results)──► callback
+ *
+ * A node is a query or a Sync marker; both travel through the same two
+ * FIFOs so that their order on the wire is exactly the order of submission.
+ */
+#ifndef PGEV_INTERNAL_H
+#define PGEV_INTERNAL_H
+
+#include "config.h"
+
+#include <stdint.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "pgev.h"
+
+/* ------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------ */
+
+#define PGEV_ERRMSG_MAX 512
+
+/*
+ * Server errors point into the PGresult they came from; client errors keep
+ * their message in `buf`. Either way the struct lives as long as whatever
+ * holds it (a stack frame during a callback, or the connection).
+ */
+struct pgev_error {
+    int code;
+    const char *sqlstate;
+    const char *severity;
+    const char *message;
+    const char *detail;
+    const char *hint;
+    int position;
+    char buf[PGEV_ERRMSG_MAX];
+};
+
+/* Fills `err` as a client-side error with a printf-style message. */
+void pgev_error_set(pgev_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Fills `err` from a result holding a server error or notice (fields borrowed from it). */
+void pgev_error_from_result(pgev_error *err, int code, const PGresult *res);
+/* Fills `err` from libpq's connection error message, with a fallback text. */
+void pgev_error_from_conn(pgev_error *err, int code, const PGconn *pg, const char *fallback);
+/* Deep-copies src into dst so dst no longer borrows from a PGresult. */
+void pgev_error_copy(pgev_error *dst, const pgev_error *src);
+
+/* ------------------------------------------------------------------------
+ * Results
+ * ------------------------------------------------------------------------ */
+
+/* Built on the stack for each callback; never allocated. */
+struct pgev_result {
+    int status;
+    int64_t query_id;
+    int64_t rows;           /* rows in this delivery, or total streamed */
+    PGresult *pg;           /* borrowed unless stolen (then NULL) */
+    PGresult *tag_source;   /* where the command tag comes from (may equal pg) */
+    const pgev_error *error;
+};
+
+/* ------------------------------------------------------------------------
+ * Queue nodes
+ * ------------------------------------------------------------------------ */
+
+enum pgev_node_kind {
+    PGEV_NODE_QUERY,    /* PQsendQueryParams */
+    PGEV_NODE_PREPARE,  /* PQsendPrepare */
+    PGEV_NODE_EXECUTE,  /* PQsendQueryPrepared */
+    PGEV_NODE_SYNC      /* PQpipelineSync ending an atomic batch */
+};
+
+typedef struct pgev_node pgev_node;
+
+struct pgev_node {
+    pgev_node *next;
+    enum pgev_node_kind kind;
+    int64_t id;
+    unsigned flags;
+    /* A Sync follows this query directly (isolated query): saves a node. */
+    bool sync_after;
+    /* Per-query receive state, valid while in flight. */
+    bool row_mode_set;
+    bool aborted_batch_member;
+    pgev_result_cb on_rows;
+    pgev_result_cb on_done;
+    void *arg;
+    int64_t rows;           /* rows streamed so far */
+    PGresult *result;       /* the buffered or final result */
+    PGresult *error_result; /* PGRES_FATAL_ERROR, kept for its fields */
+    int status;             /* PGEV_OK until something fails */
+    /* A query waiting in the pending FIFO owns copies of what it sends;
+     * one allocation `payload` holds them all. A query sent at submit
+     * time borrows the caller's arrays and never fills these. */
+    char *payload;
+    const char *sql;        /* or the statement name for EXECUTE/PREPARE */
+    const char *stmt_sql;   /* PREPARE: the SQL text */
+    int nparams;
+    const Oid *param_types;
+    const char *const *param_values;
+    const int *param_lengths;
+    const int *param_formats;
+    int result_format;
+};
+
+/* A FIFO of nodes with O(1) push and pop. */
+typedef struct pgev_fifo {
+    pgev_node *head;
+    pgev_node *tail;
+    int count;              /* queries only: Sync nodes do not count */
+} pgev_fifo;
+
+static inline void
+pgev_fifo_push(pgev_fifo *q, pgev_node *n)
+{
+    n->next = NULL;
+    if (q->tail)
+        q->tail->next = n;
+    else
+        q->head = n;
+    q->tail = n;
+    if (n->kind != PGEV_NODE_SYNC)
+        q->count++;
+}
+
+static inline pgev_node *
+pgev_fifo_pop(pgev_fifo *q)
+{
+    pgev_node *n = q->head;
+    if (!n)
+        return NULL;
+    q->head = n->next;
+    if (!q->head)
+        q->tail = NULL;
+    n->next = NULL;
+    if (n->kind != PGEV_NODE_SYNC)
+        q->count--;
+    return n;
+}
+
+/* ------------------------------------------------------------------------
+ * Event-loop adapter (lib/loop.c): the only file that includes libevent.
+ * ------------------------------------------------------------------------ */
+
+typedef struct pgev_loop pgev_loop;
+
+typedef void (*pgev_loop_io_fn)(pgev_conn *conn, bool readable, bool writable);
+typedef void (*pgev_loop_fn)(pgev_conn *conn);
+
+pgev_loop *pgev_loop_new(struct event_base *base, pgev_conn *conn, pgev_loop_io_fn on_io,
+                         pgev_loop_fn on_timeout, pgev_loop_fn on_deferred);
+void pgev_loop_free(pgev_loop *loop);
+/* Watches fd for reading (always) and writing (when `want_write`). fd < 0 stops watching. */
+int pgev_loop_watch(pgev_loop *loop, int fd, bool want_read, bool want_write);
+/* One-shot timer; ms < 0 cancels it. */
+int pgev_loop_timer(pgev_loop *loop, int ms);
+/* Runs on_deferred once from the loop, soon (idempotent until it runs). */
+void pgev_loop_defer(pgev_loop *loop);
+struct event_base *pgev_loop_base(const pgev_loop *loop);
+
+/* ------------------------------------------------------------------------
+ * The connection
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Connection state machine (one setter: conn_set_state in conn.c):
+ *
+ *   CONNECTING ──► READY ──► CLOSING ──► CLOSED
+ *        │           │          │
+ *        └───────────┴──────────┴──────► FAILED
+ */
+struct pgev_conn {
+    pgev_conn_state_t state;
+    PGconn *pg;
+    pgev_loop *loop;
+    int fd;                 /* the socket currently watched; re-read after every connect poll */
+    bool connected;         /* PQconnectPoll reported OK; pipeline mode is on */
+    bool connect_failed_early; /* PQconnectStart failed: report from the loop */
+    bool broken;            /* libpq failed outside the loop: fail from the loop */
+    bool want_write;        /* libpq holds unsent bytes (PQflush returned 1) */
+    bool flush_needed;      /* queries were handed to libpq since the last flush */
+    bool in_batch;          /* between batch_begin and batch_end */
+    bool expect_sync;       /* the next result is the Sync of the head query's segment */
+    bool free_requested;    /* pgev_conn_free() inside a callback: done when it returns */
+    int dispatch_depth;     /* > 0 while user callbacks may run up the stack */
+
+    pgev_fifo pending;      /* accepted, not yet sent */
+    pgev_fifo inflight;     /* sent, awaiting results */
+    pgev_node *free_nodes;  /* recycled nodes, bounded by free_count */
+    int free_count;
+
+    /* Status of the open atomic-batch segment being received: the first
+     * failure in it, reported to the batch's on_done. */
+    int segment_status;
+    pgev_error segment_error;
+
+    int64_t next_id;
+    int max_pending;
+    int max_inflight;
+    int connect_timeout_ms;
+    size_t unflushed_bytes; /* estimate, to flush libpq's buffer before it grows large */
+
+    pgev_conn_cb on_connect;
+    pgev_conn_cb on_disconnect;
+    pgev_notice_cb on_notice;
+    void *arg;
+
+    pgev_error broken_error; /* why, when `broken` */
+    pgev_error error;       /* connection-level error */
+    bool has_error;
+    char errmsg[PGEV_ERRMSG_MAX]; /* last refused call, or the connection error */
+};
+
+/* conn.c */
+void pgev_conn_fail(pgev_conn *conn, int code, const pgev_error *why);
+void pgev_conn_refuse(pgev_conn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pgev_conn_update_watch(pgev_conn *conn);
+void pgev_conn_enter_dispatch(pgev_conn *conn);
+/* Returns false when the connection was freed and must not be touched. */
+bool pgev_conn_leave_dispatch(pgev_conn *conn);
+void pgev_conn_maybe_closed(pgev_conn *conn);
+
+/* query.c */
+pgev_node *pgev_node_alloc(pgev_conn *conn);
+void pgev_node_release(pgev_conn *conn, pgev_node *node);
+void pgev_nodes_free_all(pgev_conn *conn);
+/* Hands pending nodes to libpq while the window and socket allow. */
+void pgev_send_pending(pgev_conn *conn);
+/* Flushes libpq's output; on failure the connection fails. Returns false then. */
+bool pgev_flush(pgev_conn *conn);
+/* Completes a node's callback with the given status and error (no result). */
+void pgev_node_complete_error(pgev_conn *conn, pgev_node *node, int code, const pgev_error *err);
+/* Fails every pending and in-flight node with code/err. */
+void pgev_fail_all(pgev_conn *conn, int code, const pgev_error *err);
+
+/* dispatch.c */
+void pgev_read_results(pgev_conn *conn);
+
+#endif /* PGEV_INTERNAL_H */

@@ -1,0 +1,504 @@
+/*
+ * Submitting queries: validation, the pending FIFO, handing queries to
+ * libpq (the send side of the pipeline) and flushing.
+ *
+ * A query is sent during the submit call when nothing is queued ahead of
+ * it, the window has room and libpq's buffer is draining; it then borrows
+ * the caller's arrays, which libpq copies into its output buffer. Otherwise
+ * it waits in the pending FIFO with its own copy of everything it sends.
+ */
+#include "pgev-internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Recycled nodes kept per connection: enough for a full window of churn. */
+#define NODE_CACHE_MAX 1024
+/* Flush libpq's output once about this much was handed to it, so its
+ * buffer never grows large (libpq then retries send() on every call). */
+#define FLUSH_THRESHOLD (32 * 1024)
+
+pgev_node *
+pgev_node_alloc(pgev_conn *conn)
+{
+    pgev_node *node = conn->free_nodes;
+    if (node) {
+        conn->free_nodes = node->next;
+        conn->free_count--;
+    } else {
+        node = malloc(sizeof(*node));
+        if (!node)
+            return NULL;
+    }
+    memset(node, 0, sizeof(*node));
+    return node;
+}
+
+void
+pgev_node_release(pgev_conn *conn, pgev_node *node)
+{
+    PQclear(node->result);
+    PQclear(node->error_result);
+    free(node->payload);
+    if (conn->free_count < NODE_CACHE_MAX) {
+        node->next = conn->free_nodes;
+        conn->free_nodes = node;
+        conn->free_count++;
+    } else {
+        free(node);
+    }
+}
+
+void
+pgev_nodes_free_all(pgev_conn *conn)
+{
+    while (conn->free_nodes) {
+        pgev_node *next = conn->free_nodes->next;
+        free(conn->free_nodes);
+        conn->free_nodes = next;
+    }
+    conn->free_count = 0;
+}
+
+/*
+ * Completes a node that gets no result (lost connection, cancelled...).
+ * The result handed to the callback carries only the error.
+ */
+void
+pgev_node_complete_error(pgev_conn *conn, pgev_node *node, int code, const pgev_error *err)
+{
+    pgev_error local;
+    pgev_error_copy(&local, err);
+    local.code = code;
+    pgev_result res = {
+        .status = code,
+        .query_id = node->id,
+        .rows = node->rows,
+        .error = &local,
+    };
+    if (node->on_done)
+        node->on_done(conn, &res, node->arg);
+    pgev_node_release(conn, node);
+}
+
+void
+pgev_fail_all(pgev_conn *conn, int code, const pgev_error *err)
+{
+    /* In-flight first: they were submitted first. Detach each node before
+     * its callback runs, so a callback that frees the connection (deferred)
+     * or inspects the counts sees a consistent queue. */
+    pgev_fifo *queues[2] = { &conn->inflight, &conn->pending };
+    for (int i = 0; i < 2; i++) {
+        pgev_node *node;
+        while ((node = pgev_fifo_pop(queues[i])) != NULL)
+            pgev_node_complete_error(conn, node, code, err);
+    }
+    conn->expect_sync = false;
+}
+
+static void
+mark_broken(pgev_conn *conn, const char *fallback)
+{
+    if (conn->broken)
+        return;
+    conn->broken = true;
+    pgev_error_from_conn(&conn->broken_error, PGEV_ECONNLOST, conn->pg, fallback);
+}
+
+bool
+pgev_flush(pgev_conn *conn)
+{
+    int rc = PQflush(conn->pg);
+    conn->flush_needed = false;
+    if (rc < 0) {
+        mark_broken(conn, "could not send data to the server");
+        return false;
+    }
+    conn->want_write = rc == 1;
+    if (!conn->want_write)
+        conn->unflushed_bytes = 0;
+    return true;
+}
+
+static int
+pipeline_sync(PGconn *pg)
+{
+#ifdef HAVE_PQSENDPIPELINESYNC
+    return PQsendPipelineSync(pg);   /* no flush: pgev flushes once per burst */
+#else
+    return PQpipelineSync(pg);       /* libpq < 17 flushes here */
+#endif
+}
+
+/* Rough size of what the node adds to libpq's output buffer. */
+static size_t
+wire_estimate(const pgev_node *node)
+{
+    size_t n = 32 + (size_t)node->nparams * 8;
+    if (node->kind == PGEV_NODE_QUERY && node->sql)
+        n += strlen(node->sql);
+    else if (node->kind == PGEV_NODE_PREPARE && node->stmt_sql)
+        n += strlen(node->stmt_sql);
+    if (node->param_lengths && node->param_formats) {
+        for (int i = 0; i < node->nparams; i++)
+            if (node->param_formats[i] == 1)
+                n += (size_t)node->param_lengths[i];
+    }
+    return n;
+}
+
+/*
+ * Hands one node to libpq and appends it to the in-flight FIFO (also on
+ * failure: it was accepted, so it completes with the connection's fate).
+ */
+static bool
+send_node(pgev_conn *conn, pgev_node *node)
+{
+    int ok;
+    switch (node->kind) {
+    case PGEV_NODE_QUERY:
+        ok = PQsendQueryParams(conn->pg, node->sql, node->nparams, node->param_types,
+                               node->param_values, node->param_lengths, node->param_formats,
+                               node->result_format);
+        break;
+    case PGEV_NODE_PREPARE:
+        ok = PQsendPrepare(conn->pg, node->sql, node->stmt_sql, node->nparams, node->param_types);
+        break;
+    case PGEV_NODE_EXECUTE:
+        ok = PQsendQueryPrepared(conn->pg, node->sql, node->nparams, node->param_values,
+                                 node->param_lengths, node->param_formats, node->result_format);
+        break;
+    case PGEV_NODE_SYNC:
+        ok = pipeline_sync(conn->pg);
+        break;
+    default:
+        ok = 0;
+        break;
+    }
+    if (ok && node->sync_after)
+        ok = pipeline_sync(conn->pg);
+    conn->unflushed_bytes += wire_estimate(node);
+    conn->flush_needed = true;
+
+    /* The arrays were borrowed, or are copies libpq no longer needs. */
+    free(node->payload);
+    node->payload = NULL;
+    node->sql = node->stmt_sql = NULL;
+    node->param_types = NULL;
+    node->param_values = NULL;
+    node->param_lengths = NULL;
+    node->param_formats = NULL;
+    pgev_fifo_push(&conn->inflight, node);
+
+    if (!ok) {
+        mark_broken(conn, "libpq could not queue the query");
+        return false;
+    }
+    if (conn->unflushed_bytes >= FLUSH_THRESHOLD)
+        return pgev_flush(conn);
+    return true;
+}
+
+static bool
+can_send(const pgev_conn *conn, const pgev_node *node)
+{
+    if (!conn->connected || conn->broken || conn->want_write || conn->free_requested)
+        return false;
+    if (conn->state != PGEV_CONN_READY && conn->state != PGEV_CONN_CLOSING)
+        return false;
+    return node->kind == PGEV_NODE_SYNC || conn->inflight.count < conn->max_inflight;
+}
+
+void
+pgev_send_pending(pgev_conn *conn)
+{
+    pgev_node *node;
+    while ((node = conn->pending.head) != NULL && can_send(conn, node)) {
+        pgev_fifo_pop(&conn->pending);
+        if (!send_node(conn, node))
+            return;
+    }
+}
+
+/* Copies what the node borrows into one allocation owned by the node. */
+static int
+copy_payload(pgev_node *node)
+{
+    int n = node->nparams;
+    size_t sql_len = node->sql ? strlen(node->sql) + 1 : 0;
+    size_t stmt_len = node->stmt_sql ? strlen(node->stmt_sql) + 1 : 0;
+    size_t size = 0;
+    size_t off_values = size;
+    size += node->param_values ? (size_t)n * sizeof(char *) : 0;
+    size_t off_types = size;
+    size += node->param_types ? (size_t)n * sizeof(Oid) : 0;
+    size_t off_lengths = size;
+    size += node->param_lengths ? (size_t)n * sizeof(int) : 0;
+    size_t off_formats = size;
+    size += node->param_formats ? (size_t)n * sizeof(int) : 0;
+    size_t off_bytes = size;
+    for (int i = 0; node->param_values && i < n; i++) {
+        const char *v = node->param_values[i];
+        if (!v)
+            continue;
+        bool binary = node->param_formats && node->param_formats[i] == 1;
+        size += binary ? (size_t)node->param_lengths[i] : strlen(v) + 1;
+    }
+    size_t off_sql = size;
+    size += sql_len + stmt_len;
+
+    char *buf = malloc(size ? size : 1);
+    if (!buf)
+        return PGEV_ENOMEM;
+    char *bytes = buf + off_bytes;
+    if (node->param_values) {
+        const char **values = (const char **)(void *)(buf + off_values);
+        for (int i = 0; i < n; i++) {
+            const char *v = node->param_values[i];
+            if (!v) {
+                values[i] = NULL;
+                continue;
+            }
+            bool binary = node->param_formats && node->param_formats[i] == 1;
+            size_t len = binary ? (size_t)node->param_lengths[i] : strlen(v) + 1;
+            memcpy(bytes, v, len);
+            values[i] = bytes;
+            bytes += len;
+        }
+        node->param_values = values;
+    }
+    if (node->param_types) {
+        memcpy(buf + off_types, node->param_types, (size_t)n * sizeof(Oid));
+        node->param_types = (const Oid *)(void *)(buf + off_types);
+    }
+    if (node->param_lengths) {
+        memcpy(buf + off_lengths, node->param_lengths, (size_t)n * sizeof(int));
+        node->param_lengths = (const int *)(void *)(buf + off_lengths);
+    }
+    if (node->param_formats) {
+        memcpy(buf + off_formats, node->param_formats, (size_t)n * sizeof(int));
+        node->param_formats = (const int *)(void *)(buf + off_formats);
+    }
+    char *sql = buf + off_sql;
+    if (node->sql) {
+        memcpy(sql, node->sql, sql_len);
+        node->sql = sql;
+    }
+    if (node->stmt_sql) {
+        memcpy(sql + sql_len, node->stmt_sql, stmt_len);
+        node->stmt_sql = sql + sql_len;
+    }
+    node->payload = buf;
+    return PGEV_OK;
+}
+
+/* Why a connection refuses new work, or NULL when it accepts it. */
+static const char *
+refusal(const pgev_conn *conn)
+{
+    if (conn->free_requested)
+        return "connection is being freed";
+    switch (conn->state) {
+    case PGEV_CONN_CONNECTING:
+    case PGEV_CONN_READY:
+        return conn->broken ? "connection is broken" : NULL;
+    case PGEV_CONN_CLOSING:
+        return "connection is closing: no new queries";
+    case PGEV_CONN_CLOSED:
+        return "connection is closed";
+    case PGEV_CONN_FAILED:
+    default:
+        return "connection has failed";
+    }
+}
+
+/* Sends the node now or queues it. The node is accepted either way. */
+static void
+enqueue(pgev_conn *conn, pgev_node *node)
+{
+    if (!conn->pending.head && can_send(conn, node)) {
+        send_node(conn, node);
+    } else {
+        pgev_fifo_push(&conn->pending, node);
+    }
+    /* Flushing and failure reports happen from the loop: never call back
+     * inside a submit. In a pgev callback the running dispatch does it. */
+    if (conn->dispatch_depth == 0 && (conn->flush_needed || conn->broken))
+        pgev_loop_defer(conn->loop);
+}
+
+static int64_t
+submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_args *args)
+{
+    const char *why = refusal(conn);
+    if (why) {
+        pgev_conn_refuse(conn, "%s", why);
+        return PGEV_ECLOSED;
+    }
+    if (args->nparams < 0 || args->nparams > PGEV_MAX_PARAMS) {
+        pgev_conn_refuse(conn, "query has %d parameters; the protocol allows 0 to %d", args->nparams,
+                         PGEV_MAX_PARAMS);
+        return PGEV_EINVAL;
+    }
+    if (args->nparams > 0 && args->param_formats) {
+        for (int i = 0; i < args->nparams; i++) {
+            if (args->param_formats[i] == 1 && args->param_values && args->param_values[i] &&
+                (!args->param_lengths || args->param_lengths[i] < 0)) {
+                pgev_conn_refuse(conn, "binary parameter $%d needs a length (param_lengths)", i + 1);
+                return PGEV_EINVAL;
+            }
+        }
+    }
+    if (conn->pending.count >= conn->max_pending) {
+        pgev_conn_refuse(conn, "pending queue is full (max_pending %d): wait for queries to complete",
+                         conn->max_pending);
+        return PGEV_EQUEUEFULL;
+    }
+    pgev_node *node = pgev_node_alloc(conn);
+    if (!node) {
+        pgev_conn_refuse(conn, "out of memory");
+        return PGEV_ENOMEM;
+    }
+    node->kind = kind;
+    node->id = ++conn->next_id;
+    node->flags = args->flags;
+    node->sync_after = !conn->in_batch;
+    node->on_rows = args->on_rows;
+    node->on_done = args->on_done;
+    node->arg = args->arg;
+    node->sql = kind == PGEV_NODE_QUERY ? args->sql : args->stmt;
+    node->stmt_sql = kind == PGEV_NODE_PREPARE ? args->sql : NULL;
+    node->nparams = args->nparams;
+    node->param_types = args->param_types;
+    node->param_values = args->nparams ? args->param_values : NULL;
+    node->param_lengths = args->nparams ? args->param_lengths : NULL;
+    node->param_formats = args->nparams ? args->param_formats : NULL;
+    node->result_format = (args->flags & PGEV_QUERY_BINARY) ? 1 : 0;
+    if (!node->nparams)
+        node->param_types = NULL;
+
+    if (conn->pending.head || !can_send(conn, node)) {
+        if (copy_payload(node) != PGEV_OK) {
+            pgev_node_release(conn, node);
+            conn->next_id--;
+            pgev_conn_refuse(conn, "out of memory");
+            return PGEV_ENOMEM;
+        }
+    }
+    enqueue(conn, node);
+    return node->id;
+}
+
+int64_t
+pgev_conn_submit(pgev_conn *conn, const pgev_query_args *args)
+{
+    if (!conn)
+        return PGEV_EINVAL;
+    if (!args) {
+        pgev_conn_refuse(conn, "query arguments are NULL");
+        return PGEV_EINVAL;
+    }
+    if ((args->sql == NULL) == (args->stmt == NULL)) {
+        pgev_conn_refuse(conn, "set exactly one of sql (a query) and stmt (a prepared statement)");
+        return PGEV_EINVAL;
+    }
+    return submit_node(conn, args->sql ? PGEV_NODE_QUERY : PGEV_NODE_EXECUTE, args);
+}
+
+int64_t
+pgev_conn_query(pgev_conn *conn, const char *sql, pgev_result_cb on_done, void *arg)
+{
+    return pgev_conn_query_params(conn, sql, 0, NULL, on_done, arg);
+}
+
+int64_t
+pgev_conn_query_params(pgev_conn *conn, const char *sql, int nparams, const char *const *values,
+                       pgev_result_cb on_done, void *arg)
+{
+    if (!conn)
+        return PGEV_EINVAL;
+    if (!sql) {
+        pgev_conn_refuse(conn, "sql is NULL");
+        return PGEV_EINVAL;
+    }
+    pgev_query_args args = {
+        .sql = sql, .nparams = nparams, .param_values = values, .on_done = on_done, .arg = arg,
+    };
+    return submit_node(conn, PGEV_NODE_QUERY, &args);
+}
+
+int64_t
+pgev_conn_prepare(pgev_conn *conn, const char *name, const char *sql, int nparams, const Oid *types,
+                  pgev_result_cb on_done, void *arg)
+{
+    if (!conn)
+        return PGEV_EINVAL;
+    if (!name || !sql) {
+        pgev_conn_refuse(conn, "%s is NULL", name ? "sql" : "statement name");
+        return PGEV_EINVAL;
+    }
+    pgev_query_args args = {
+        .sql = sql, .stmt = name, .nparams = nparams, .param_types = types,
+        .on_done = on_done, .arg = arg,
+    };
+    return submit_node(conn, PGEV_NODE_PREPARE, &args);
+}
+
+int64_t
+pgev_conn_execute(pgev_conn *conn, const char *name, int nparams, const char *const *values,
+                  pgev_result_cb on_done, void *arg)
+{
+    if (!conn)
+        return PGEV_EINVAL;
+    if (!name) {
+        pgev_conn_refuse(conn, "statement name is NULL");
+        return PGEV_EINVAL;
+    }
+    pgev_query_args args = {
+        .stmt = name, .nparams = nparams, .param_values = values, .on_done = on_done, .arg = arg,
+    };
+    return submit_node(conn, PGEV_NODE_EXECUTE, &args);
+}
+
+int
+pgev_conn_batch_begin(pgev_conn *conn)
+{
+    if (!conn)
+        return PGEV_EINVAL;
+    const char *why = refusal(conn);
+    if (why) {
+        pgev_conn_refuse(conn, "%s", why);
+        return PGEV_ECLOSED;
+    }
+    if (conn->in_batch) {
+        pgev_conn_refuse(conn, "an atomic batch is already open on this connection");
+        return PGEV_EBATCH;
+    }
+    conn->in_batch = true;
+    return PGEV_OK;
+}
+
+int
+pgev_conn_batch_end(pgev_conn *conn, pgev_result_cb on_done, void *arg)
+{
+    if (!conn)
+        return PGEV_EINVAL;
+    if (!conn->in_batch) {
+        pgev_conn_refuse(conn, "no atomic batch is open on this connection");
+        return PGEV_EBATCH;
+    }
+    /* The Sync is not subject to max_pending: refusing it would leave the
+     * batch's queries waiting forever. */
+    pgev_node *node = pgev_node_alloc(conn);
+    if (!node) {
+        pgev_conn_refuse(conn, "out of memory");
+        return PGEV_ENOMEM;
+    }
+    node->kind = PGEV_NODE_SYNC;
+    node->id = ++conn->next_id;
+    node->on_done = on_done;
+    node->arg = arg;
+    conn->in_batch = false;
+    enqueue(conn, node);
+    return PGEV_OK;
+}
