@@ -433,8 +433,8 @@ PGEV_API int64_t pgev_conn_query_params(pgev_conn *conn, const char *sql, int np
 
 /**
  * Prepares the named statement `name` from `sql` on the server (types may
- * be NULL). The completion result has the command tag "PREPARE"... or the
- * server's error (a duplicate name, a syntax error). Statements queued
+ * be NULL). The completion result is PGEV_OK (with an empty command tag) or
+ * the server's error (a duplicate name, a syntax error). Statements queued
  * after it may execute it right away: ordering guarantees it exists first.
  * Same return and contracts as pgev_conn_submit().
  */
@@ -464,8 +464,9 @@ PGEV_API int pgev_conn_batch_begin(pgev_conn *conn);
  * the whole batch has completed: status PGEV_OK when every query succeeded
  * (the batch committed), otherwise the first failure's error (its writes
  * were rolled back). It runs after every query callback of the batch.
- * Returns PGEV_OK, PGEV_EBATCH when no batch is open, PGEV_EQUEUEFULL,
- * PGEV_ENOMEM, or PGEV_EINVAL for NULL; on error the batch stays open.
+ * The batch's end is never refused for a full queue (max_pending), so a
+ * batch can always be closed. Returns PGEV_OK, PGEV_EBATCH when no batch
+ * is open, PGEV_ENOMEM (the batch stays open), or PGEV_EINVAL for NULL.
  */
 PGEV_API int pgev_conn_batch_end(pgev_conn *conn, pgev_result_cb on_done, void *arg);
 

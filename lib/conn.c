@@ -217,6 +217,10 @@ static void
 connect_step(pgev_conn *conn)
 {
     PostgresPollingStatusType st = PQconnectPoll(conn->pg);
+    /* libpq may have closed the socket and opened another (next host,
+     * SSL or GSS fallback), possibly with the same number: always register
+     * it anew, never trust an old registration. */
+    pgev_loop_watch(conn->loop, -1, false, false);
     conn->fd = PQsocket(conn->pg);
     switch (st) {
     case PGRES_POLLING_READING:
@@ -243,18 +247,18 @@ on_io(pgev_conn *conn, bool readable, bool writable)
     if (!conn->connected && conn->pg) {
         connect_step(conn);
     } else if (conn->state == PGEV_CONN_READY || conn->state == PGEV_CONN_CLOSING) {
-        if (readable && !PQconsumeInput(conn->pg)) {
-            connect_failed(conn, PGEV_ECONNLOST, "connection lost");
-        } else {
-            /* Unsent bytes go first: the server may be waiting on them
-             * before it can send more results. */
-            if (conn->want_write && (readable || writable))
-                pgev_flush(conn);
-            if (!conn->broken)
-                pgev_read_results(conn);
-            pump(conn);
-        }
+        /* When reading fails (the server closed the socket), results that
+         * arrived before the loss are still delivered: read_results reports
+         * the loss once it reaches it. */
+        bool input_ok = !readable || PQconsumeInput(conn->pg);
+        /* Unsent bytes go first: the server may be waiting on them before
+         * it can send more results. */
+        if (input_ok && conn->want_write)
+            pgev_flush(conn);
+        if (!conn->broken)
+            pgev_read_results(conn);
     }
+    pump(conn);
     pgev_conn_leave_dispatch(conn);
 }
 

@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# test.sh: pgev's whole test run, as the README and CI run it:  bash scripts/test.sh
+#
+#  1. scripts/deps.sh (installs missing Debian packages)
+#  2. autoreconf -fi when configure is missing or older than configure.ac / Makefile.am
+#  3. build/       ../configure --enable-werror; make; make check
+#  4. build-asan/  the same with AddressSanitizer + UndefinedBehaviorSanitizer, static libpgev
+#  5. make distcheck in build/, when PGEV_DISTCHECK=1 or CI=true (PGEV_DISTCHECK=0 skips it)
+#
+# Every test program runs under tests/pg-harness.sh, which gives it a throwaway PostgreSQL
+# cluster (or the server of PGEV_TEST_DSN, when set). The Check summaries of both builds are
+# added up; the last line printed is always "N passed, N failed". A build step that fails
+# counts as one failure, as does a test program that died without a Check summary.
+# Exit status 0 only when everything passed.
+#
+# Environment: PGEV_JOBS (make -j, default 2), PGEV_DISTCHECK, PGEV_SKIP_ASAN=1 (skip step 4,
+# for quick local runs only), PGEV_SKIP_DEPS=1 (skip step 1).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+jobs=${PGEV_JOBS:-2}
+passed=0
+failed=0
+skipped=0
+problems=() # one line per failed step or test, for the summary
+failing_logs=()
+done_=0
+
+section() { printf '\n==== %s ====\n' "$*"; }
+
+# A step that is not a Check test failed: it counts as one failure.
+step_failed() {
+    failed=$((failed + 1))
+    problems+=("$1")
+    echo "test.sh: FAILED: $1" >&2
+}
+
+summary() {
+    local p l
+    done_=1
+    section "summary"
+    if [[ ${#failing_logs[@]} -gt 0 ]]; then
+        for l in "${failing_logs[@]}"; do
+            echo "---- tail of $l ----"
+            tail -n 40 "$l" || true
+        done
+        echo "----"
+    fi
+    for p in "${problems[@]}"; do
+        echo "  $p"
+    done
+    [[ $skipped -eq 0 ]] || echo "$skipped test program(s) skipped"
+    echo "$passed passed, $failed failed"
+}
+
+# A failure that ends the run early.
+fatal() {
+    step_failed "$1"
+    summary
+    exit 1
+}
+
+# On an unexpected exit (set -e, a signal), still end with the counts line.
+on_exit() {
+    local rc=$?
+    if [[ $done_ -eq 0 ]]; then
+        step_failed "test.sh stopped unexpectedly (status $rc)" 2>/dev/null
+        summary
+        [[ $rc -ne 0 ]] || rc=1
+    fi
+    exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# collect BUILD-NAME BUILD-DIR: add up the results of the tests of one "make check".
+# Automake leaves tests/NAME.trs (":test-result: PASS|FAIL|SKIP|ERROR|...") and tests/NAME.log
+# (the program's output) for every test it ran. Returns 1 when no test result was found.
+collect() {
+    local name=$1 dir=$2 trs log result counts c f e found=0
+    for trs in "$dir"/tests/*.trs; do
+        [[ -f "$trs" ]] || continue
+        found=1
+        log=${trs%.trs}.log
+        result=$(sed -n 's/^:test-result: *//p' "$trs" | head -n 1)
+        # "100%: Checks: 12, Failures: 0, Errors: 0" -> "12 0 0", summed over all runners.
+        counts=$(sed -n 's/.*Checks: \([0-9]*\), Failures: \([0-9]*\), Errors: \([0-9]*\).*/\1 \2 \3/p' \
+            "$log" 2>/dev/null | awk '{c+=$1; f+=$2; e+=$3; n++} END {if (n) print c, f, e}')
+        if [[ -n "$counts" ]]; then
+            read -r c f e <<<"$counts"
+            passed=$((passed + c - f - e))
+            failed=$((failed + f + e))
+            if ((f + e > 0)); then
+                problems+=("[$name] $(basename "$log" .log): $((f + e)) of $c checks failed")
+                failing_logs+=("$log")
+            elif [[ "$result" != PASS && "$result" != XFAIL ]]; then
+                # All checks passed but the program failed afterwards (a sanitizer report at
+                # exit, a crash in teardown, a harness error).
+                failed=$((failed + 1))
+                problems+=("[$name] $(basename "$log" .log): all $c checks passed, but the program failed ($result)")
+                failing_logs+=("$log")
+            fi
+        else
+            case $result in
+            PASS | XFAIL) passed=$((passed + 1)) ;;
+            SKIP) skipped=$((skipped + 1)) ;;
+            *)
+                failed=$((failed + 1))
+                problems+=("[$name] $(basename "$log" .log): $result without a Check summary (crashed or could not run)")
+                failing_logs+=("$log")
+                ;;
+            esac
+        fi
+        # The failing checks by name: Check prints "file:line:F:tcase:test:iter: message"
+        # (F = assertion failed, E = error such as a signal or timeout).
+        if [[ -f "$log" ]] && grep -q ':[EF]:' "$log"; then
+            echo "[$name] failing checks in $(basename "$log" .log):"
+            grep ':[EF]:' "$log" | sed 's/^/    /'
+        fi
+    done
+    [[ $found -eq 1 ]]
+}
+
+# build_and_check NAME DIR [CONFIGURE-ARG...]: configure (when needed), make, make check.
+build_and_check() {
+    local name=$1 dir=$2 args_file fail_before rc
+    shift 2
+    section "$name build in $dir/ (configure $*)"
+    mkdir -p "$dir"
+    args_file=$dir/.pgev-configure-args
+    # Configure again when configure changed or the arguments differ from the last time.
+    if [[ ! -f "$dir/config.status" || ! -f "$dir/Makefile" || configure -nt "$dir/config.status" ]] ||
+        [[ "$(cat "$args_file" 2>/dev/null)" != "$*" ]]; then
+        if ! (cd "$dir" && ../configure "$@"); then
+            step_failed "[$name] configure failed (see $dir/config.log)"
+            return 1
+        fi
+        printf '%s' "$*" >"$args_file"
+    fi
+    if ! make -C "$dir" -j"$jobs"; then
+        step_failed "[$name] make failed"
+        return 1
+    fi
+
+    section "$name: make check"
+    rm -f "$dir"/tests/*.log "$dir"/tests/*.trs "$dir/test-suite.log"
+    rc=0
+    make -C "$dir" -j"$jobs" check || rc=$?
+    fail_before=$failed
+    if ! collect "$name" "$dir"; then
+        step_failed "[$name] make check ran no test (status $rc)"
+        return 1
+    fi
+    if [[ $rc -ne 0 && $failed -eq $fail_before ]]; then
+        step_failed "[$name] make check failed (status $rc) though no test reported a failure (a test program did not build?)"
+        return 1
+    fi
+    return 0
+}
+
+# --- 1. dependencies ---------------------------------------------------------------------------
+if [[ "${PGEV_SKIP_DEPS:-0}" != 1 ]]; then
+    section "dependencies"
+    bash scripts/deps.sh || step_failed "scripts/deps.sh could not install the dependencies"
+fi
+
+# --- 2. autotools ------------------------------------------------------------------------------
+if [[ -f config.status ]]; then
+    fatal "the source tree is configured in place (config.status): run 'make distclean' at the top, builds go to build/"
+fi
+if [[ ! -f configure || ! -f Makefile.in || configure.ac -nt configure || Makefile.am -nt Makefile.in ]]; then
+    section "autoreconf -fi"
+    autoreconf -fi || fatal "autoreconf failed"
+fi
+
+# --- 3. normal build ---------------------------------------------------------------------------
+normal_ok=0
+build_and_check normal build --enable-werror && normal_ok=1
+
+# --- 4. sanitizer build ------------------------------------------------------------------------
+if [[ "${PGEV_SKIP_ASAN:-0}" != 1 ]]; then
+    san="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+    # Sanitized code is slower: give Check's per-test timeouts room.
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        CK_TIMEOUT_MULTIPLIER=${CK_TIMEOUT_MULTIPLIER:-3} \
+        build_and_check asan build-asan --enable-werror --disable-shared \
+        "CFLAGS=-O1 -g $san" "LDFLAGS=$san" || true
+else
+    echo "test.sh: PGEV_SKIP_ASAN=1: skipping the sanitizer build"
+fi
+
+# --- 5. distcheck ------------------------------------------------------------------------------
+distcheck=${PGEV_DISTCHECK:-}
+if [[ -z "$distcheck" && "${CI:-}" == true ]]; then
+    distcheck=1
+fi
+if [[ "$distcheck" == 1 ]]; then
+    if [[ $normal_ok -eq 1 ]]; then
+        section "make distcheck"
+        make -C build -j"$jobs" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror ||
+            step_failed "make distcheck failed"
+    else
+        step_failed "make distcheck not run: the normal build failed"
+    fi
+fi
+
+if ((passed + failed == 0)); then
+    step_failed "no test ran"
+fi
+summary
+[[ $failed -eq 0 ]]
