@@ -162,7 +162,7 @@ PGEV_API PGresult *pgev_result_pg(const pgev_result *res);
  */
 PGEV_API PGresult *pgev_result_steal(pgev_result *res);
 
-/** The id that the submit call returned for this query. */
+/** The id that the submit call returned for this query; 0 in a batch's on_done. */
 PGEV_API int64_t pgev_result_query_id(const pgev_result *res);
 
 /**
@@ -408,9 +408,12 @@ typedef struct pgev_query_args {
  * Unless inside an atomic batch (pgev_conn_batch_begin()), each query ends
  * with its own Sync, so its failure never affects another query.
  *
+ * COPY cannot run in pipeline mode: SQL text that is a COPY statement is
+ * refused with PGEV_EINVAL.
+ *
  * Returns the query id (> 0, unique on this connection), or a negative
  * pgev_status: PGEV_EINVAL (NULL or inconsistent arguments, too many
- * parameters), PGEV_ECLOSED (closing, closed or failed connection),
+ * parameters, COPY), PGEV_ECLOSED (closing, closed or failed connection),
  * PGEV_EQUEUEFULL (max_pending reached), PGEV_ENOMEM. On error nothing was
  * queued, no callback will run and pgev_conn_errmsg() says why.
  * Call from the loop's thread, including from inside callbacks.

@@ -167,7 +167,9 @@ static void
 notice_receiver(void *arg, const PGresult *res)
 {
     pgev_conn *conn = arg;
-    if (!conn->on_notice)
+    /* After a free request, libpq may still be parsing a batch of notices
+     * that arrived together: they are for a connection that is going away. */
+    if (!conn->on_notice || conn->free_requested)
         return;
     pgev_error notice;
     pgev_error_from_result(&notice, PGEV_OK, res);

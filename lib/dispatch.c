@@ -10,6 +10,8 @@
 
 #include <string.h>
 
+#define COPY_REFUSED "COPY is not supported on a pipelined pgev connection"
+
 /* Rows per chunk when libpq has chunked-rows mode (17+). */
 #define STREAM_CHUNK_ROWS 256
 
@@ -73,6 +75,11 @@ complete_query(pgev_conn *conn, pgev_node *node)
     } else if (node->status == PGEV_EABORTED) {
         pgev_error_set(&err, PGEV_EABORTED,
                        "not run: an earlier query in the same atomic batch failed");
+        errp = &err;
+        pg = NULL;
+    } else if (node->copy_refused) {
+        node->status = PGEV_EINVAL;
+        pgev_error_set(&err, PGEV_EINVAL, "%s", COPY_REFUSED);
         errp = &err;
         pg = NULL;
     } else if (node->status != PGEV_OK) {
@@ -181,8 +188,24 @@ query_result(pgev_conn *conn, pgev_node *node, PGresult *res)
             node->status = PGEV_EABORTED;
         PQclear(res);
         return true;
+    case PGRES_COPY_OUT:
+        /* The statement is refused, the connection carries on: its data
+         * is read and dropped, then its final result arrives as usual. */
+        node->copy_refused = true;
+        node->draining_copy_out = true;
+        PQclear(res);
+        return true;
+    case PGRES_COPY_IN:
+        node->copy_refused = true;
+        PQclear(res);
+        if (PQputCopyEnd(conn->pg, COPY_REFUSED) < 0) {
+            lost_from_conn(conn);
+            return false;
+        }
+        conn->flush_needed = true;
+        return true;
     default: {
-        /* COPY and anything else pipeline mode cannot carry. */
+        /* Anything else pipeline mode cannot carry (COPY BOTH). */
         pgev_error err;
         pgev_error_set(&err, PGEV_ECONNLOST,
                        "unexpected result status %s in pipeline mode (COPY is not supported here)",
@@ -207,6 +230,19 @@ pgev_read_results(pgev_conn *conn)
         bool want_sync = conn->expect_sync || node->kind == PGEV_NODE_SYNC;
         if (!want_sync && node->on_rows && !node->row_mode_set)
             set_row_mode(conn, node);
+        if (!want_sync && node->draining_copy_out) {
+            char *data;
+            int n;
+            while ((n = PQgetCopyData(conn->pg, &data, 1)) > 0)
+                PQfreemem(data);
+            if (n == 0)
+                break;          /* more to come */
+            node->draining_copy_out = false;
+            if (n == -2) {
+                lost_from_conn(conn);
+                return;
+            }
+        }
         if (PQisBusy(conn->pg))
             break;
         PGresult *res = PQgetResult(conn->pg);

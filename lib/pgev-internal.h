@@ -87,7 +87,8 @@ struct pgev_node {
     bool sync_after;
     /* Per-query receive state, valid while in flight. */
     bool row_mode_set;
-    bool aborted_batch_member;
+    bool copy_refused;      /* it started a COPY, which pipeline mode cannot carry */
+    bool draining_copy_out; /* discarding COPY TO STDOUT data until its end */
     pgev_result_cb on_rows;
     pgev_result_cb on_done;
     void *arg;

@@ -175,10 +175,24 @@ send_node(pgev_conn *conn, pgev_node *node)
         ok = 0;
         break;
     }
-    if (ok && node->sync_after)
-        ok = pipeline_sync(conn->pg);
     conn->unflushed_bytes += wire_estimate(node);
     conn->flush_needed = true;
+    if (ok && node->sync_after)
+        ok = pipeline_sync(conn->pg);
+#ifndef HAVE_PQSENDPIPELINESYNC
+    /* libpq < 17 flushed inside PQpipelineSync: learn whether it left
+     * bytes behind (no syscall when it did not), so that pgev stops feeding
+     * a full socket instead of making libpq retry send() on every call. */
+    if (ok && (node->sync_after || node->kind == PGEV_NODE_SYNC)) {
+        conn->unflushed_bytes = 0;
+        conn->flush_needed = false;
+        int rc = PQflush(conn->pg);
+        if (rc < 0)
+            ok = 0;
+        else
+            conn->want_write = rc == 1;
+    }
+#endif
 
     /* The arrays were borrowed, or are copies libpq no longer needs. */
     free(node->payload);
@@ -194,7 +208,7 @@ send_node(pgev_conn *conn, pgev_node *node)
         mark_broken(conn, "libpq could not queue the query");
         return false;
     }
-    if (conn->unflushed_bytes >= FLUSH_THRESHOLD)
+    if (!conn->want_write && conn->unflushed_bytes >= FLUSH_THRESHOLD)
         return pgev_flush(conn);
     return true;
 }
@@ -292,6 +306,40 @@ copy_payload(pgev_node *node)
     return PGEV_OK;
 }
 
+/*
+ * Whether the SQL text is a COPY statement: pipeline mode cannot carry
+ * COPY FROM STDIN (the server would read the queries pipelined behind it
+ * as COPY data and end the session), so such text is refused at submit.
+ * Leading white space and comments are skipped.
+ */
+static bool
+is_copy_statement(const char *sql)
+{
+    const char *p = sql;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' || *p == '(')
+            p++;
+        if (p[0] == '-' && p[1] == '-') {
+            while (*p && *p != '\n')
+                p++;
+        } else if (p[0] == '/' && p[1] == '*') {
+            const char *end = strstr(p + 2, "*/");
+            if (!end)
+                return false;
+            p = end + 2;
+        } else {
+            break;
+        }
+    }
+    static const char word[] = "copy";
+    for (size_t i = 0; i < sizeof(word) - 1; i++)
+        if ((p[i] | 0x20) != word[i])
+            return false;
+    char next = p[sizeof(word) - 1];
+    return !((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z') ||
+             (next >= '0' && next <= '9') || next == '_' || next == '$');
+}
+
 /* Why a connection refuses new work, or NULL when it accepts it. */
 static const char *
 refusal(const pgev_conn *conn)
@@ -323,7 +371,7 @@ enqueue(pgev_conn *conn, pgev_node *node)
     }
     /* Flushing and failure reports happen from the loop: never call back
      * inside a submit. In a pgev callback the running dispatch does it. */
-    if (conn->dispatch_depth == 0 && (conn->flush_needed || conn->broken))
+    if (conn->dispatch_depth == 0 && (conn->flush_needed || conn->want_write || conn->broken))
         pgev_loop_defer(conn->loop);
 }
 
@@ -348,6 +396,10 @@ submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_args *ar
                 return PGEV_EINVAL;
             }
         }
+    }
+    if (kind != PGEV_NODE_EXECUTE && args->sql && is_copy_statement(args->sql)) {
+        pgev_conn_refuse(conn, "COPY is not supported on a pipelined pgev connection");
+        return PGEV_EINVAL;
     }
     if (conn->pending.count >= conn->max_pending) {
         pgev_conn_refuse(conn, "pending queue is full (max_pending %d): wait for queries to complete",
@@ -495,7 +547,7 @@ pgev_conn_batch_end(pgev_conn *conn, pgev_result_cb on_done, void *arg)
         return PGEV_ENOMEM;
     }
     node->kind = PGEV_NODE_SYNC;
-    node->id = ++conn->next_id;
+    node->id = 0;   /* not a query: ids stay dense for the application */
     node->on_done = on_done;
     node->arg = arg;
     conn->in_batch = false;

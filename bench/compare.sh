@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# compare.sh: pgev against the raw libpq pipeline loop, side by side on one server.
+#
+#   bench/compare.sh [--dsn DSN] [--rounds R] [--queries N] [--rows N] [--unnamed] [--pgbench]
+#                    [--keep-logs]
+#
+# Without --dsn it starts a throwaway cluster with tests/pgcluster.sh and always removes it.
+# It runs, interleaved, R rounds of each pair (the order inside a pair alternates between
+# rounds so neither side always runs on a warmer server):
+#
+#   isolated   raw-libpq --sync-every 1     vs  pgev-bench              (a Sync per query)
+#   batched    raw-libpq --sync-every 1000  vs  pgev-bench --batch 1000 (atomic batches)
+#   stream     raw-libpq single-row mode    vs  pgev-bench --workload stream
+#   unnamed    raw-libpq --unnamed          vs  pgev-bench --unnamed    (only with --unnamed;
+#              isolated queries sent with PQsendQueryParams, parsed by the server each time)
+#
+# and prints the medians and the ratio pgev/raw for each pair. Both sides of a pair use the
+# same window: 1000 queries outstanding for isolated queries, 2000 for batches of 1000 (two
+# Sync segments in flight, which is what keeps a batched pipeline busy on either side).
+# Latency is closed-loop on both sides: from the moment the window had room for a query to
+# its completion (raw-libpq's slot_p50_us/slot_p99_us, pgev-bench's p50_us/p99_us), so time
+# spent queued in the client counts the same whether pgev or the raw loop holds it.
+# --pgbench adds one `pgbench -n -S -M prepared -c 1 -T 5` run (no pipelining) as a reference.
+#
+# Environment: BUILD (default "build"): the build directory holding tools/pgev-bench and
+# bench/raw-libpq. Every run's full output is kept in a temporary directory, printed when a
+# run fails and removed at exit unless --keep-logs.
+set -euo pipefail
+
+prog=compare.sh
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+top=$(dirname "$here")
+
+die() {
+    echo "$prog: error: $*" >&2
+    exit 1
+}
+
+usage() {
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+}
+
+dsn=""
+have_dsn=no
+rounds=3
+queries=300000
+rows=2000000
+run_pgbench=no
+run_unnamed=no
+keep_logs=no
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --dsn) [[ $# -ge 2 ]] || die "--dsn needs a value"; dsn=$2; have_dsn=yes; shift 2 ;;
+    --rounds) [[ $# -ge 2 ]] || die "--rounds needs a value"; rounds=$2; shift 2 ;;
+    --queries) [[ $# -ge 2 ]] || die "--queries needs a value"; queries=$2; shift 2 ;;
+    --rows) [[ $# -ge 2 ]] || die "--rows needs a value"; rows=$2; shift 2 ;;
+    --pgbench) run_pgbench=yes; shift ;;
+    --unnamed) run_unnamed=yes; shift ;;
+    --keep-logs) keep_logs=yes; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+    esac
+done
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "--rounds needs a positive integer"
+[[ "$queries" =~ ^[1-9][0-9]*$ ]] || die "--queries needs a positive integer"
+[[ "$rows" =~ ^[1-9][0-9]*$ ]] || die "--rows needs a positive integer"
+
+# A relative BUILD is taken from the current directory, else from the source tree.
+build=${BUILD:-build}
+if [[ "$build" != /* && ! -d "$build" && -d "$top/$build" ]]; then
+    build=$top/$build
+fi
+pgev_bench=$build/tools/pgev-bench
+raw_libpq=$build/bench/raw-libpq
+[[ -x "$pgev_bench" ]] || die "$pgev_bench not found: build first (make), or set BUILD"
+[[ -x "$raw_libpq" ]] || die "$raw_libpq not found: build first (make), or set BUILD"
+
+logs=$(mktemp -d /tmp/pgev-compare-logs.XXXXXX)
+cluster=""
+cleanup() {
+    if [[ -n "$cluster" ]]; then
+        bash "$top/tests/pgcluster.sh" stop "$cluster" >/dev/null 2>&1 || true
+    fi
+    if [[ "$keep_logs" = yes ]]; then
+        echo "$prog: logs kept in $logs" >&2
+    else
+        rm -rf "$logs"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [[ "$have_dsn" = no ]]; then
+    cluster=$(mktemp -d /tmp/pgev-compare.XXXXXX)
+    echo "$prog: starting a throwaway cluster in $cluster" >&2
+    dsn=$(bash "$top/tests/pgcluster.sh" start "$cluster") || die "could not start a cluster"
+fi
+
+# --- running and parsing ---------------------------------------------------------------------
+
+run_count=0
+# run NAME CMD...: runs one benchmark; its key=value line is left in $logs/NAME.kv
+run() {
+    local name=$1
+    shift
+    run_count=$((run_count + 1))
+    local log="$logs/$name.log"
+    if ! "$@" >"$log" 2>&1; then
+        echo "$prog: FAILED: $*" >&2
+        sed 's/^/    /' "$log" >&2
+        exit 1
+    fi
+    grep '^workload=' "$log" | tail -n 1 >"$logs/$name.kv"
+    [[ -s "$logs/$name.kv" ]] || die "$name printed no key=value line (see $log)"
+    printf '  %-24s %s\n' "$name" "$(cat "$logs/$name.kv")" >&2
+}
+
+# kv NAME KEY: one value from a run's key=value line
+kv() {
+    tr ' ' '\n' <"$logs/$1.kv" | sed -n "s/^$2=//p" | head -n 1
+}
+
+# median KEY NAME_PREFIX: the median of KEY over the rounds of one benchmark
+median() {
+    local key=$1 prefix=$2 r
+    for ((r = 1; r <= rounds; r++)); do
+        kv "$prefix.r$r" "$key"
+    done | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) { print 0; exit }
+        if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'
+}
+
+raw_iso=("$raw_libpq" --dsn "$dsn" --queries "$queries" --window 1000 --sync-every 1)
+pgev_iso=("$pgev_bench" --dsn "$dsn" --queries "$queries" --window 1000)
+raw_batch=("$raw_libpq" --dsn "$dsn" --queries "$queries" --window 2000 --sync-every 1000)
+pgev_batch=("$pgev_bench" --dsn "$dsn" --queries "$queries" --window 2000 --batch 1000)
+raw_stream=("$raw_libpq" --dsn "$dsn" --workload stream --rows "$rows")
+pgev_stream=("$pgev_bench" --dsn "$dsn" --workload stream --rows "$rows")
+raw_unnamed=("$raw_libpq" --dsn "$dsn" --queries "$queries" --window 1000 --sync-every 1 --unnamed)
+pgev_unnamed=("$pgev_bench" --dsn "$dsn" --queries "$queries" --window 1000 --unnamed)
+
+echo "$prog: $rounds rounds, $queries queries per point run, $rows rows per stream" >&2
+for ((r = 1; r <= rounds; r++)); do
+    echo "$prog: round $r/$rounds" >&2
+    if ((r % 2)); then
+        run "raw-iso.r$r" "${raw_iso[@]}"
+        run "pgev-iso.r$r" "${pgev_iso[@]}"
+        run "raw-batch.r$r" "${raw_batch[@]}"
+        run "pgev-batch.r$r" "${pgev_batch[@]}"
+        run "raw-stream.r$r" "${raw_stream[@]}"
+        run "pgev-stream.r$r" "${pgev_stream[@]}"
+        if [[ "$run_unnamed" = yes ]]; then
+            run "raw-unnamed.r$r" "${raw_unnamed[@]}"
+            run "pgev-unnamed.r$r" "${pgev_unnamed[@]}"
+        fi
+    else
+        run "pgev-iso.r$r" "${pgev_iso[@]}"
+        run "raw-iso.r$r" "${raw_iso[@]}"
+        run "pgev-batch.r$r" "${pgev_batch[@]}"
+        run "raw-batch.r$r" "${raw_batch[@]}"
+        run "pgev-stream.r$r" "${pgev_stream[@]}"
+        run "raw-stream.r$r" "${raw_stream[@]}"
+        if [[ "$run_unnamed" = yes ]]; then
+            run "pgev-unnamed.r$r" "${pgev_unnamed[@]}"
+            run "raw-unnamed.r$r" "${raw_unnamed[@]}"
+        fi
+    fi
+done
+
+pgbench_tps=""
+if [[ "$run_pgbench" = yes ]]; then
+    if command -v pgbench >/dev/null 2>&1; then
+        echo "$prog: pgbench reference (initialising scale 1)" >&2
+        if pgbench -i -q -s 1 "$dsn" >"$logs/pgbench-init.log" 2>&1 &&
+            pgbench -n -S -M prepared -c 1 -T 5 "$dsn" >"$logs/pgbench.log" 2>&1; then
+            pgbench_tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$logs/pgbench.log" | head -n 1)
+        else
+            echo "$prog: pgbench failed; see $logs/pgbench*.log" >&2
+        fi
+    else
+        echo "$prog: pgbench not installed; skipped" >&2
+    fi
+fi
+
+# --- the table -------------------------------------------------------------------------------
+
+# row LABEL RAW_KEY[:PGEV_KEY] RAW_PREFIX PGEV_PREFIX TARGET
+row() {
+    local raw_key=${2%%:*} pgev_key=${2#*:} raw pgev
+    raw=$(median "$raw_key" "$3")
+    pgev=$(median "$pgev_key" "$4")
+    printf '%-34s %12.0f %12.0f %9s   %s\n' "$1" "$raw" "$pgev" "$(ratio "$pgev" "$raw")" "$5"
+}
+
+echo
+echo "pgev vs raw libpq: medians of $rounds rounds ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs)"
+printf '%-34s %12s %12s %9s   %s\n' "" "raw libpq" "pgev" "pgev/raw" "target"
+row "isolated queries/s (Sync each)" qps raw-iso pgev-iso ">= 0.95"
+row "  p50 latency us" slot_p50_us:p50_us raw-iso pgev-iso ""
+row "  p99 latency us" slot_p99_us:p99_us raw-iso pgev-iso ""
+row "  client CPU %" cpu_pct raw-iso pgev-iso ""
+row "batched queries/s (1000 per Sync)" qps raw-batch pgev-batch ">= 0.90"
+row "  p50 latency us" slot_p50_us:p50_us raw-batch pgev-batch ""
+row "  p99 latency us" slot_p99_us:p99_us raw-batch pgev-batch ""
+row "  client CPU %" cpu_pct raw-batch pgev-batch ""
+row "stream rows/s ($rows rows)" rows_per_s raw-stream pgev-stream ">= 0.90"
+row "  peak RSS KB" rss_kb raw-stream pgev-stream "< 16384 (pgev)"
+row "  client CPU %" cpu_pct raw-stream pgev-stream ""
+if [[ "$run_unnamed" = yes ]]; then
+    row "unnamed isolated queries/s" qps raw-unnamed pgev-unnamed ""
+    row "  client CPU %" cpu_pct raw-unnamed pgev-unnamed ""
+fi
+if [[ -n "$pgbench_tps" ]]; then
+    printf '%-34s %12.0f\n' "pgbench -S -M prepared -c 1 tps" "$pgbench_tps"
+fi
+
+iso_ratio=$(ratio "$(median qps pgev-iso)" "$(median qps raw-iso)")
+batch_ratio=$(ratio "$(median qps pgev-batch)" "$(median qps raw-batch)")
+stream_ratio=$(ratio "$(median rows_per_s pgev-stream)" "$(median rows_per_s raw-stream)")
+unnamed_ratio=n/a
+if [[ "$run_unnamed" = yes ]]; then
+    unnamed_ratio=$(ratio "$(median qps pgev-unnamed)" "$(median qps raw-unnamed)")
+fi
+echo
+echo "compare rounds=$rounds queries=$queries rows=$rows isolated_ratio=$iso_ratio" \
+    "batched_ratio=$batch_ratio stream_ratio=$stream_ratio stream_rss_kb=$(median rss_kb pgev-stream)" \
+    "unnamed_ratio=$unnamed_ratio pgbench_tps=${pgbench_tps:-0}"
