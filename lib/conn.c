@@ -291,6 +291,8 @@ on_deferred(pgev_conn *conn)
     } else {
         if (!conn->connected && conn->fd < 0 && conn->pg)
             connect_step(conn);
+        else if (conn->more_results && !conn->broken)
+            pgev_read_results(conn);
         pump(conn);
     }
     pgev_conn_leave_dispatch(conn);

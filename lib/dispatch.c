@@ -12,6 +12,10 @@
 
 #define COPY_REFUSED "COPY is not supported on a pipelined pgev connection"
 
+/* Results handled in one go before yielding to the loop, so that one busy
+ * connection (a long stream, a deep pipeline) cannot starve the others. */
+#define RESULTS_PER_TURN 1024
+
 /* Rows per chunk when libpq has chunked-rows mode (17+). */
 #define STREAM_CHUNK_ROWS 256
 
@@ -220,7 +224,16 @@ query_result(pgev_conn *conn, pgev_node *node, PGresult *res)
 void
 pgev_read_results(pgev_conn *conn)
 {
+    int budget = RESULTS_PER_TURN;
+    conn->more_results = false;
     while (!conn->free_requested && conn->state != PGEV_CONN_FAILED && conn->pg) {
+        if (--budget < 0) {
+            /* Everything already read stays parsed-or-buffered in libpq; no
+             * socket event would announce it again, so come back by defer. */
+            conn->more_results = true;
+            pgev_loop_defer(conn->loop);
+            return;
+        }
         pgev_node *node = conn->inflight.head;
         if (!node && !conn->expect_sync) {
             /* Idle: parse what arrived anyway, so notices are delivered. */

@@ -185,6 +185,7 @@ struct pgev_conn {
     bool connect_failed_early; /* PQconnectStart failed: report from the loop */
     bool broken;            /* libpq failed outside the loop: fail from the loop */
     bool want_write;        /* libpq holds unsent bytes (PQflush returned 1) */
+    bool more_results;      /* read_results yielded with results left to hand out */
     bool flush_needed;      /* queries were handed to libpq since the last flush */
     bool in_batch;          /* between batch_begin and batch_end */
     bool expect_sync;       /* the next result is the Sync of the head query's segment */

@@ -254,6 +254,40 @@ START_TEST(streamed_between_buffered)
 }
 END_TEST
 
+/* Fairness: a long stream on one connection does not hold up a short
+ * query on another connection of the same event loop. */
+static pgev_conn *other_conn;
+static tu_query other_query;
+
+static void submit_on_other_once(pgev_conn *c, pgev_result *res, tu_query *q)
+{
+    (void)c;
+    (void)res;
+    if (q->row_calls == 1)
+        TU_CHECK(tu_query_sql(other_conn, "SELECT 42", &other_query) > 0, "submit on the other conn");
+}
+
+START_TEST(stream_does_not_starve_other_connections)
+{
+    conn = tu_connect(NULL);
+    other_conn = tu_connect(NULL);
+    memset(&other_query, 0, sizeof other_query);
+    tu_query big = { .on_rows_hook = submit_on_other_once };
+    stream("SELECT g, repeat('x', 100) FROM generate_series(1, 2000000) g", 0, &big);
+    tu_wait_query(&big);
+    tu_wait_query(&other_query);
+    tu_assert_ok(&big);
+    tu_assert_ok(&other_query);
+    ck_assert_str_eq(other_query.value, "42");
+    ck_assert_msg(other_query.done_seq < big.done_seq,
+                  "the short query on the other connection waited for the whole stream");
+    pgev_conn_free(other_conn);
+    pgev_conn_free(conn);
+    tu_assert_all_once(&big, 1);
+    tu_assert_all_once(&other_query, 1);
+}
+END_TEST
+
 static void check_binary_rows(pgev_conn *c, pgev_result *res, tu_query *q)
 {
     (void)c;
@@ -409,6 +443,7 @@ static Suite *stream_suite(void)
     TCase *tc = tu_tcase("big", 180);
     tcase_add_test(tc, stream_two_million_rows);
     tcase_add_test(tc, buffered_result);
+    tcase_add_test(tc, stream_does_not_starve_other_connections);
     suite_add_tcase(s, tc);
 
     tc = tu_tcase("stream", 60);
