@@ -211,6 +211,193 @@ PGEV_API int pgev_result_get_bool(const pgev_result *res, int row, int col, bool
 PGEV_API int pgev_result_get_text(const pgev_result *res, int row, int col, const char **out, size_t *len);
 
 /* ------------------------------------------------------------------------
+ * Typed values
+ * ------------------------------------------------------------------------ */
+
+/*
+ * More typed field accessors, with the same rules as the ones above: both
+ * result formats; PGEV_OK and the value stored; 1 for SQL NULL (nothing
+ * stored); PGEV_EINVAL (nothing stored, except where a function says
+ * otherwise) for a bad row/column, a result without rows (an error result,
+ * or one whose PGresult was stolen), a NULL output pointer, a column whose
+ * type does not match, a malformed value, or a value that does not fit the
+ * C type. A mismatch or overflow is always an error, never a wrong value.
+ *
+ * Dates and times are counted from the Unix epoch, 1970-01-01 00:00:00 UTC,
+ * in the proleptic Gregorian calendar (year 0 is 1 BC), and the server's
+ * 'infinity' and '-infinity' map to the largest and smallest value of the C
+ * type. In binary format they do not depend on any session setting. In text
+ * format pgev reads the server's ISO output only (DateStyle 'ISO', with any
+ * field order, which is the default): under the SQL, Postgres or German
+ * styles the accessors return PGEV_EINVAL rather than guess. timestamptz
+ * text carries the session TimeZone's offset, which pgev applies, so the
+ * value is the same UTC instant in both formats.
+ *
+ * pgev_result_get_double() reads text-format floats with strtod(), so it
+ * needs an LC_NUMERIC whose decimal point is '.' (the "C" locale, which a
+ * program has unless it calls setlocale()); binary format has no such need.
+ */
+
+/** int2 columns, and int4/int8 values that fit in 16 bits. */
+PGEV_API int pgev_result_get_int16(const pgev_result *res, int row, int col, int16_t *out);
+
+/**
+ * bytea columns. The bytes are copied into buf (cap bytes; buf may be NULL
+ * when cap is 0) and *len gets their count. When cap is too small the call
+ * returns PGEV_EINVAL and stores the size needed in *len, so a caller can
+ * size a buffer with a first call with cap 0 (set *len to 0 beforehand to
+ * tell this from the other errors). Text format: both bytea_output styles
+ * (hex, the default, and escape) are decoded, without allocating.
+ * The contents of buf are unspecified after an error.
+ */
+PGEV_API int pgev_result_get_bytea(const pgev_result *res, int row, int col, void *buf, size_t cap,
+                                   size_t *len);
+
+/**
+ * numeric columns, as decimal text exactly as the server prints it ("-12.50",
+ * "NaN", "Infinity", "-Infinity"), whatever the precision: the binary
+ * format is converted with its display scale. The text and a terminating
+ * NUL are written to buf (cap bytes) and *len gets the text's length (not
+ * counting the NUL). When cap is too small (it needs *len + 1 bytes) the
+ * call returns PGEV_EINVAL and stores the text's length in *len, as
+ * pgev_result_get_bytea() does. The contents of buf are unspecified after
+ * an error.
+ */
+PGEV_API int pgev_result_get_numeric(const pgev_result *res, int row, int col, char *buf, size_t cap,
+                                     size_t *len);
+
+/** uuid columns: the 16 bytes in network (text) order. */
+PGEV_API int pgev_result_get_uuid(const pgev_result *res, int row, int col, uint8_t out[16]);
+
+/**
+ * date columns: days since 1970-01-01 (negative before). 'infinity' is
+ * INT32_MAX and '-infinity' INT32_MIN; every finite date fits between.
+ */
+PGEV_API int pgev_result_get_date(const pgev_result *res, int row, int col, int32_t *days);
+
+/**
+ * timestamp and timestamptz columns: microseconds since the Unix epoch.
+ * timestamptz: the UTC instant. timestamp (without time zone): the wall
+ * clock time read as if it were UTC. 'infinity' is INT64_MAX and
+ * '-infinity' INT64_MIN. The server accepts timestamps up to the year
+ * 294276, a little beyond what int64 microseconds since 1970 can hold:
+ * values after about 294246-12-31 are PGEV_EINVAL (overflow).
+ */
+PGEV_API int pgev_result_get_timestamp(const pgev_result *res, int row, int col, int64_t *usec);
+
+/**
+ * A parameter list built on the stack, for binary (and text) parameters
+ * whose types the server then knows:
+ *
+ *     pgev_params p;
+ *     pgev_params_init(&p);
+ *     pgev_params_int8(&p, id);
+ *     pgev_params_text(&p, name);
+ *     pgev_params_bytea(&p, blob, blob_len);
+ *     pgev_query_args args = { .sql = "INSERT INTO t VALUES ($1, $2, $3)",
+ *                              .on_done = done, .arg = ctx };
+ *     if (pgev_params_apply(&p, &args) == PGEV_OK)
+ *         pgev_conn_submit(conn, &args);
+ *
+ * Scalars (numbers, bool, uuid, dates and times) are encoded into the
+ * pgev_params itself. Strings and byte arrays are borrowed: they must stay
+ * valid until the submit call returns (which copies or sends everything).
+ * pgev_params_apply() points args into p, so p must also live until then.
+ * Nothing is allocated. Errors are sticky: each pgev_params_* call returns
+ * PGEV_OK or PGEV_EINVAL (the list is full, or a value is out of range), and
+ * pgev_params_apply() fails with PGEV_EINVAL if any of them did, so checking
+ * it alone is enough.
+ *
+ * The members are private (the struct is visible only so that it can live
+ * on the stack); PGEV_PARAMS_MAX is its capacity. Queries with more
+ * parameters use pgev_query_args' arrays directly.
+ */
+#define PGEV_PARAMS_MAX 32
+typedef struct pgev_params {
+    int count_;
+    int failed_;
+    Oid types_[PGEV_PARAMS_MAX];
+    const char *values_[PGEV_PARAMS_MAX];
+    int lengths_[PGEV_PARAMS_MAX];
+    int formats_[PGEV_PARAMS_MAX];
+    bool inline_[PGEV_PARAMS_MAX];
+    union {
+        char bytes[16];
+        int64_t align;
+    } storage_[PGEV_PARAMS_MAX];
+} pgev_params;
+
+/** Empties p. Call before the first use. */
+PGEV_API void pgev_params_init(pgev_params *p);
+
+/** The number of parameters added so far (a call that failed added none). */
+PGEV_API int pgev_params_count(const pgev_params *p);
+
+/** Appends SQL NULL of the given type (0: the server infers it). */
+PGEV_API int pgev_params_null(pgev_params *p, Oid type);
+
+/** Appends a bool (binary). */
+PGEV_API int pgev_params_bool(pgev_params *p, bool v);
+/** Appends an int2 (binary). */
+PGEV_API int pgev_params_int2(pgev_params *p, int16_t v);
+/** Appends an int4 (binary). */
+PGEV_API int pgev_params_int4(pgev_params *p, int32_t v);
+/** Appends an int8 (binary). */
+PGEV_API int pgev_params_int8(pgev_params *p, int64_t v);
+/** Appends a float4 (binary; NaN, infinities and -0.0 are kept). */
+PGEV_API int pgev_params_float4(pgev_params *p, float v);
+/** Appends a float8 (binary; NaN, infinities and -0.0 are kept). */
+PGEV_API int pgev_params_float8(pgev_params *p, double v);
+
+/**
+ * Appends a NUL-terminated string in text format with no declared type, as
+ * libpq's text parameters are (the server infers the type from the query).
+ * Borrowed. NULL appends SQL NULL.
+ */
+PGEV_API int pgev_params_text(pgev_params *p, const char *s);
+
+/**
+ * Appends a numeric given as decimal text ("12.50", "-1e-30", "NaN",
+ * "Infinity"), sent in text format with the type numeric so that no
+ * precision is lost. Borrowed. NULL appends SQL NULL.
+ */
+PGEV_API int pgev_params_numeric(pgev_params *p, const char *decimal);
+
+/** Appends a bytea (binary), len bytes at data (borrowed; NULL only with len 0). len <= INT_MAX. */
+PGEV_API int pgev_params_bytea(pgev_params *p, const void *data, size_t len);
+
+/** Appends a uuid (binary) from its 16 bytes in network order (copied). */
+PGEV_API int pgev_params_uuid(pgev_params *p, const uint8_t uuid[16]);
+
+/**
+ * Appends a date (binary): days since 1970-01-01, with INT32_MAX and
+ * INT32_MIN for 'infinity' and '-infinity' (as pgev_result_get_date()).
+ * The server rejects dates outside its range.
+ */
+PGEV_API int pgev_params_date(pgev_params *p, int32_t days);
+
+/**
+ * Appends a timestamp (without time zone) or a timestamptz (binary):
+ * microseconds since the Unix epoch (UTC for timestamptz), with INT64_MAX
+ * and INT64_MIN for 'infinity' and '-infinity' (as
+ * pgev_result_get_timestamp()). The server rejects values outside its
+ * range (before 4714 BC, after 294276 AD).
+ */
+PGEV_API int pgev_params_timestamp(pgev_params *p, int64_t usec);
+/** See pgev_params_timestamp(). */
+PGEV_API int pgev_params_timestamptz(pgev_params *p, int64_t usec);
+
+/**
+ * Sets args->nparams, param_types, param_values, param_lengths and
+ * param_formats to p's parameters (the other fields are left alone).
+ * args then points into p: keep p alive, and unchanged, until the submit
+ * call returns. Returns PGEV_OK, or PGEV_EINVAL (args untouched) for NULL
+ * arguments or when an earlier pgev_params_* call on p failed.
+ */
+struct pgev_query_args;
+PGEV_API int pgev_params_apply(pgev_params *p, struct pgev_query_args *args);
+
+/* ------------------------------------------------------------------------
  * Connections
  * ------------------------------------------------------------------------ */
 
@@ -252,6 +439,7 @@ typedef void (*pgev_result_cb)(pgev_conn *conn, pgev_result *res, void *arg);
 #define PGEV_DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define PGEV_DEFAULT_MAX_PENDING 100000
 #define PGEV_DEFAULT_MAX_INFLIGHT 1000
+#define PGEV_DEFAULT_CANCEL_GRACE_MS 5000
 
 /**
  * Connection options. Zero-initialise and set what you need; every 0/NULL
@@ -277,6 +465,14 @@ typedef struct pgev_conn_options {
     pgev_notice_cb on_notice;
     /** User data passed to the three callbacks above. */
     void *arg;
+    /** Default deadline of every query, in milliseconds (see
+     * pgev_query_args.timeout_ms); 0: none. */
+    int query_timeout_ms;
+    /** After a server-side cancel (timeout, pgev_conn_cancel()), how long
+     * the cancelled query may keep the connection busy before pgev closes
+     * the connection (its other queries then complete with
+     * PGEV_ECONNLOST). 0: PGEV_DEFAULT_CANCEL_GRACE_MS. */
+    int cancel_grace_ms;
 } pgev_conn_options;
 
 /**
@@ -399,6 +595,13 @@ typedef struct pgev_query_args {
     pgev_result_cb on_done;
     /** User data for both callbacks. */
     void *arg;
+    /** Deadline in milliseconds from the submit: 0 takes the connection's
+     * query_timeout_ms, < 0 means none. When it passes, the query completes
+     * at once with PGEV_ETIMEOUT (no more row callbacks follow). A query
+     * still waiting to be sent is then never sent; one the server is
+     * running is cancelled on the server, without blocking the loop, and
+     * the queries behind it run normally. */
+    int timeout_ms;
 } pgev_query_args;
 
 /**
@@ -450,6 +653,26 @@ PGEV_API int64_t pgev_conn_prepare(pgev_conn *conn, const char *name, const char
  */
 PGEV_API int64_t pgev_conn_execute(pgev_conn *conn, const char *name, int nparams,
                                    const char *const *values, pgev_result_cb on_done, void *arg);
+
+/**
+ * Cancels a query by the id its submit returned. A query not yet sent is
+ * removed and never sent; one in flight is cancelled on the server
+ * without blocking the loop (PQcancel runs on a short-lived helper
+ * thread), and the queries behind it run normally. Either way its on_done
+ * runs once, from the loop (never inside this call), with
+ * PGEV_ECANCELLED — or with its real outcome if that arrived first.
+ *
+ * A server-side cancel interrupts whatever the session is running when it
+ * arrives: if the query finished just before, the cancel can land on the
+ * query right behind it, which then fails with SQLSTATE 57014 (its own
+ * Sync segment is rolled back; nothing else is affected). pgev sends the
+ * cancel only while the query is the oldest one outstanding.
+ *
+ * Returns PGEV_OK when the cancel was accepted, 1 when there is nothing
+ * to cancel (unknown id, already completed or cancelled: harmless), or
+ * PGEV_EINVAL for NULL. Call from the loop's thread.
+ */
+PGEV_API int pgev_conn_cancel(pgev_conn *conn, int64_t query_id);
 
 /**
  * Starts an atomic batch: the queries submitted until pgev_conn_batch_end()

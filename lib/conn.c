@@ -145,8 +145,8 @@ pgev_conn_maybe_closed(pgev_conn *conn)
 }
 
 /* Sends what can be sent and flushes: the tail of every loop entry point. */
-static void
-pump(pgev_conn *conn)
+void
+pgev_conn_pump(pgev_conn *conn)
 {
     if (conn->free_requested)
         return;
@@ -207,7 +207,7 @@ connected(pgev_conn *conn)
     pgev_conn_update_watch(conn);
     /* Queries submitted while connecting go out before on_connect runs, so
      * anything on_connect submits queues behind them. */
-    pump(conn);
+    pgev_conn_pump(conn);
     if (conn->free_requested || conn->state == PGEV_CONN_FAILED)
         return;
     if (conn->on_connect)
@@ -260,7 +260,7 @@ on_io(pgev_conn *conn, bool readable, bool writable)
         if (!conn->broken)
             pgev_read_results(conn);
     }
-    pump(conn);
+    pgev_conn_pump(conn);
     pgev_conn_leave_dispatch(conn);
 }
 
@@ -272,6 +272,14 @@ on_timeout(pgev_conn *conn)
         pgev_error err;
         pgev_error_set(&err, PGEV_ETIMEOUT, "could not connect within %d ms (connect timeout)",
                        conn->connect_timeout_ms);
+        pgev_conn_fail(conn, PGEV_ETIMEOUT, &err);
+    } else if (conn->cancel_target) {
+        /* A cancelled query still holds the session after the grace
+         * period: the server is unresponsive or ignores the cancel. */
+        pgev_error err;
+        pgev_error_set(&err, PGEV_ETIMEOUT,
+                       "a cancelled query did not end within %d ms; connection closed",
+                       conn->cancel_grace_ms);
         pgev_conn_fail(conn, PGEV_ETIMEOUT, &err);
     }
     pgev_conn_leave_dispatch(conn);
@@ -293,7 +301,11 @@ on_deferred(pgev_conn *conn)
             connect_step(conn);
         else if (conn->more_results && !conn->broken)
             pgev_read_results(conn);
-        pump(conn);
+        if (conn->doomed.head)
+            pgev_complete_doomed(conn);
+        if (conn->abandon_requested && !conn->free_requested)
+            pgev_abandon_requested(conn);
+        pgev_conn_pump(conn);
     }
     pgev_conn_leave_dispatch(conn);
 }
@@ -332,6 +344,9 @@ pgev_conn_new(struct event_base *base, const char *conninfo, const pgev_conn_opt
     conn->fd = -1;
     conn->max_pending = opts->max_pending > 0 ? opts->max_pending : PGEV_DEFAULT_MAX_PENDING;
     conn->max_inflight = opts->max_inflight > 0 ? opts->max_inflight : PGEV_DEFAULT_MAX_INFLIGHT;
+    conn->query_timeout_ms = opts->query_timeout_ms > 0 ? opts->query_timeout_ms : 0;
+    conn->cancel_grace_ms = opts->cancel_grace_ms > 0 ? opts->cancel_grace_ms
+                                                      : PGEV_DEFAULT_CANCEL_GRACE_MS;
     conn->on_connect = opts->on_connect;
     conn->on_disconnect = opts->on_disconnect;
     conn->on_notice = opts->on_notice;
@@ -391,6 +406,7 @@ real_free(pgev_conn *conn)
     pgev_fail_all(conn, PGEV_ECANCELLED, &err);
     conn->dispatch_depth--;
     close_pg(conn);
+    pgev_cancel_jobs_free(conn);
     pgev_loop_free(conn->loop);
     pgev_nodes_free_all(conn);
     free(conn);

@@ -56,8 +56,8 @@ is_fatal(const PGresult *res)
 }
 
 /* The first failure inside an atomic batch is what the batch reports. */
-static void
-note_segment_failure(pgev_conn *conn, int status, const pgev_error *err)
+void
+pgev_segment_failure(pgev_conn *conn, int status, const pgev_error *err)
 {
     if (conn->segment_status != PGEV_OK)
         return;
@@ -68,6 +68,18 @@ note_segment_failure(pgev_conn *conn, int status, const pgev_error *err)
 static void
 complete_query(pgev_conn *conn, pgev_node *node)
 {
+    if (conn->cancel_target == node) {
+        /* The cancelled query is over: the session is ours again. */
+        conn->cancel_target = NULL;
+        pgev_loop_timer(conn->loop, -1);
+    }
+    if (node->finished) {
+        /* Timed out or cancelled: its callback already ran. */
+        if (node->sync_after)
+            conn->expect_sync = true;
+        pgev_node_release(conn, node);
+        return;
+    }
     pgev_error err;
     const pgev_error *errp = NULL;
     PGresult *pg = node->result;
@@ -91,7 +103,7 @@ complete_query(pgev_conn *conn, pgev_node *node)
         errp = &err;
     }
     if (errp && !node->sync_after)
-        note_segment_failure(conn, node->status, errp);
+        pgev_segment_failure(conn, node->status, errp);
     if (node->sync_after)
         conn->expect_sync = true;
 
@@ -155,7 +167,7 @@ query_result(pgev_conn *conn, pgev_node *node, PGresult *res)
 #ifdef HAVE_PQSETCHUNKEDROWSMODE
     case PGRES_TUPLES_CHUNK:
 #endif
-        if (node->on_rows && node->status == PGEV_OK) {
+        if (node->on_rows && node->status == PGEV_OK && !node->finished) {
             deliver_rows(conn, node, res);
             return !conn->free_requested;
         }
@@ -241,6 +253,10 @@ pgev_read_results(pgev_conn *conn)
             break;
         }
         bool want_sync = conn->expect_sync || node->kind == PGEV_NODE_SYNC;
+        /* An abandoned query reached the head: now the server is running
+         * it (or about to), so a cancel targets it and no other. */
+        if (!want_sync && node->finished && !node->cancel_sent)
+            pgev_cancel_running(conn, node);
         if (!want_sync && node->on_rows && !node->row_mode_set)
             set_row_mode(conn, node);
         if (!want_sync && node->draining_copy_out) {

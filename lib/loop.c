@@ -158,3 +158,98 @@ pgev_loop_base(const pgev_loop *loop)
 {
     return loop->base;
 }
+
+/* ---- per-object timers and extra watches ------------------------------- */
+
+struct pgev_timer {
+    pgev_loop *loop;
+    struct event *ev;
+    pgev_timer_fn fn;
+    void *arg;
+};
+
+static void
+object_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    pgev_timer *timer = arg;
+    (void)fd;
+    (void)what;
+    timer->fn(timer->loop->conn, timer->arg);
+}
+
+pgev_timer *
+pgev_timer_new(pgev_loop *loop, pgev_timer_fn fn, void *arg)
+{
+    pgev_timer *timer = malloc(sizeof(*timer));
+    if (!timer)
+        return NULL;
+    timer->loop = loop;
+    timer->fn = fn;
+    timer->arg = arg;
+    timer->ev = evtimer_new(loop->base, object_timer_cb, timer);
+    if (!timer->ev) {
+        free(timer);
+        return NULL;
+    }
+    return timer;
+}
+
+int
+pgev_timer_start(pgev_timer *timer, int ms)
+{
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    return event_add(timer->ev, &tv);
+}
+
+void
+pgev_timer_free(pgev_timer *timer)
+{
+    if (!timer)
+        return;
+    event_free(timer->ev);
+    free(timer);
+}
+
+struct pgev_watch {
+    pgev_loop *loop;
+    struct event *ev;
+    pgev_timer_fn fn;
+    void *arg;
+};
+
+static void
+watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+    pgev_watch *watch = arg;
+    (void)fd;
+    (void)what;
+    watch->fn(watch->loop->conn, watch->arg);
+}
+
+pgev_watch *
+pgev_watch_new(pgev_loop *loop, int fd, pgev_timer_fn fn, void *arg)
+{
+    pgev_watch *watch = malloc(sizeof(*watch));
+    if (!watch)
+        return NULL;
+    watch->loop = loop;
+    watch->fn = fn;
+    watch->arg = arg;
+    watch->ev = event_new(loop->base, fd, EV_READ | EV_PERSIST, watch_cb, watch);
+    if (!watch->ev || event_add(watch->ev, NULL) != 0) {
+        if (watch->ev)
+            event_free(watch->ev);
+        free(watch);
+        return NULL;
+    }
+    return watch;
+}
+
+void
+pgev_watch_free(pgev_watch *watch)
+{
+    if (!watch)
+        return;
+    event_free(watch->ev);
+    free(watch);
+}

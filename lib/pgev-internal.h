@@ -77,6 +77,8 @@ enum pgev_node_kind {
 };
 
 typedef struct pgev_node pgev_node;
+typedef struct pgev_timer pgev_timer;
+typedef struct pgev_cancel_job pgev_cancel_job;
 
 struct pgev_node {
     pgev_node *next;
@@ -87,6 +89,12 @@ struct pgev_node {
     bool sync_after;
     /* Per-query receive state, valid while in flight. */
     bool row_mode_set;
+    bool sent;              /* handed to libpq: in the in-flight FIFO */
+    bool finished;          /* on_done already ran (timeout, cancel); results are dropped */
+    bool cancel_sent;       /* a server-side cancel was requested for it */
+    int abandon_code;       /* pgev_conn_cancel() asked to end it (from the loop) */
+    int timeout_ms;
+    pgev_timer *deadline;   /* NULL without a timeout */
     bool copy_refused;      /* it started a COPY, which pipeline mode cannot carry */
     bool draining_copy_out; /* discarding COPY TO STDOUT data until its end */
     pgev_result_cb on_rows;
@@ -130,6 +138,28 @@ pgev_fifo_push(pgev_fifo *q, pgev_node *n)
         q->count++;
 }
 
+/* Unlinks `n` from anywhere in the FIFO; O(n), for cancellation only. */
+static inline bool
+pgev_fifo_remove(pgev_fifo *q, pgev_node *n)
+{
+    pgev_node *prev = NULL;
+    for (pgev_node *cur = q->head; cur; prev = cur, cur = cur->next) {
+        if (cur != n)
+            continue;
+        if (prev)
+            prev->next = cur->next;
+        else
+            q->head = cur->next;
+        if (q->tail == cur)
+            q->tail = prev;
+        cur->next = NULL;
+        if (cur->kind != PGEV_NODE_SYNC)
+            q->count--;
+        return true;
+    }
+    return false;
+}
+
 static inline pgev_node *
 pgev_fifo_pop(pgev_fifo *q)
 {
@@ -165,6 +195,17 @@ int pgev_loop_timer(pgev_loop *loop, int ms);
 void pgev_loop_defer(pgev_loop *loop);
 struct event_base *pgev_loop_base(const pgev_loop *loop);
 
+/* A one-shot timer owned by one object (a query's deadline). */
+typedef void (*pgev_timer_fn)(pgev_conn *conn, void *arg);
+pgev_timer *pgev_timer_new(pgev_loop *loop, pgev_timer_fn fn, void *arg);
+int pgev_timer_start(pgev_timer *timer, int ms);
+void pgev_timer_free(pgev_timer *timer);
+
+/* A persistent read watch on an extra descriptor (a cancel job's socket). */
+typedef struct pgev_watch pgev_watch;
+pgev_watch *pgev_watch_new(pgev_loop *loop, int fd, pgev_timer_fn fn, void *arg);
+void pgev_watch_free(pgev_watch *watch);
+
 /* ------------------------------------------------------------------------
  * The connection
  * ------------------------------------------------------------------------ */
@@ -194,6 +235,12 @@ struct pgev_conn {
 
     pgev_fifo pending;      /* accepted, not yet sent */
     pgev_fifo inflight;     /* sent, awaiting results */
+    pgev_fifo doomed;       /* cancelled before sending: completed from the loop */
+    bool abandon_requested; /* some in-flight node has abandon_code set */
+    pgev_node *cancel_target; /* the query a server-side cancel is for */
+    pgev_cancel_job *cancel_jobs; /* cancel requests on helper threads */
+    int query_timeout_ms;   /* default deadline; 0: none */
+    int cancel_grace_ms;    /* how long a cancelled query may keep the connection */
     pgev_node *free_nodes;  /* recycled nodes, bounded by free_count */
     int free_count;
 
@@ -240,6 +287,18 @@ bool pgev_flush(pgev_conn *conn);
 void pgev_node_complete_error(pgev_conn *conn, pgev_node *node, int code, const pgev_error *err);
 /* Fails every pending and in-flight node with code/err. */
 void pgev_fail_all(pgev_conn *conn, int code, const pgev_error *err);
+
+/* Deadlines and cancellation (query.c) */
+void pgev_node_abandon(pgev_conn *conn, pgev_node *node, int code, const char *msg);
+void pgev_complete_doomed(pgev_conn *conn);
+void pgev_abandon_requested(pgev_conn *conn);
+void pgev_cancel_running(pgev_conn *conn, pgev_node *node);
+void pgev_segment_failure(pgev_conn *conn, int status, const pgev_error *err);
+void pgev_conn_pump(pgev_conn *conn);
+
+/* cancel.c: PQcancel on a helper thread. Returns 0 or -1. */
+int pgev_cancel_request(pgev_conn *conn);
+void pgev_cancel_jobs_free(pgev_conn *conn);
 
 /* dispatch.c */
 void pgev_read_results(pgev_conn *conn);

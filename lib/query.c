@@ -9,6 +9,7 @@
  */
 #include "pgev-internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,8 @@
 /* Flush libpq's output once about this much was handed to it, so its
  * buffer never grows large (libpq then retries send() on every call). */
 #define FLUSH_THRESHOLD (32 * 1024)
+
+static void on_deadline(pgev_conn *conn, void *arg);
 
 pgev_node *
 pgev_node_alloc(pgev_conn *conn)
@@ -37,6 +40,7 @@ pgev_node_alloc(pgev_conn *conn)
 void
 pgev_node_release(pgev_conn *conn, pgev_node *node)
 {
+    pgev_timer_free(node->deadline);
     PQclear(node->result);
     PQclear(node->error_result);
     free(node->payload);
@@ -87,13 +91,19 @@ pgev_fail_all(pgev_conn *conn, int code, const pgev_error *err)
     /* In-flight first: they were submitted first. Detach each node before
      * its callback runs, so a callback that frees the connection (deferred)
      * or inspects the counts sees a consistent queue. */
-    pgev_fifo *queues[2] = { &conn->inflight, &conn->pending };
-    for (int i = 0; i < 2; i++) {
+    pgev_fifo *queues[3] = { &conn->inflight, &conn->doomed, &conn->pending };
+    for (int i = 0; i < 3; i++) {
         pgev_node *node;
-        while ((node = pgev_fifo_pop(queues[i])) != NULL)
-            pgev_node_complete_error(conn, node, code, err);
+        while ((node = pgev_fifo_pop(queues[i])) != NULL) {
+            if (node->finished)
+                pgev_node_release(conn, node);  /* its callback already ran */
+            else
+                pgev_node_complete_error(conn, node, code, err);
+        }
     }
     conn->expect_sync = false;
+    conn->cancel_target = NULL;
+    conn->abandon_requested = false;
 }
 
 static void
@@ -202,6 +212,7 @@ send_node(pgev_conn *conn, pgev_node *node)
     node->param_values = NULL;
     node->param_lengths = NULL;
     node->param_formats = NULL;
+    node->sent = true;
     pgev_fifo_push(&conn->inflight, node);
 
     if (!ok) {
@@ -375,6 +386,120 @@ enqueue(pgev_conn *conn, pgev_node *node)
         pgev_loop_defer(conn->loop);
 }
 
+/* ---- deadlines and cancellation ---------------------------------------- */
+
+/*
+ * Ends an in-flight query early: its callback runs now with `code`, and
+ * whatever the server still sends for it is dropped when it arrives. The
+ * server-side cancel goes out once it is the oldest query outstanding.
+ * Loop context only.
+ */
+void
+pgev_node_abandon(pgev_conn *conn, pgev_node *node, int code, const char *msg)
+{
+    node->finished = true;
+    node->abandon_code = 0;
+    pgev_timer_free(node->deadline);
+    node->deadline = NULL;
+    PQclear(node->result);
+    PQclear(node->error_result);
+    node->result = node->error_result = NULL;
+    pgev_error err;
+    pgev_error_set(&err, code, "%s", msg);
+    if (!node->sync_after)
+        pgev_segment_failure(conn, code, &err);
+    pgev_result res = { .status = code, .query_id = node->id, .rows = node->rows, .error = &err };
+    if (node->on_done)
+        node->on_done(conn, &res, node->arg);
+    if (!conn->free_requested && conn->inflight.head == node && !node->cancel_sent)
+        pgev_cancel_running(conn, node);
+}
+
+void
+pgev_cancel_running(pgev_conn *conn, pgev_node *node)
+{
+    node->cancel_sent = true;
+    conn->cancel_target = node;
+    /* If the session does not come back within the grace period, the
+     * connection is closed (loop timer, see on_timeout in conn.c). A
+     * request that cannot even be made is left to the same timer. */
+    pgev_loop_timer(conn->loop, conn->cancel_grace_ms);
+    (void)pgev_cancel_request(conn);
+}
+
+static void
+on_deadline(pgev_conn *conn, void *arg)
+{
+    pgev_node *node = arg;
+    pgev_conn_enter_dispatch(conn);
+    char msg[96];
+    if (!node->sent) {
+        snprintf(msg, sizeof(msg), "query timed out after %d ms, before it was sent", node->timeout_ms);
+        pgev_fifo_remove(&conn->pending, node);
+        pgev_error err;
+        pgev_error_set(&err, PGEV_ETIMEOUT, "%s", msg);
+        pgev_node_complete_error(conn, node, PGEV_ETIMEOUT, &err);
+    } else if (!node->finished) {
+        snprintf(msg, sizeof(msg), "query timed out after %d ms; cancelled on the server", node->timeout_ms);
+        pgev_node_abandon(conn, node, PGEV_ETIMEOUT, msg);
+    }
+    pgev_conn_pump(conn);
+    pgev_conn_leave_dispatch(conn);
+}
+
+void
+pgev_complete_doomed(pgev_conn *conn)
+{
+    pgev_node *node;
+    while (!conn->free_requested && (node = pgev_fifo_pop(&conn->doomed)) != NULL) {
+        pgev_error err;
+        pgev_error_set(&err, PGEV_ECANCELLED, "cancelled by the application before it was sent");
+        pgev_node_complete_error(conn, node, PGEV_ECANCELLED, &err);
+    }
+}
+
+void
+pgev_abandon_requested(pgev_conn *conn)
+{
+    conn->abandon_requested = false;
+    for (pgev_node *node = conn->inflight.head; node && !conn->free_requested; ) {
+        pgev_node *next = node->next;   /* node stays in the FIFO */
+        if (node->abandon_code && !node->finished)
+            pgev_node_abandon(conn, node, node->abandon_code, "cancelled by the application");
+        node = next;
+    }
+}
+
+int
+pgev_conn_cancel(pgev_conn *conn, int64_t query_id)
+{
+    if (!conn)
+        return PGEV_EINVAL;
+    if (query_id <= 0 || conn->free_requested)
+        return 1;
+    for (pgev_node *node = conn->pending.head; node; node = node->next) {
+        if (node->id != query_id || node->kind == PGEV_NODE_SYNC)
+            continue;
+        pgev_fifo_remove(&conn->pending, node);
+        pgev_timer_free(node->deadline);
+        node->deadline = NULL;
+        pgev_fifo_push(&conn->doomed, node);
+        pgev_loop_defer(conn->loop);
+        return PGEV_OK;
+    }
+    for (pgev_node *node = conn->inflight.head; node; node = node->next) {
+        if (node->id != query_id || node->kind == PGEV_NODE_SYNC)
+            continue;
+        if (node->finished || node->abandon_code)
+            return 1;
+        node->abandon_code = PGEV_ECANCELLED;
+        conn->abandon_requested = true;
+        pgev_loop_defer(conn->loop);
+        return PGEV_OK;
+    }
+    return 1;
+}
+
 static int64_t
 submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_args *args)
 {
@@ -428,6 +553,17 @@ submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_args *ar
     node->result_format = (args->flags & PGEV_QUERY_BINARY) ? 1 : 0;
     if (!node->nparams)
         node->param_types = NULL;
+    node->timeout_ms = args->timeout_ms > 0 ? args->timeout_ms
+                     : args->timeout_ms == 0 ? conn->query_timeout_ms : 0;
+    if (node->timeout_ms > 0) {
+        node->deadline = pgev_timer_new(conn->loop, on_deadline, node);
+        if (!node->deadline || pgev_timer_start(node->deadline, node->timeout_ms) != 0) {
+            pgev_node_release(conn, node);
+            conn->next_id--;
+            pgev_conn_refuse(conn, "out of memory (query deadline timer)");
+            return PGEV_ENOMEM;
+        }
+    }
 
     if (conn->pending.head || !can_send(conn, node)) {
         if (copy_payload(node) != PGEV_OK) {

@@ -1,0 +1,298 @@
+/*
+ * Deadlines and cancellation: a query that times out or is cancelled
+ * completes exactly once, right away, is stopped on the server without
+ * blocking the loop, and the connection carries on. Needs PGEV_TEST_DSN.
+ */
+#include "testutil.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int64_t submit_timeout(pgev_conn *conn, const char *sql, int timeout_ms, tu_query *q, bool stream)
+{
+    pgev_query_args args = { .sql = sql, .timeout_ms = timeout_ms };
+    int64_t id = tu_submit(conn, &args, q, stream);
+    ck_assert_msg(id > 0, "submit: %s (%s)", pgev_strerror((int)id), pgev_conn_errmsg(conn));
+    return id;
+}
+
+/* What the backend of `conn` is doing now, seen from another session. */
+static char *backend_state(pgev_conn *conn)
+{
+    return tu_exec_value("SELECT coalesce(state, '') || ':' || query FROM pg_stat_activity WHERE pid = %d",
+                         PQbackendPID(pgev_conn_pg(conn)));
+}
+
+/* Waits (by polling the server from the loop's point of view) until the
+ * backend is idle: the cancelled statement is really gone. */
+static void assert_backend_goes_idle(pgev_conn *conn)
+{
+    double deadline = now_ms() + 10000;
+    for (;;) {
+        char *st = backend_state(conn);
+        bool idle = st && strncmp(st, "idle:", 5) == 0;
+        if (idle) {
+            free(st);
+            return;
+        }
+        if (now_ms() > deadline)
+            ck_abort_msg("backend still busy after the cancel: %s", st ? st : "(gone)");
+        free(st);
+        tu_run_for(50);
+    }
+}
+
+START_TEST(timeout_cancels_on_server_and_connection_carries_on)
+{
+    pgev_conn *conn = tu_connect(NULL);
+    tu_query q[3];
+    memset(q, 0, sizeof q);
+    double start = now_ms();
+    submit_timeout(conn, "SELECT pg_sleep(30)", 200, &q[0], false);
+    ck_assert_int_gt(tu_query_sql(conn, "SELECT 2", &q[1]), 0);
+    tu_wait_query(&q[0]);
+    double elapsed = now_ms() - start;
+    ck_assert_int_eq(q[0].status, PGEV_ETIMEOUT);
+    ck_assert_msg(strstr(q[0].message, "timed out") != NULL, "message: %s", q[0].message);
+    ck_assert_msg(elapsed < 5000, "timeout fired after %.0f ms", elapsed);
+    tu_wait_query(&q[1]);
+    tu_assert_ok(&q[1]);
+    ck_assert_str_eq(q[1].value, "2");
+    ck_assert_int_eq(pgev_conn_state(conn), PGEV_CONN_READY);
+    assert_backend_goes_idle(conn);
+    /* Still usable afterwards. */
+    ck_assert_int_gt(tu_query_sql(conn, "SELECT 3", &q[2]), 0);
+    tu_wait_query(&q[2]);
+    tu_assert_ok(&q[2]);
+    pgev_conn_free(conn);
+    tu_assert_all_once(q, 3);
+}
+END_TEST
+
+START_TEST(connection_default_timeout)
+{
+    pgev_conn_options opts = { .query_timeout_ms = 150 };
+    pgev_conn *conn = tu_connect(&opts);
+    tu_query q[3];
+    memset(q, 0, sizeof q);
+    ck_assert_int_gt(tu_query_sql(conn, "SELECT pg_sleep(30)", &q[0]), 0);
+    submit_timeout(conn, "SELECT pg_sleep(0.3)", -1, &q[1], false);   /* opts out */
+    submit_timeout(conn, "SELECT 1", 10000, &q[2], false);          /* its own, longer */
+    tu_wait_queries(q, 3, TU_WAIT_MS);
+    ck_assert_int_eq(q[0].status, PGEV_ETIMEOUT);
+    tu_assert_ok(&q[1]);
+    tu_assert_ok(&q[2]);
+    pgev_conn_free(conn);
+    tu_assert_all_once(q, 3);
+}
+END_TEST
+
+START_TEST(deadline_passed_in_queue_is_never_sent)
+{
+    pgev_conn_options opts = { .max_inflight = 1 };
+    pgev_conn *conn = tu_connect(&opts);
+    tu_exec("DROP TABLE IF EXISTS never_sent; CREATE TABLE never_sent (x int)");
+    tu_query q[3];
+    memset(q, 0, sizeof q);
+    ck_assert_int_gt(tu_query_sql(conn, "SELECT pg_sleep(0.5)", &q[0]), 0);
+    submit_timeout(conn, "INSERT INTO never_sent VALUES (1)", 100, &q[1], false);
+    ck_assert_int_eq(pgev_conn_pending(conn), 1);
+    ck_assert_int_gt(tu_query_sql(conn, "SELECT count(*) FROM never_sent", &q[2]), 0);
+    tu_wait_queries(q, 3, TU_WAIT_MS);
+    tu_assert_ok(&q[0]);
+    ck_assert_int_eq(q[1].status, PGEV_ETIMEOUT);
+    ck_assert_msg(strstr(q[1].message, "before it was sent") != NULL, "message: %s", q[1].message);
+    ck_assert_int_lt(q[1].done_seq, q[0].done_seq);   /* at its deadline, not after the sleep */
+    tu_assert_ok(&q[2]);
+    ck_assert_str_eq(q[2].value, "0");
+    pgev_conn_free(conn);
+    tu_assert_all_once(q, 3);
+    tu_exec("DROP TABLE never_sent");
+}
+END_TEST
+
+START_TEST(cancel_pending_and_inflight)
+{
+    pgev_conn_options opts = { .max_inflight = 1 };
+    pgev_conn *conn = tu_connect(&opts);
+    tu_query q[4];
+    memset(q, 0, sizeof q);
+    double start = now_ms();
+    int64_t sleeping = tu_query_sql(conn, "SELECT pg_sleep(30)", &q[0]);
+    int64_t queued = tu_query_sql(conn, "SELECT 1", &q[1]);
+    ck_assert_int_gt(tu_query_sql(conn, "SELECT 2", &q[2]), 0);
+    ck_assert_int_eq(pgev_conn_pending(conn), 2);
+
+    tu_in_call = 1;
+    ck_assert_int_eq(pgev_conn_cancel(conn, queued), PGEV_OK);
+    ck_assert_int_eq(pgev_conn_cancel(conn, queued), 1);        /* twice: harmless */
+    ck_assert_int_eq(pgev_conn_cancel(conn, sleeping), PGEV_OK);
+    ck_assert_int_eq(pgev_conn_cancel(conn, sleeping), 1);
+    ck_assert_int_eq(pgev_conn_cancel(conn, 999999), 1);        /* unknown */
+    ck_assert_int_eq(pgev_conn_cancel(NULL, sleeping), PGEV_EINVAL);
+    tu_in_call = 0;
+    ck_assert_int_eq(q[0].done_calls + q[1].done_calls, 0);      /* never inside the call */
+
+    tu_wait_queries(q, 3, TU_WAIT_MS);
+    ck_assert_int_eq(q[0].status, PGEV_ECANCELLED);
+    ck_assert_int_eq(q[1].status, PGEV_ECANCELLED);
+    tu_assert_ok(&q[2]);
+    ck_assert_msg(now_ms() - start < 10000, "cancel took %.0f ms", now_ms() - start);
+    ck_assert_int_eq(pgev_conn_cancel(conn, q[2].id), 1);       /* finished: harmless */
+    assert_backend_goes_idle(conn);
+    ck_assert_int_gt(tu_query_sql(conn, "SELECT 3", &q[3]), 0);
+    tu_wait_query(&q[3]);
+    tu_assert_ok(&q[3]);
+    pgev_conn_free(conn);
+    tu_assert_all_once(q, 4);
+}
+END_TEST
+
+static int rows_after_timeout;
+static void count_late_rows(pgev_conn *c, pgev_result *res, tu_query *q)
+{
+    (void)c;
+    (void)res;
+    if (q->done_calls > 0)
+        rows_after_timeout++;
+}
+
+START_TEST(timeout_while_rows_stream)
+{
+    pgev_conn *conn = tu_connect(NULL);
+    rows_after_timeout = 0;
+    tu_query q[2];
+    memset(q, 0, sizeof q);
+    q[0].on_rows_hook = count_late_rows;
+    submit_timeout(conn, "SELECT g, repeat('x', 1000), pg_sleep(0.0005) FROM generate_series(1, 1000000) g", 300, &q[0], true);
+    ck_assert_int_gt(tu_query_sql(conn, "SELECT 'after'", &q[1]), 0);
+    tu_wait_queries(q, 2, TU_WAIT_MS);
+    ck_assert_int_eq(q[0].status, PGEV_ETIMEOUT);
+    ck_assert_int_gt(q[0].rows_streamed, 0);           /* rows did flow before the deadline */
+    ck_assert_int_lt(q[0].rows_streamed, 1000000);
+    ck_assert_int_lt(q[0].first_row_seq, q[0].done_seq);
+    ck_assert_int_eq(rows_after_timeout, 0);           /* none after the completion */
+    tu_assert_ok(&q[1]);
+    ck_assert_str_eq(q[1].value, "after");
+    pgev_conn_free(conn);
+    tu_assert_all_once(q, 2);
+}
+END_TEST
+
+/* Cancel racing completion: cancelling from the completion callback of the
+ * query itself, or of a query whose result is already in, changes nothing. */
+static void cancel_self(pgev_conn *c, pgev_result *res, tu_query *q)
+{
+    (void)res;
+    ck_assert_int_eq(pgev_conn_cancel(c, q->id), 1);
+}
+
+START_TEST(cancel_racing_completion)
+{
+    pgev_conn *conn = tu_connect(NULL);
+    enum { N = 200 };
+    tu_query q[N];
+    memset(q, 0, sizeof q);
+    for (int i = 0; i < N; i++) {
+        q[i].on_done_hook = cancel_self;
+        ck_assert_int_gt(tu_query_sql(conn, "SELECT 1", &q[i]), 0);
+    }
+    /* Cancel every other one at once: each completes exactly once, either
+     * cancelled or with its real result, never both. */
+    int accepted = 0;
+    for (int i = 0; i < N; i += 2)
+        accepted += pgev_conn_cancel(conn, q[i].id) == PGEV_OK;
+    ck_assert_int_gt(accepted, 0);
+    tu_wait_queries(q, N, TU_WAIT_MS);
+    for (int i = 0; i < N; i++)
+        ck_assert(q[i].status == PGEV_OK || (i % 2 == 0 && q[i].status == PGEV_ECANCELLED));
+    pgev_conn_free(conn);
+    tu_assert_all_once(q, N);
+}
+END_TEST
+
+/* A backend that ignores the cancel (stopped with SIGSTOP): after the
+ * grace period the connection is closed, everything completes once. */
+START_TEST(unresponsive_server_closes_connection_after_grace)
+{
+    if (!getenv("PGEV_TEST_CLUSTER_DIR")) {
+        fprintf(stderr, "skipped: needs the harness's own cluster (signals its backend)\n");
+        return;
+    }
+    tu_connrec rec = { 0 };
+    pgev_conn_options opts = { .cancel_grace_ms = 300 };
+    tu_conn_opts(&opts, &rec);
+    pgev_conn *conn = tu_connect(&opts);
+    int pid = PQbackendPID(pgev_conn_pg(conn));
+    tu_query q[3];
+    memset(q, 0, sizeof q);
+    submit_timeout(conn, "SELECT pg_sleep(30)", 200, &q[0], false);
+    ck_assert_int_gt(tu_query_sql(conn, "SELECT 2", &q[1]), 0);
+    tu_run_for(50);
+    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+    tu_wait_queries(q, 2, TU_WAIT_MS);
+    ck_assert_int_eq(q[0].status, PGEV_ETIMEOUT);
+    ck_assert_int_eq(q[1].status, PGEV_ECONNLOST);
+    ck_assert_int_eq(pgev_conn_state(conn), PGEV_CONN_FAILED);
+    ck_assert_int_eq(rec.disconnect_calls, 1);
+    ck_assert_msg(strstr(rec.disconnect_msg, "did not end") != NULL, "%s", rec.disconnect_msg);
+    ck_assert_int_eq(kill(pid, SIGCONT), 0);
+    ck_assert_int_eq(tu_query_sql(conn, "SELECT 3", &q[2]), PGEV_ECLOSED);
+    pgev_conn_free(conn);
+    tu_assert_all_once(q, 3);
+}
+END_TEST
+
+START_TEST(free_with_cancel_in_progress)
+{
+    pgev_conn *conn = tu_connect(NULL);
+    tu_query q[2];
+    memset(q, 0, sizeof q);
+    submit_timeout(conn, "SELECT pg_sleep(30)", 50, &q[0], false);
+    ck_assert_int_gt(tu_query_sql(conn, "SELECT 2", &q[1]), 0);
+    tu_wait_query(&q[0]);
+    ck_assert_int_eq(q[0].status, PGEV_ETIMEOUT);
+    /* The cancel thread may still be running: freeing now must be safe. */
+    pgev_conn_free(conn);
+    ck_assert_int_eq(q[1].status, PGEV_ECANCELLED);
+    tu_assert_all_once(q, 2);
+    tu_assert_base_idle();
+}
+END_TEST
+
+static Suite *cancel_suite(void)
+{
+    Suite *s = suite_create("cancel");
+    TCase *tc = tu_tcase("deadlines", 60);
+    tcase_add_test(tc, timeout_cancels_on_server_and_connection_carries_on);
+    tcase_add_test(tc, connection_default_timeout);
+    tcase_add_test(tc, deadline_passed_in_queue_is_never_sent);
+    tcase_add_test(tc, timeout_while_rows_stream);
+    suite_add_tcase(s, tc);
+    tc = tu_tcase("cancel", 60);
+    tcase_add_test(tc, cancel_pending_and_inflight);
+    tcase_add_test(tc, cancel_racing_completion);
+    tcase_add_test(tc, unresponsive_server_closes_connection_after_grace);
+    tcase_add_test(tc, free_with_cancel_in_progress);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(cancel_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
