@@ -696,6 +696,271 @@ PGEV_API int pgev_conn_batch_begin(pgev_conn *conn);
  */
 PGEV_API int pgev_conn_batch_end(pgev_conn *conn, pgev_result_cb on_done, void *arg);
 
+/* ------------------------------------------------------------------------
+ * Pool
+ * ------------------------------------------------------------------------ */
+
+/**
+ * A connection pool: opaque; created by pgev_pool_new(), freed by
+ * pgev_pool_free(). It is built on the connection API above and keeps
+ * between min_conns and max_conns pgev_conns to one conninfo.
+ *
+ * Two ways to use it:
+ *  - pgev_pool_submit() and friends: the query goes to the ready connection
+ *    with the fewest queries outstanding and is pipelined there. While no
+ *    connection can take it, it waits in the pool's queue (bounded by
+ *    max_pending, each entry for at most queue_timeout_ms).
+ *  - pgev_pool_acquire() / pgev_pool_release(): exclusive use of one
+ *    connection (transactions, session state), granted to waiters in FIFO
+ *    order. A connection released inside a transaction, or with queries
+ *    still running, is rolled back before anyone else gets it; one that
+ *    failed is replaced.
+ *
+ * Lost connections are replaced, reconnecting with jittered exponential
+ * backoff (at most PGEV_POOL_BACKOFF_MAX_MS between attempts, one attempt
+ * at a time while the server keeps refusing). Queries still in the pool's
+ * queue are never lost with a connection: they go to another one. Queries
+ * already handed to the connection that died complete with PGEV_ECONNLOST.
+ *
+ * One periodic timer (every PGEV_POOL_MAINTENANCE_MS) closes idle and
+ * too-old connections and opens connections up to min_conns, so an open
+ * pool always has an event armed on the base; after pgev_pool_close() has
+ * finished, or after pgev_pool_free(), nothing is.
+ *
+ * The contracts of the connection API hold for the pool too: every
+ * accepted request (query, acquire) completes exactly once on every path,
+ * pgev_pool_free() included; never inside the call that made it; freeing
+ * the pool from inside any of its callbacks is safe; its queues are
+ * bounded. A pool belongs to the thread that runs its base.
+ */
+typedef struct pgev_pool pgev_pool;
+
+/** Defaults used when a pgev_pool_options field is 0. */
+#define PGEV_POOL_DEFAULT_MAX_CONNS 10
+#define PGEV_POOL_DEFAULT_MAX_CONNECTING 2
+#define PGEV_POOL_DEFAULT_ACQUIRE_TIMEOUT_MS 30000
+#define PGEV_POOL_DEFAULT_QUEUE_TIMEOUT_MS 30000
+#define PGEV_POOL_DEFAULT_MAX_WAITERS 10000
+#define PGEV_POOL_DEFAULT_MAX_PENDING 100000
+/** The reconnect backoff never waits longer than this. */
+#define PGEV_POOL_BACKOFF_MAX_MS 5000
+/** Period of the pool's maintenance timer. */
+#define PGEV_POOL_MAINTENANCE_MS 250
+
+/**
+ * Init hook: runs once on every new connection, after it connected and
+ * before the pool uses it. Submit what the session needs on `conn`
+ * (SET ..., prepared statements) and call pgev_pool_init_done() when it has
+ * completed — from those queries' callbacks, or from inside the hook when
+ * there is nothing to wait for. Until then the connection takes no pool
+ * work. A hook that does not finish within connect_timeout_ms (checked by
+ * the maintenance timer) has its connection discarded.
+ */
+typedef void (*pgev_pool_init_cb)(pgev_pool *pool, pgev_conn *conn, void *arg);
+
+/**
+ * Acquire callback: on success conn is the connection, exclusively the
+ * caller's until pgev_pool_release(), and err is NULL. On failure conn is
+ * NULL and err says why: PGEV_ETIMEOUT (acquire_timeout_ms passed),
+ * PGEV_ECANCELLED (the pool was freed). err is borrowed for the call.
+ */
+typedef void (*pgev_pool_acquire_cb)(pgev_pool *pool, pgev_conn *conn, const pgev_error *err,
+                                     void *arg);
+
+/** Called once when a pgev_pool_close() has finished: every connection is closed. */
+typedef void (*pgev_pool_closed_cb)(pgev_pool *pool, void *arg);
+
+/**
+ * Pool options. Zero-initialise and set what you need; every 0/NULL field
+ * takes its default. Negative values, or min_conns > max_conns, make
+ * pgev_pool_new() fail. The struct (and reset_query) is read during
+ * pgev_pool_new() only.
+ */
+typedef struct pgev_pool_options {
+    /** Connections kept open even when idle. 0: none. */
+    int min_conns;
+    /** Most connections open at once, in any state. 0: PGEV_POOL_DEFAULT_MAX_CONNS. */
+    int max_conns;
+    /** Most connections being opened at once. 0: PGEV_POOL_DEFAULT_MAX_CONNECTING. */
+    int max_connecting;
+    /** Connect deadline of each connection (see pgev_conn_options), also
+     * the limit for on_conn_init. 0: the connection's default. */
+    int connect_timeout_ms;
+    /** The pipeline window of each connection: the most pool queries
+     * outstanding on one connection. 0: PGEV_DEFAULT_MAX_INFLIGHT. */
+    int conn_max_inflight;
+    /** How long pgev_pool_acquire() may wait. 0: PGEV_POOL_DEFAULT_ACQUIRE_TIMEOUT_MS. */
+    int acquire_timeout_ms;
+    /** Most acquires waiting; beyond it pgev_pool_acquire() returns
+     * PGEV_EQUEUEFULL. 0: PGEV_POOL_DEFAULT_MAX_WAITERS. */
+    int max_waiters;
+    /** How long a pool query may wait in the pool's queue for a connection
+     * before it completes with PGEV_ETIMEOUT (the time it then runs on a
+     * connection is not limited by this). 0: PGEV_POOL_DEFAULT_QUEUE_TIMEOUT_MS. */
+    int queue_timeout_ms;
+    /** Most pool queries in the pool's queue; beyond it a submit returns
+     * PGEV_EQUEUEFULL. 0: PGEV_POOL_DEFAULT_MAX_PENDING. */
+    int max_pending;
+    /** A connection idle this long is closed, down to min_conns. 0: never. */
+    int idle_timeout_ms;
+    /** A connection is closed (once idle, or when released) after this
+     * long, minus up to 10% random jitter so that connections opened
+     * together do not expire together. 0: no limit. */
+    int max_lifetime_ms;
+    /** SQL run on every connection at release, after any ROLLBACK
+     * (e.g. "DISCARD ALL"; note that it also undoes what on_conn_init set
+     * up). NULL: none. Copied. */
+    const char *reset_query;
+    /** Init hook (see pgev_pool_init_cb); NULL: none. */
+    pgev_pool_init_cb on_conn_init;
+    /** User data for on_conn_init. */
+    void *arg;
+} pgev_pool_options;
+
+/**
+ * Pool statistics, a snapshot filled by pgev_pool_stats(). The conns_*
+ * sizes add up to conns; the counters count since pgev_pool_new().
+ */
+typedef struct pgev_pool_stats_t {
+    int conns;              /**< connections held, in any state */
+    int conns_connecting;   /**< connecting, or running on_conn_init */
+    int conns_idle;         /**< ready, no pool query outstanding */
+    int conns_busy;         /**< ready, with pool queries outstanding */
+    int conns_acquired;     /**< held through pgev_pool_acquire() */
+    int conns_other;        /**< being reset after release, closing, or about to be freed */
+    int waiters;            /**< pgev_pool_acquire() calls waiting */
+    int queued;             /**< pool queries waiting for a connection */
+    int outstanding;        /**< pool queries running on connections */
+    int64_t queries;        /**< pool queries accepted */
+    int64_t queries_failed; /**< pool queries that completed with an error (any cause) */
+    int64_t queries_timed_out; /**< of which timed out in the pool's queue */
+    int64_t acquires;       /**< acquires granted */
+    int64_t acquire_timeouts; /**< acquires that timed out */
+    int64_t resets;         /**< released connections rolled back or reset */
+    int64_t connects;       /**< connections made (each counted once it is up) */
+    int64_t connect_failures; /**< connection attempts that failed */
+    int64_t conns_lost;     /**< connections that were up and were lost */
+    int64_t conns_closed;   /**< connections the pool closed (idle, lifetime, reset failed, drain) */
+} pgev_pool_stats_t;
+
+/**
+ * Creates a pool on `base` for `conninfo` (as in pgev_conn_new()) and
+ * starts opening min_conns connections, without blocking. opts may be NULL
+ * for all defaults; read during the call only.
+ *
+ * Returns the pool, owned by the caller (free it with pgev_pool_free()),
+ * or NULL when base or conninfo is NULL, an option is out of range, or
+ * memory ran out. A conninfo that cannot connect is not an error here:
+ * queries and acquires then time out with the connection error in their
+ * message. Call from the thread that runs `base`.
+ */
+PGEV_API pgev_pool *pgev_pool_new(struct event_base *base, const char *conninfo,
+                                  const pgev_pool_options *opts);
+
+/**
+ * Frees the pool and all its connections at once. Every pool query still
+ * queued or running, every waiting acquire and every query running on an
+ * acquired connection completes with PGEV_ECANCELLED: inside this call, or,
+ * when called from one of the pool's callbacks, right after that callback
+ * returns. on_closed is not called. Connections obtained by acquire must
+ * not be used afterwards. Safe from inside any pool callback (including a
+ * callback of a query on an acquired connection); NULL is a no-op.
+ */
+PGEV_API void pgev_pool_free(pgev_pool *pool);
+
+/**
+ * Graceful shutdown (drain): new queries and acquires are refused
+ * (PGEV_ECLOSED); queued queries and waiting acquires are still served (or
+ * time out); once the queues are empty and every acquired connection has
+ * been released, the connections are closed and on_closed (may be NULL)
+ * runs once, from the loop. The pool object stays valid until
+ * pgev_pool_free(). Returns PGEV_OK, or PGEV_EINVAL for NULL; closing again
+ * returns PGEV_OK and changes nothing.
+ */
+PGEV_API int pgev_pool_close(pgev_pool *pool, pgev_pool_closed_cb on_closed, void *arg);
+
+/**
+ * Submits a query to the pool. Same arguments as pgev_conn_submit()
+ * (copied during the call, so they may be on the stack), except that
+ * preparing (sql and stmt both set) is refused: prepare statements on every
+ * connection from on_conn_init, then run them with .stmt. The query runs
+ * on the ready connection with the fewest queries outstanding, or waits in
+ * the pool's queue until one can take it.
+ *
+ * The callbacks get the connection the query ran on (NULL when it never
+ * reached one: queue timeout, pool freed); pgev_result_query_id() is the
+ * id on that connection, 0 when it never reached one. Queries sent to the
+ * same connection run in order; there is no order across connections.
+ * A query that reaches a connection which refuses it (a COPY, say)
+ * completes with that connection's error.
+ *
+ * Returns a pool query id (> 0, unique in this pool) or a negative
+ * pgev_status: PGEV_EINVAL (bad arguments), PGEV_ECLOSED (the pool is
+ * closing or closed), PGEV_EQUEUEFULL (max_pending reached), PGEV_ENOMEM;
+ * then nothing was queued, no callback will run and pgev_pool_errmsg()
+ * says why. Call from the loop's thread, including from callbacks.
+ */
+PGEV_API int64_t pgev_pool_submit(pgev_pool *pool, const pgev_query_args *args);
+
+/** pgev_conn_query() on the pool: same return and contracts as pgev_pool_submit(). */
+PGEV_API int64_t pgev_pool_query(pgev_pool *pool, const char *sql, pgev_result_cb on_done, void *arg);
+
+/** pgev_conn_query_params() on the pool: same return and contracts as pgev_pool_submit(). */
+PGEV_API int64_t pgev_pool_query_params(pgev_pool *pool, const char *sql, int nparams,
+                                        const char *const *values, pgev_result_cb on_done, void *arg);
+
+/**
+ * pgev_conn_execute() on the pool: runs the prepared statement `name`,
+ * which must exist on every connection (prepare it in on_conn_init).
+ * Same return and contracts as pgev_pool_submit().
+ */
+PGEV_API int64_t pgev_pool_execute(pgev_pool *pool, const char *name, int nparams,
+                                   const char *const *values, pgev_result_cb on_done, void *arg);
+
+/**
+ * Asks for exclusive use of one connection. cb runs exactly once, from the
+ * loop: with a ready connection with nothing outstanding, in FIFO order
+ * among waiters, or with PGEV_ETIMEOUT after acquire_timeout_ms (the
+ * message names the last connection error, if any). While held, the
+ * connection takes no pool queries; use it with the pgev_conn_* calls,
+ * never pgev_conn_free() or pgev_conn_close() it, and hand it back with
+ * pgev_pool_release().
+ *
+ * Returns PGEV_OK (cb will run), or PGEV_EINVAL (NULL pool or cb),
+ * PGEV_ECLOSED (closing or closed pool), PGEV_EQUEUEFULL (max_waiters
+ * already waiting), PGEV_ENOMEM; then cb never runs.
+ */
+PGEV_API int pgev_pool_acquire(pgev_pool *pool, pgev_pool_acquire_cb cb, void *arg);
+
+/**
+ * Gives an acquired connection back. If it is in a transaction (or its
+ * state is unknown because queries are still running), the pool rolls it
+ * back, then runs reset_query if set, before reuse; if that fails, or the
+ * connection is broken or expired, it is closed and replaced. Queries still
+ * running on it complete normally. The caller must not use conn afterwards.
+ * Returns PGEV_OK, or PGEV_EINVAL when conn is not currently acquired from
+ * this pool. Never calls back. Safe from inside any callback.
+ */
+PGEV_API int pgev_pool_release(pgev_pool *pool, pgev_conn *conn);
+
+/**
+ * Ends the on_conn_init hook of `conn`: ok true puts the connection into
+ * service, false discards it (counted as a connect failure). Returns
+ * PGEV_OK, or PGEV_EINVAL when conn is not initialising in this pool (it
+ * timed out or was lost meanwhile: harmless).
+ */
+PGEV_API int pgev_pool_init_done(pgev_pool *pool, pgev_conn *conn, bool ok);
+
+/** Fills *out with a snapshot of the pool's sizes and counters. Returns PGEV_OK, or PGEV_EINVAL for NULL. */
+PGEV_API int pgev_pool_stats(const pgev_pool *pool, pgev_pool_stats_t *out);
+
+/**
+ * Why the last refused pool call was refused, or the last connection error
+ * when the pool cannot connect; "" when there is none. Borrowed: valid
+ * until the next call on the pool.
+ */
+PGEV_API const char *pgev_pool_errmsg(const pgev_pool *pool);
+
 #ifdef __cplusplus
 }
 #endif

@@ -122,6 +122,10 @@ pgev_conn_fail(pgev_conn *conn, int code, const pgev_error *why)
     query_err.code = was_connecting ? PGEV_ECONNECT : PGEV_ECONNLOST;
     pgev_fail_all(conn, query_err.code, &query_err);
 
+    /* pgev_conn_free() (maybe called from one of the query callbacks just
+     * run) promises that neither connection callback follows it. */
+    if (conn->free_requested)
+        return;
     if (was_connecting) {
         if (conn->on_connect)
             conn->on_connect(conn, &conn->error, conn->arg);

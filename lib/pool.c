@@ -1,0 +1,1413 @@
+/*
+ * The connection pool. Built on the public connection API (pgev_conn_*)
+ * only: a pool connection is an ordinary pgev_conn whose callbacks point
+ * back into this file.
+ *
+ * Shape of a pool:
+ *
+ *   submit ──► queue (FIFO, bounded, deadlines) ──dispatch──► least-loaded READY slot
+ *   acquire ─► waiters (FIFO, bounded, deadlines) ──grant───► idle slot ──release──► READY
+ *
+ * Every connection lives in a slot, and every slot is on one list; its
+ * state (below) says what it is doing, and pool->nslots[] counts slots per
+ * state, so the sizes in the statistics are counts kept by the one state
+ * setter (slot_set_state).
+ *
+ * Freeing a pgev_conn from inside one of its own callbacks is deferred by
+ * the connection layer, and a deferred free still calls back into us. So
+ * the pool frees connections only from its own "kick" event, when no
+ * connection callback is running: a slot that should go is marked RETIRED
+ * and the next service pass (service()) frees it. For the same reason,
+ * pgev_pool_free() from inside a connection callback leaves the pool
+ * struct behind as a zombie, which only forwards the last callbacks of
+ * that connection, until the kick event frees it.
+ *
+ * Timers: one periodic maintenance timer (idle timeout, lifetime, min
+ * size, init timeout, reconnect backoff), one deadline timer for the head
+ * of the queue and of the waiters (both FIFOs have one timeout each, so
+ * the head always expires first), and the kick event for deferred work.
+ * The connection layer's event adapter (loop.c) is bound to one
+ * connection, so the pool's three events are made here.
+ */
+#include "pgev-internal.h" /* struct pgev_result / pgev_error, for make_error() only */
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+/*
+ * Slot states. Transitions (one setter: slot_set_state):
+ *
+ *   CONNECTING ─► INIT ─► READY ⇄ RESERVED ─► ACQUIRED ─► RESETTING ─► READY
+ *        │          │       │        │           │            │
+ *        └──────────┴───────┴────────┴───────────┴────────────┴──► CLOSING ─► RETIRED
+ *                                                  (any state may go to RETIRED directly)
+ */
+typedef enum slot_state {
+    SLOT_CONNECTING, /* pgev_conn_new() done, on_connect not yet */
+    SLOT_INIT,       /* connected; on_conn_init running */
+    SLOT_READY,      /* takes pool queries (outstanding may be > 0) */
+    SLOT_RESERVED,   /* promised to the head waiter: takes no new pool
+                      * queries, granted once its outstanding ones finish */
+    SLOT_ACQUIRED,   /* held by a user through pgev_pool_acquire() */
+    SLOT_RESETTING,  /* released dirty: ROLLBACK / reset_query running */
+    SLOT_CLOSING,    /* pgev_conn_close() called: draining its queries */
+    SLOT_RETIRED,    /* finished with; service() frees the connection */
+    SLOT_NSTATES
+} slot_state;
+
+/* How long a reset may wait for its Sync to be read before the
+ * connection is given up on (see finish_reset). */
+#define RESET_SYNC_WAIT_MS 5000
+
+typedef struct pool_slot pool_slot;
+typedef struct pool_query pool_query;
+typedef struct pool_waiter pool_waiter;
+
+struct pool_slot {
+    pool_slot *prev, *next;     /* pool->slots */
+    pgev_pool *pool;
+    pgev_conn *conn;
+    slot_state state;
+    int outstanding;            /* pool queries handed to conn, not yet complete */
+    int resets_running;         /* RESETTING: reset queries not yet complete */
+    bool reset_failed;
+    bool lost;                  /* ACQUIRED: the connection died while held */
+    uint64_t created_ms;
+    uint64_t expires_ms;        /* 0: no lifetime limit */
+    uint64_t last_used_ms;      /* for the idle timeout */
+};
+
+struct pool_query {
+    pool_query *next;           /* pool->queue while queued */
+    pool_slot *slot;            /* once dispatched */
+    int64_t id;
+    uint64_t deadline_ms;       /* while queued */
+    pgev_query_args args;       /* on_done/on_rows/arg are the user's; pointers into payload */
+    char *payload;              /* NULL when dispatched at submit time (args not kept) */
+};
+
+struct pool_waiter {
+    pool_waiter *next;
+    uint64_t deadline_ms;
+    pgev_pool_acquire_cb cb;
+    void *arg;
+};
+
+typedef enum pool_state {
+    POOL_OPEN,
+    POOL_DRAINING,              /* pgev_pool_close() called */
+    POOL_CLOSED                 /* drained, or being freed */
+} pool_state;
+
+struct pgev_pool {
+    struct event_base *base;
+    char *conninfo;
+    char *reset_query;
+    pool_state state;
+
+    /* options, defaults applied */
+    int min_conns, max_conns, max_connecting, connect_timeout_ms, conn_max_inflight;
+    int acquire_timeout_ms, max_waiters, queue_timeout_ms, max_pending;
+    int idle_timeout_ms, max_lifetime_ms;
+    pgev_pool_init_cb on_conn_init;
+    void *arg;
+
+    pool_slot *slots;
+    int nslots[SLOT_NSTATES];
+    pool_query *queue_head, *queue_tail;
+    int queued;
+    pool_waiter *waiters_head, *waiters_tail;
+    int nwaiters;
+    int outstanding;
+
+    struct event *kick_ev;      /* deferred work: service(), or the zombie's last free */
+    struct event *maint_ev;     /* periodic maintenance */
+    struct event *deadline_ev;  /* earliest queue / waiter deadline */
+    bool kicked;
+
+    /* Teardown: see pgev_pool_free(). */
+    int depth;                  /* > 0 while pool code with user callbacks is on the stack */
+    int conn_cb_depth;          /* > 0 while one of our connections is calling back */
+    bool free_requested;
+    bool freeing;
+    bool zombie;
+
+    pgev_pool_closed_cb on_closed;
+    void *closed_arg;
+
+    int connect_failures;       /* consecutive; 0 after a successful connect */
+    uint64_t backoff_until_ms;  /* no new connection before this */
+    uint64_t rng;
+    bool grow_wanted;           /* dispatch found every connection busy */
+    int64_t next_id;
+
+    pgev_pool_stats_t stats;    /* counters only; sizes are computed */
+    char last_conn_error[256];
+    char errmsg[PGEV_ERRMSG_MAX];
+};
+
+static void service(pgev_pool *pool);
+static void pool_real_free(pgev_pool *pool);
+static void pool_destroy(pgev_pool *pool);
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* xorshift64*: jitter only, per pool (no global state). */
+static uint64_t
+pool_random(pgev_pool *pool)
+{
+    uint64_t x = pool->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    pool->rng = x;
+    return x * 2685821657736338717ull;
+}
+
+static void
+pool_refuse(pgev_pool *pool, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+pool_refuse(pgev_pool *pool, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pool->errmsg, sizeof(pool->errmsg), fmt, ap);
+    va_end(ap);
+}
+
+static void
+kick(pgev_pool *pool)
+{
+    if (pool->kicked || pool->freeing)
+        return;
+    pool->kicked = true;
+    event_active(pool->kick_ev, EV_TIMEOUT, 0);
+}
+
+/* User callbacks run between enter and leave; a pgev_pool_free() from one
+ * of them is carried out by the outermost leave. Returns false when the
+ * pool struct is gone (freed at once) and must not be touched. */
+static void
+pool_enter(pgev_pool *pool)
+{
+    pool->depth++;
+}
+
+static bool
+pool_leave(pgev_pool *pool)
+{
+    assert(pool->depth > 0);
+    if (--pool->depth == 0 && pool->free_requested && !pool->freeing) {
+        bool stays = pool->conn_cb_depth > 0; /* it becomes a zombie */
+        pool_real_free(pool);
+        return stays;
+    }
+    return true;
+}
+
+/*
+ * Error results for queries that never reached a connection (or could not
+ * be handed to one). The pool has no connection to produce them, so it
+ * fills the result the way the connection layer does.
+ */
+static void
+complete_query_error(pgev_pool *pool, pool_query *pq, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+complete_query_error(pgev_pool *pool, pool_query *pq, int code, const char *fmt, ...)
+{
+    pgev_error err;
+    char msg[PGEV_ERRMSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    pgev_error_set(&err, code, "%s", msg);
+    pgev_result res = { .status = code, .query_id = 0, .rows = 0, .error = &err };
+    pool->stats.queries_failed++;
+    if (code == PGEV_ETIMEOUT)
+        pool->stats.queries_timed_out++;
+    pgev_result_cb cb = pq->args.on_done;
+    void *arg = pq->args.arg;
+    free(pq->payload);
+    free(pq);
+    if (cb)
+        cb(NULL, &res, arg);
+}
+
+static void
+complete_waiter_error(pool_waiter *w, pgev_pool *pool, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+complete_waiter_error(pool_waiter *w, pgev_pool *pool, int code, const char *fmt, ...)
+{
+    pgev_error err;
+    char msg[PGEV_ERRMSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    pgev_error_set(&err, code, "%s", msg);
+    pgev_pool_acquire_cb cb = w->cb;
+    void *arg = w->arg;
+    free(w);
+    cb(pool, NULL, &err, arg);
+}
+
+/* " (last connection error: ...)" or "", for timeout messages. */
+static const char *
+conn_error_suffix(const pgev_pool *pool, char *buf, size_t size)
+{
+    if (pool->last_conn_error[0] == '\0')
+        return "";
+    snprintf(buf, size, " (last connection error: %s)", pool->last_conn_error);
+    return buf;
+}
+
+static void
+note_conn_error(pgev_pool *pool, pgev_conn *conn, const pgev_error *err)
+{
+    const char *msg = err ? pgev_error_message(err) : pgev_conn_errmsg(conn);
+    snprintf(pool->last_conn_error, sizeof(pool->last_conn_error), "%s",
+             msg && msg[0] ? msg : "connection failed");
+}
+
+/* ---- slots -------------------------------------------------------------- */
+
+/* The one state setter: keeps the per-state counts. */
+static void
+slot_set_state(pool_slot *slot, slot_state next)
+{
+    pgev_pool *pool = slot->pool;
+    switch (next) {
+    case SLOT_CONNECTING:
+        break;
+    case SLOT_INIT:
+        assert(slot->state == SLOT_CONNECTING);
+        break;
+    case SLOT_READY:
+        assert(slot->state == SLOT_CONNECTING || slot->state == SLOT_INIT ||
+               slot->state == SLOT_RESERVED || slot->state == SLOT_ACQUIRED ||
+               slot->state == SLOT_RESETTING);
+        break;
+    case SLOT_RESERVED:
+        assert(slot->state == SLOT_READY);
+        break;
+    case SLOT_ACQUIRED:
+        assert(slot->state == SLOT_READY || slot->state == SLOT_RESERVED);
+        break;
+    case SLOT_RESETTING:
+        assert(slot->state == SLOT_ACQUIRED);
+        break;
+    case SLOT_CLOSING:
+        assert(slot->state != SLOT_RETIRED);
+        break;
+    case SLOT_RETIRED:
+        break;
+    default:
+        assert(!"unknown slot state");
+    }
+    pool->nslots[slot->state]--;
+    pool->nslots[next]++;
+    slot->state = next;
+}
+
+/* Hands the slot to service() for freeing; never frees here (we may be
+ * inside one of its connection's callbacks). */
+static void
+slot_retire(pool_slot *slot)
+{
+    if (slot->state == SLOT_RETIRED)
+        return;
+    slot_set_state(slot, SLOT_RETIRED);
+    kick(slot->pool);
+}
+
+/* Closes a slot the pool no longer wants: at once when nothing runs on it,
+ * otherwise gracefully (its queries finish first). */
+static void
+slot_close(pool_slot *slot)
+{
+    slot->pool->stats.conns_closed++;
+    if (slot->outstanding == 0 || pgev_conn_state(slot->conn) != PGEV_CONN_READY ||
+        pgev_conn_close(slot->conn) != PGEV_OK) {
+        slot_retire(slot);
+        return;
+    }
+    slot_set_state(slot, SLOT_CLOSING);
+}
+
+static bool
+slot_expired(const pool_slot *slot, uint64_t now)
+{
+    return slot->expires_ms != 0 && now >= slot->expires_ms;
+}
+
+/* A READY slot that can take one more pool query. */
+static bool
+slot_dispatchable(const pool_slot *slot)
+{
+    return slot->state == SLOT_READY && slot->outstanding < slot->pool->conn_max_inflight &&
+           pgev_conn_state(slot->conn) == PGEV_CONN_READY;
+}
+
+static pool_slot *
+least_loaded(pgev_pool *pool)
+{
+    pool_slot *best = NULL;
+    for (pool_slot *s = pool->slots; s; s = s->next)
+        if (slot_dispatchable(s) && (!best || s->outstanding < best->outstanding))
+            best = s;
+    return best;
+}
+
+static pool_slot *
+find_slot(const pgev_pool *pool, const pgev_conn *conn)
+{
+    for (pool_slot *s = pool->slots; s; s = s->next)
+        if (s->conn == conn)
+            return s;
+    return NULL;
+}
+
+static void on_conn_connect(pgev_conn *conn, const pgev_error *err, void *arg);
+static void on_conn_disconnect(pgev_conn *conn, const pgev_error *err, void *arg);
+
+static void
+open_slot(pgev_pool *pool, uint64_t now)
+{
+    pool_slot *slot = calloc(1, sizeof(*slot));
+    if (!slot)
+        return;
+    slot->pool = pool;
+    slot->state = SLOT_CONNECTING;
+    slot->created_ms = now;
+    slot->last_used_ms = now;
+    if (pool->max_lifetime_ms > 0) {
+        uint64_t jitter = pool_random(pool) % ((uint64_t)pool->max_lifetime_ms / 10 + 1);
+        slot->expires_ms = now + (uint64_t)pool->max_lifetime_ms - jitter;
+    }
+    pgev_conn_options copts = {
+        .connect_timeout_ms = pool->connect_timeout_ms,
+        .max_inflight = pool->conn_max_inflight,
+        .on_connect = on_conn_connect,
+        .on_disconnect = on_conn_disconnect,
+        .arg = slot,
+    };
+    slot->conn = pgev_conn_new(pool->base, pool->conninfo, &copts);
+    if (!slot->conn) {
+        free(slot);
+        pool->stats.connect_failures++;
+        snprintf(pool->last_conn_error, sizeof(pool->last_conn_error),
+                 "could not create a connection (out of memory)");
+        return;
+    }
+    slot->next = pool->slots;
+    if (pool->slots)
+        pool->slots->prev = slot;
+    pool->slots = slot;
+    pool->nslots[SLOT_CONNECTING]++;
+}
+
+/* Frees a RETIRED slot's connection and the slot. From service() only: no
+ * connection callback is running, so pgev_conn_free() completes at once. */
+static void
+reap_slot(pgev_pool *pool, pool_slot *slot)
+{
+    pgev_conn *conn = slot->conn;
+    slot->conn = NULL;
+    pgev_conn_free(conn); /* may complete user queries (init hook, acquired misuse) */
+    if (slot->prev)
+        slot->prev->next = slot->next;
+    else
+        pool->slots = slot->next;
+    if (slot->next)
+        slot->next->prev = slot->prev;
+    pool->nslots[SLOT_RETIRED]--;
+    assert(slot->outstanding == 0);
+    free(slot);
+}
+
+/* ---- connection callbacks ----------------------------------------------- */
+
+static void
+backoff(pgev_pool *pool, uint64_t now)
+{
+    int shift = pool->connect_failures < 10 ? pool->connect_failures : 10;
+    uint64_t delay = 50u << shift; /* 100 ms after the first failure, doubling */
+    if (delay > PGEV_POOL_BACKOFF_MAX_MS)
+        delay = PGEV_POOL_BACKOFF_MAX_MS;
+    /* Jitter: anywhere in [delay/2, delay], so that pools restarted together spread out. */
+    delay = delay / 2 + pool_random(pool) % (delay / 2 + 1);
+    pool->backoff_until_ms = now + delay;
+}
+
+static void
+on_conn_connect(pgev_conn *conn, const pgev_error *err, void *arg)
+{
+    pool_slot *slot = arg;
+    pgev_pool *pool = slot->pool;
+    if (pool->zombie || slot->state != SLOT_CONNECTING)
+        return;
+    pool->conn_cb_depth++;
+    pool_enter(pool);
+    uint64_t now = now_ms();
+    if (err) {
+        pool->stats.connect_failures++;
+        pool->connect_failures++;
+        note_conn_error(pool, conn, err);
+        backoff(pool, now);
+        slot_retire(slot);
+    } else {
+        pool->stats.connects++;
+        pool->connect_failures = 0;
+        pool->backoff_until_ms = 0;
+        pool->last_conn_error[0] = '\0';
+        slot->last_used_ms = now;
+        if (pool->on_conn_init) {
+            slot_set_state(slot, SLOT_INIT);
+            slot->created_ms = now; /* the init deadline counts from here */
+            pool->on_conn_init(pool, conn, pool->arg);
+        } else {
+            slot_set_state(slot, SLOT_READY);
+        }
+        kick(pool);
+    }
+    pool_leave(pool);
+    pool->conn_cb_depth--;
+}
+
+static void
+on_conn_disconnect(pgev_conn *conn, const pgev_error *err, void *arg)
+{
+    pool_slot *slot = arg;
+    pgev_pool *pool = slot->pool;
+    if (pool->zombie)
+        return;
+    switch (slot->state) {
+    case SLOT_RETIRED:
+        return;
+    case SLOT_CLOSING:
+        slot_retire(slot);
+        return;
+    case SLOT_ACQUIRED:
+        /* The user still holds the pointer: freed on release. */
+        pool->stats.conns_lost++;
+        note_conn_error(pool, conn, err);
+        slot->lost = true;
+        return;
+    default:
+        pool->stats.conns_lost++;
+        note_conn_error(pool, conn, err);
+        slot_retire(slot);
+        return;
+    }
+}
+
+/* Completion of a pool query on its connection. */
+static void
+on_query_done(pgev_conn *conn, pgev_result *res, void *arg)
+{
+    pool_query *pq = arg;
+    pool_slot *slot = pq->slot;
+    pgev_pool *pool = slot->pool;
+    pgev_result_cb cb = pq->args.on_done;
+    void *user = pq->args.arg;
+    free(pq->payload);
+    free(pq);
+    slot->outstanding--;
+    if (pool->zombie) {
+        if (cb)
+            cb(conn, res, user);
+        return;
+    }
+    pool->outstanding--;
+    if (pgev_result_status(res) != PGEV_OK)
+        pool->stats.queries_failed++;
+    pool->conn_cb_depth++;
+    pool_enter(pool);
+    if (cb)
+        cb(conn, res, user);
+    if (!pool->zombie) {
+        slot->last_used_ms = now_ms();
+        kick(pool);
+    }
+    pool_leave(pool);
+    pool->conn_cb_depth--;
+}
+
+static void
+on_query_rows(pgev_conn *conn, pgev_result *res, void *arg)
+{
+    pool_query *pq = arg;
+    pgev_pool *pool = pq->slot->pool;
+    if (pool->zombie) {
+        pq->args.on_rows(conn, res, pq->args.arg);
+        return;
+    }
+    pool->conn_cb_depth++;
+    pool_enter(pool);
+    pq->args.on_rows(conn, res, pq->args.arg);
+    pool_leave(pool);
+    pool->conn_cb_depth--;
+}
+
+/* Completion of a ROLLBACK / reset_query after a dirty release. */
+static void
+on_reset_done(pgev_conn *conn, pgev_result *res, void *arg)
+{
+    pool_slot *slot = arg;
+    pgev_pool *pool = slot->pool;
+    slot->resets_running--;
+    if (pool->zombie)
+        return;
+    if (pgev_result_status(res) != PGEV_OK)
+        slot->reset_failed = true;
+    (void)conn;
+    /* The verdict waits for service(): inside this callback the connection
+     * has not yet read the query's Sync, so libpq still reports the
+     * transaction status as ACTIVE. */
+    if (slot->resets_running == 0)
+        kick(pool);
+}
+
+/* A RESETTING slot whose reset queries have all completed: back into
+ * service when the session is idle again, closed otherwise. */
+static void
+finish_reset(pool_slot *slot, uint64_t now)
+{
+    PGTransactionStatusType txn = PQtransactionStatus(pgev_conn_pg(slot->conn));
+    if (!slot->reset_failed && pgev_conn_state(slot->conn) == PGEV_CONN_READY &&
+        txn == PQTRANS_ACTIVE && now - slot->last_used_ms < RESET_SYNC_WAIT_MS)
+        return; /* the Sync is not read yet: the next pass looks again */
+    if (slot->reset_failed || pgev_conn_state(slot->conn) != PGEV_CONN_READY ||
+        txn != PQTRANS_IDLE || slot_expired(slot, now)) {
+        slot_close(slot);
+        return;
+    }
+    slot->last_used_ms = now;
+    slot_set_state(slot, SLOT_READY);
+}
+
+/* ---- queries ------------------------------------------------------------ */
+
+/* Hands a query to a slot's connection. Returns the connection's status. */
+static int64_t
+dispatch(pgev_pool *pool, pool_slot *slot, pool_query *pq)
+{
+    pgev_query_args args = pq->args;
+    args.on_done = on_query_done;
+    args.on_rows = pq->args.on_rows ? on_query_rows : NULL;
+    args.arg = pq;
+    pq->slot = slot;
+    int64_t rc = pgev_conn_submit(slot->conn, &args);
+    if (rc < 0) {
+        pq->slot = NULL;
+        pool_refuse(pool, "%s", pgev_conn_errmsg(slot->conn));
+        return rc;
+    }
+    if (slot->outstanding > 0)
+        pool->grow_wanted = true; /* even the least-loaded connection is busy */
+    slot->outstanding++;
+    pool->outstanding++;
+    return rc;
+}
+
+/* Copies what args points to into one allocation owned by pq. */
+static int
+copy_args(pool_query *pq, const pgev_query_args *args)
+{
+    int n = args->nparams;
+    size_t sql_len = args->sql ? strlen(args->sql) + 1 : 0;
+    size_t stmt_len = args->stmt ? strlen(args->stmt) + 1 : 0;
+    size_t size = sql_len + stmt_len;
+    size_t values_len = 0;
+    for (int i = 0; i < n; i++) {
+        const char *v = args->param_values[i];
+        if (!v)
+            continue;
+        bool binary = args->param_formats && args->param_formats[i] == 1;
+        if (binary && (!args->param_lengths || args->param_lengths[i] < 0))
+            return PGEV_EINVAL;
+        values_len += binary ? (size_t)args->param_lengths[i] : strlen(v) + 1;
+    }
+    /* Arrays first (aligned), then the bytes. */
+    size_t arrays = (size_t)n * (sizeof(Oid) + sizeof(char *) + 2 * sizeof(int));
+    arrays = (arrays + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *);
+    char *buf = malloc(arrays + size + values_len + 1);
+    if (!buf)
+        return PGEV_ENOMEM;
+    const char **values = (const char **)(void *)buf;
+    Oid *types = (Oid *)(void *)(values + n);
+    int *lengths = (int *)(void *)(types + n);
+    int *formats = lengths + n;
+    char *p = buf + arrays;
+    pq->args = *args;
+    if (args->sql) {
+        memcpy(p, args->sql, sql_len);
+        pq->args.sql = p;
+        p += sql_len;
+    }
+    if (args->stmt) {
+        memcpy(p, args->stmt, stmt_len);
+        pq->args.stmt = p;
+        p += stmt_len;
+    }
+    for (int i = 0; i < n; i++) {
+        types[i] = args->param_types ? args->param_types[i] : 0;
+        formats[i] = args->param_formats ? args->param_formats[i] : 0;
+        lengths[i] = args->param_lengths ? args->param_lengths[i] : 0;
+        const char *v = args->param_values[i];
+        if (!v) {
+            values[i] = NULL;
+            continue;
+        }
+        size_t len = formats[i] == 1 ? (size_t)lengths[i] : strlen(v) + 1;
+        memcpy(p, v, len);
+        values[i] = p;
+        p += len;
+    }
+    pq->args.param_values = n ? values : NULL;
+    pq->args.param_types = n && args->param_types ? types : NULL;
+    pq->args.param_lengths = n && args->param_lengths ? lengths : NULL;
+    pq->args.param_formats = n && args->param_formats ? formats : NULL;
+    pq->payload = buf;
+    return PGEV_OK;
+}
+
+int64_t
+pgev_pool_submit(pgev_pool *pool, const pgev_query_args *args)
+{
+    if (!pool)
+        return PGEV_EINVAL;
+    if (pool->state != POOL_OPEN || pool->free_requested || pool->zombie) {
+        pool_refuse(pool, "pool is %s: no new queries",
+                    pool->state == POOL_DRAINING ? "closing" : "closed");
+        return PGEV_ECLOSED;
+    }
+    if (!args || (!args->sql == !args->stmt)) {
+        pool_refuse(pool, "%s", !args ? "query arguments are NULL"
+                                : args->sql ? "set sql or stmt, not both: prepare statements "
+                                              "per connection in on_conn_init"
+                                            : "query has neither sql nor stmt");
+        return PGEV_EINVAL;
+    }
+    if (args->nparams < 0 || args->nparams > PGEV_MAX_PARAMS ||
+        (args->nparams > 0 && !args->param_values)) {
+        pool_refuse(pool, "query has %d parameters%s; the protocol allows 0 to %d", args->nparams,
+                    args->nparams > 0 && !args->param_values ? " but no values" : "",
+                    PGEV_MAX_PARAMS);
+        return PGEV_EINVAL;
+    }
+    pool_query *pq = calloc(1, sizeof(*pq));
+    if (!pq) {
+        pool_refuse(pool, "out of memory");
+        return PGEV_ENOMEM;
+    }
+    pq->id = ++pool->next_id;
+
+    /* Straight to a connection when nothing queued is ahead of it. */
+    pool_slot *slot = pool->queue_head ? NULL : least_loaded(pool);
+    if (slot) {
+        pq->args = *args;
+        int64_t rc = dispatch(pool, slot, pq);
+        if (rc < 0) {
+            free(pq);
+            return rc;
+        }
+        pool->stats.queries++;
+        if (pool->grow_wanted)
+            kick(pool);
+        return pq->id;
+    }
+
+    if (pool->queued >= pool->max_pending) {
+        free(pq);
+        pool_refuse(pool, "the pool's queue is full (%d queries waiting for a connection)",
+                    pool->queued);
+        return PGEV_EQUEUEFULL;
+    }
+    int rc = copy_args(pq, args);
+    if (rc < 0) {
+        free(pq);
+        pool_refuse(pool, "%s", rc == PGEV_ENOMEM ? "out of memory"
+                                                  : "binary parameter without a length");
+        return rc;
+    }
+    pq->deadline_ms = now_ms() + (uint64_t)pool->queue_timeout_ms;
+    if (pool->queue_tail)
+        pool->queue_tail->next = pq;
+    else
+        pool->queue_head = pq;
+    pool->queue_tail = pq;
+    pool->queued++;
+    pool->stats.queries++;
+    kick(pool);
+    return pq->id;
+}
+
+int64_t
+pgev_pool_query(pgev_pool *pool, const char *sql, pgev_result_cb on_done, void *arg)
+{
+    pgev_query_args args = { .sql = sql, .on_done = on_done, .arg = arg };
+    if (!sql && pool) {
+        pool_refuse(pool, "sql is NULL");
+        return PGEV_EINVAL;
+    }
+    return pgev_pool_submit(pool, &args);
+}
+
+int64_t
+pgev_pool_query_params(pgev_pool *pool, const char *sql, int nparams, const char *const *values,
+                       pgev_result_cb on_done, void *arg)
+{
+    pgev_query_args args = {
+        .sql = sql, .nparams = nparams, .param_values = values, .on_done = on_done, .arg = arg,
+    };
+    if (!sql && pool) {
+        pool_refuse(pool, "sql is NULL");
+        return PGEV_EINVAL;
+    }
+    return pgev_pool_submit(pool, &args);
+}
+
+int64_t
+pgev_pool_execute(pgev_pool *pool, const char *name, int nparams, const char *const *values,
+                  pgev_result_cb on_done, void *arg)
+{
+    pgev_query_args args = {
+        .stmt = name, .nparams = nparams, .param_values = values, .on_done = on_done, .arg = arg,
+    };
+    if (!name && pool) {
+        pool_refuse(pool, "statement name is NULL");
+        return PGEV_EINVAL;
+    }
+    return pgev_pool_submit(pool, &args);
+}
+
+/* ---- acquire / release -------------------------------------------------- */
+
+int
+pgev_pool_acquire(pgev_pool *pool, pgev_pool_acquire_cb cb, void *arg)
+{
+    if (!pool)
+        return PGEV_EINVAL;
+    if (!cb) {
+        pool_refuse(pool, "acquire callback is NULL");
+        return PGEV_EINVAL;
+    }
+    if (pool->state != POOL_OPEN || pool->free_requested || pool->zombie) {
+        pool_refuse(pool, "pool is %s: no new acquires",
+                    pool->state == POOL_DRAINING ? "closing" : "closed");
+        return PGEV_ECLOSED;
+    }
+    if (pool->nwaiters >= pool->max_waiters) {
+        pool_refuse(pool, "too many acquires waiting (%d, max_waiters)", pool->nwaiters);
+        return PGEV_EQUEUEFULL;
+    }
+    pool_waiter *w = calloc(1, sizeof(*w));
+    if (!w) {
+        pool_refuse(pool, "out of memory");
+        return PGEV_ENOMEM;
+    }
+    w->cb = cb;
+    w->arg = arg;
+    w->deadline_ms = now_ms() + (uint64_t)pool->acquire_timeout_ms;
+    if (pool->waiters_tail)
+        pool->waiters_tail->next = w;
+    else
+        pool->waiters_head = w;
+    pool->waiters_tail = w;
+    pool->nwaiters++;
+    kick(pool); /* granted from the loop, never inside this call */
+    return PGEV_OK;
+}
+
+int
+pgev_pool_release(pgev_pool *pool, pgev_conn *conn)
+{
+    if (!pool || !conn)
+        return PGEV_EINVAL;
+    pool_slot *slot = find_slot(pool, conn);
+    if (!slot || slot->state != SLOT_ACQUIRED) {
+        pool_refuse(pool, "connection is not acquired from this pool");
+        return PGEV_EINVAL;
+    }
+    kick(pool);
+    if (slot->lost || pgev_conn_state(conn) != PGEV_CONN_READY) {
+        slot_retire(slot);
+        return PGEV_OK;
+    }
+    bool busy = pgev_conn_pending(conn) + pgev_conn_inflight(conn) > 0;
+    bool dirty = busy || PQtransactionStatus(pgev_conn_pg(conn)) != PQTRANS_IDLE;
+    if (!dirty && !pool->reset_query) {
+        if (slot_expired(slot, now_ms())) {
+            slot_close(slot);
+        } else {
+            slot->last_used_ms = now_ms();
+            slot_set_state(slot, SLOT_READY);
+        }
+        return PGEV_OK;
+    }
+    /* Queued after whatever the user left running, so it runs last. */
+    pool->stats.resets++;
+    slot_set_state(slot, SLOT_RESETTING);
+    slot->reset_failed = false;
+    slot->last_used_ms = now_ms(); /* when the reset started, until it is done */
+    if (dirty) {
+        if (pgev_conn_query(conn, "ROLLBACK", on_reset_done, slot) < 0)
+            slot->reset_failed = true;
+        else
+            slot->resets_running++;
+    }
+    if (pool->reset_query && !slot->reset_failed) {
+        if (pgev_conn_query(conn, pool->reset_query, on_reset_done, slot) < 0)
+            slot->reset_failed = true;
+        else
+            slot->resets_running++;
+    }
+    if (slot->resets_running == 0)
+        slot_close(slot); /* nothing could be queued: replace it */
+    return PGEV_OK;
+}
+
+int
+pgev_pool_init_done(pgev_pool *pool, pgev_conn *conn, bool ok)
+{
+    if (!pool || !conn)
+        return PGEV_EINVAL;
+    pool_slot *slot = find_slot(pool, conn);
+    if (!slot || slot->state != SLOT_INIT) {
+        pool_refuse(pool, "connection is not initialising in this pool");
+        return PGEV_EINVAL;
+    }
+    if (ok && pgev_conn_state(conn) == PGEV_CONN_READY) {
+        slot->last_used_ms = now_ms();
+        slot_set_state(slot, SLOT_READY);
+    } else {
+        pool->stats.connect_failures++;
+        snprintf(pool->last_conn_error, sizeof(pool->last_conn_error),
+                 "the init hook (on_conn_init) failed");
+        slot_retire(slot);
+    }
+    kick(pool);
+    return PGEV_OK;
+}
+
+/* ---- service: the pool's one place for deferred work -------------------- */
+
+static void
+expire_deadlines(pgev_pool *pool, uint64_t now)
+{
+    char why[320];
+    while (pool->queue_head && pool->queue_head->deadline_ms <= now && !pool->free_requested) {
+        pool_query *pq = pool->queue_head;
+        pool->queue_head = pq->next;
+        if (!pool->queue_head)
+            pool->queue_tail = NULL;
+        pool->queued--;
+        complete_query_error(pool, pq, PGEV_ETIMEOUT,
+                             "pool query waited %d ms for a connection and timed out%s",
+                             pool->queue_timeout_ms, conn_error_suffix(pool, why, sizeof(why)));
+    }
+    while (pool->waiters_head && pool->waiters_head->deadline_ms <= now &&
+           !pool->free_requested) {
+        pool_waiter *w = pool->waiters_head;
+        pool->waiters_head = w->next;
+        if (!pool->waiters_head)
+            pool->waiters_tail = NULL;
+        pool->nwaiters--;
+        pool->stats.acquire_timeouts++;
+        complete_waiter_error(w, pool, PGEV_ETIMEOUT,
+                              "no pool connection became free within %d ms (acquire timeout)%s",
+                              pool->acquire_timeout_ms, conn_error_suffix(pool, why, sizeof(why)));
+    }
+}
+
+/* A slot a waiter can have now: reserved ones first (they were promised). */
+static pool_slot *
+grantable(pgev_pool *pool)
+{
+    pool_slot *ready = NULL;
+    for (pool_slot *s = pool->slots; s; s = s->next) {
+        if (s->outstanding != 0 || pgev_conn_state(s->conn) != PGEV_CONN_READY)
+            continue;
+        if (s->state == SLOT_RESERVED)
+            return s;
+        if (s->state == SLOT_READY && !ready)
+            ready = s;
+    }
+    return ready;
+}
+
+static void
+grant_waiters(pgev_pool *pool)
+{
+    pool_slot *slot;
+    while (pool->waiters_head && !pool->free_requested && (slot = grantable(pool)) != NULL) {
+        pool_waiter *w = pool->waiters_head;
+        pool->waiters_head = w->next;
+        if (!pool->waiters_head)
+            pool->waiters_tail = NULL;
+        pool->nwaiters--;
+        slot_set_state(slot, SLOT_ACQUIRED);
+        pool->stats.acquires++;
+        pgev_pool_acquire_cb cb = w->cb;
+        void *arg = w->arg;
+        free(w);
+        cb(pool, slot->conn, NULL, arg);
+    }
+    if (pool->free_requested)
+        return;
+
+    /* Waiters not covered by connections on their way (connecting, being
+     * reset, reserved) get a busy connection reserved for them once the
+     * pool cannot grow: otherwise a steady stream of pool queries could
+     * starve them. Surplus reservations (a waiter timed out) are undone. */
+    int live = 0;
+    for (int st = 0; st < SLOT_NSTATES; st++)
+        live += st == SLOT_RETIRED ? 0 : pool->nslots[st];
+    int supply = pool->nslots[SLOT_CONNECTING] + pool->nslots[SLOT_INIT] +
+                 pool->nslots[SLOT_RESETTING] + pool->nslots[SLOT_RESERVED];
+    while (pool->nslots[SLOT_RESERVED] > 0 && supply > pool->nwaiters) {
+        for (pool_slot *s = pool->slots; s; s = s->next) {
+            if (s->state == SLOT_RESERVED) {
+                slot_set_state(s, SLOT_READY);
+                break;
+            }
+        }
+        supply--;
+    }
+    if (live < pool->max_conns)
+        return; /* grow() opens connections for them */
+    while (pool->nwaiters > supply) {
+        pool_slot *best = NULL;
+        for (pool_slot *s = pool->slots; s; s = s->next)
+            if (s->state == SLOT_READY && (!best || s->outstanding < best->outstanding))
+                best = s;
+        if (!best)
+            break;
+        slot_set_state(best, SLOT_RESERVED);
+        supply++;
+    }
+}
+
+static void
+dispatch_queue(pgev_pool *pool)
+{
+    pool_slot *slot;
+    while (pool->queue_head && !pool->free_requested && (slot = least_loaded(pool)) != NULL) {
+        pool_query *pq = pool->queue_head;
+        pool->queue_head = pq->next;
+        if (!pool->queue_head)
+            pool->queue_tail = NULL;
+        pool->queued--;
+        pq->next = NULL;
+        int64_t rc = dispatch(pool, slot, pq);
+        if (rc < 0)
+            complete_query_error(pool, pq, (int)rc, "%s", pool->errmsg);
+    }
+}
+
+/* Opens connections for min_conns and for demand, within max_conns,
+ * max_connecting and the reconnect backoff. */
+static void
+grow(pgev_pool *pool, uint64_t now)
+{
+    if (pool->state == POOL_CLOSED || pool->free_requested)
+        return;
+    int live = 0;
+    for (int st = 0; st < SLOT_NSTATES; st++)
+        live += st == SLOT_RETIRED ? 0 : pool->nslots[st];
+    int serving = live - pool->nslots[SLOT_CLOSING];
+    int connecting = pool->nslots[SLOT_CONNECTING] + pool->nslots[SLOT_INIT];
+    int want = 0;
+    if (pool->state == POOL_OPEN && serving < pool->min_conns)
+        want = pool->min_conns - serving;
+    /* Waiters beyond what idle or arriving connections will cover. */
+    int idle = 0;
+    for (pool_slot *s = pool->slots; s; s = s->next)
+        if (s->state == SLOT_READY && s->outstanding == 0)
+            idle++;
+    int supply = idle + connecting + pool->nslots[SLOT_RESETTING] + pool->nslots[SLOT_RESERVED];
+    if (pool->nwaiters > supply && pool->nwaiters - supply > want)
+        want = pool->nwaiters - supply;
+    /* Queries waiting, or every connection busy. */
+    if ((pool->queue_head || pool->grow_wanted) && connecting == 0 && want == 0)
+        want = 1;
+    pool->grow_wanted = false;
+
+    if (want > pool->max_conns - live)
+        want = pool->max_conns - live;
+    int max_connecting = pool->connect_failures > 0 ? 1 : pool->max_connecting;
+    if (want > max_connecting - connecting)
+        want = max_connecting - connecting;
+    if (want <= 0 || now < pool->backoff_until_ms)
+        return;
+    for (int i = 0; i < want; i++)
+        open_slot(pool, now);
+}
+
+/* Maintenance: idle timeout, lifetime, init timeout. */
+static void
+maintain(pgev_pool *pool, uint64_t now)
+{
+    int serving = 0;
+    for (pool_slot *s = pool->slots; s; s = s->next)
+        if (s->state != SLOT_RETIRED && s->state != SLOT_CLOSING)
+            serving++;
+    for (pool_slot *s = pool->slots; s; s = s->next) {
+        switch (s->state) {
+        case SLOT_READY:
+        case SLOT_RESERVED:
+            if (slot_expired(s, now)) {
+                slot_close(s);
+                serving--;
+            } else if (s->state == SLOT_READY && s->outstanding == 0 &&
+                       pool->idle_timeout_ms > 0 && serving > pool->min_conns &&
+                       now - s->last_used_ms >= (uint64_t)pool->idle_timeout_ms) {
+                slot_close(s);
+                serving--;
+            }
+            break;
+        case SLOT_INIT:
+            if (pool->connect_timeout_ms > 0 &&
+                now - s->created_ms >= (uint64_t)pool->connect_timeout_ms) {
+                pool->stats.connect_failures++;
+                snprintf(pool->last_conn_error, sizeof(pool->last_conn_error),
+                         "the init hook (on_conn_init) did not finish within %d ms",
+                         pool->connect_timeout_ms);
+                slot_retire(s);
+                serving--;
+            }
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* Drain: once nothing is queued or waiting, close what is idle; once no
+ * connection is left, the pool is closed. */
+static void
+check_drained(pgev_pool *pool)
+{
+    if (pool->state != POOL_DRAINING || pool->queue_head || pool->waiters_head)
+        return;
+    for (pool_slot *s = pool->slots; s; s = s->next) {
+        if (s->state == SLOT_CONNECTING || s->state == SLOT_INIT ||
+            (s->state == SLOT_READY && s->outstanding == 0) || s->state == SLOT_RESERVED) {
+            if (s->state == SLOT_RESERVED)
+                slot_set_state(s, SLOT_READY);
+            if (s->outstanding == 0)
+                slot_close(s);
+        }
+    }
+    if (pool->slots)
+        return;
+    pool->state = POOL_CLOSED;
+    event_del(pool->maint_ev);
+    event_del(pool->deadline_ev);
+    if (pool->on_closed)
+        pool->on_closed(pool, pool->closed_arg);
+}
+
+static void
+arm_deadline(pgev_pool *pool)
+{
+    uint64_t next = UINT64_MAX;
+    if (pool->queue_head)
+        next = pool->queue_head->deadline_ms;
+    if (pool->waiters_head && pool->waiters_head->deadline_ms < next)
+        next = pool->waiters_head->deadline_ms;
+    if (next == UINT64_MAX) {
+        event_del(pool->deadline_ev);
+        return;
+    }
+    uint64_t now = now_ms();
+    uint64_t ms = next > now ? next - now : 0;
+    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+    event_add(pool->deadline_ev, &tv);
+}
+
+static void
+service(pgev_pool *pool)
+{
+    pool_enter(pool);
+    /* Freed here, where no connection callback is running. */
+    pool_slot *next;
+    for (pool_slot *s = pool->slots; s && !pool->free_requested; s = next) {
+        next = s->next;
+        if (s->state == SLOT_RETIRED)
+            reap_slot(pool, s);
+    }
+    uint64_t now = now_ms();
+    for (pool_slot *s = pool->slots; s; s = s->next)
+        if (s->state == SLOT_RESETTING && s->resets_running == 0)
+            finish_reset(s, now);
+    if (!pool->free_requested)
+        expire_deadlines(pool, now);
+    if (!pool->free_requested)
+        grant_waiters(pool);
+    if (!pool->free_requested)
+        dispatch_queue(pool);
+    if (!pool->free_requested)
+        grow(pool, now);
+    /* Connections closed by the checks above are reaped on the next pass. */
+    if (!pool->free_requested && pool->state == POOL_DRAINING)
+        check_drained(pool);
+    if (!pool->free_requested && pool->state != POOL_CLOSED)
+        arm_deadline(pool);
+    pool_leave(pool);
+}
+
+static void
+kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    pgev_pool *pool = arg;
+    (void)fd;
+    (void)what;
+    pool->kicked = false;
+    if (pool->zombie) {
+        pool_destroy(pool); /* no connection callback can come any more */
+        return;
+    }
+    service(pool);
+}
+
+static void
+maint_cb(evutil_socket_t fd, short what, void *arg)
+{
+    pgev_pool *pool = arg;
+    (void)fd;
+    (void)what;
+    maintain(pool, now_ms());
+    service(pool);
+}
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    service(arg);
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+pgev_pool *
+pgev_pool_new(struct event_base *base, const char *conninfo, const pgev_pool_options *opts)
+{
+    if (!base || !conninfo)
+        return NULL;
+    pgev_pool_options defaults = { 0 };
+    if (!opts)
+        opts = &defaults;
+    if (opts->min_conns < 0 || opts->max_conns < 0 || opts->max_connecting < 0 ||
+        opts->connect_timeout_ms < 0 || opts->conn_max_inflight < 0 ||
+        opts->acquire_timeout_ms < 0 || opts->max_waiters < 0 || opts->queue_timeout_ms < 0 ||
+        opts->max_pending < 0 || opts->idle_timeout_ms < 0 || opts->max_lifetime_ms < 0)
+        return NULL;
+    int max_conns = opts->max_conns > 0 ? opts->max_conns : PGEV_POOL_DEFAULT_MAX_CONNS;
+    if (opts->min_conns > max_conns)
+        return NULL;
+    pgev_pool *pool = calloc(1, sizeof(*pool));
+    if (!pool)
+        return NULL;
+    pool->base = base;
+    pool->min_conns = opts->min_conns;
+    pool->max_conns = max_conns;
+    pool->max_connecting =
+        opts->max_connecting > 0 ? opts->max_connecting : PGEV_POOL_DEFAULT_MAX_CONNECTING;
+    pool->connect_timeout_ms = opts->connect_timeout_ms;
+    pool->conn_max_inflight =
+        opts->conn_max_inflight > 0 ? opts->conn_max_inflight : PGEV_DEFAULT_MAX_INFLIGHT;
+    pool->acquire_timeout_ms = opts->acquire_timeout_ms > 0 ? opts->acquire_timeout_ms
+                                                            : PGEV_POOL_DEFAULT_ACQUIRE_TIMEOUT_MS;
+    pool->max_waiters = opts->max_waiters > 0 ? opts->max_waiters : PGEV_POOL_DEFAULT_MAX_WAITERS;
+    pool->queue_timeout_ms =
+        opts->queue_timeout_ms > 0 ? opts->queue_timeout_ms : PGEV_POOL_DEFAULT_QUEUE_TIMEOUT_MS;
+    pool->max_pending = opts->max_pending > 0 ? opts->max_pending : PGEV_POOL_DEFAULT_MAX_PENDING;
+    pool->idle_timeout_ms = opts->idle_timeout_ms;
+    pool->max_lifetime_ms = opts->max_lifetime_ms;
+    pool->on_conn_init = opts->on_conn_init;
+    pool->arg = opts->arg;
+    pool->rng = now_ms() ^ (uint64_t)(uintptr_t)pool ^ 0x9e3779b97f4a7c15ull;
+    if (pool->rng == 0)
+        pool->rng = 1;
+    pool->conninfo = strdup(conninfo);
+    pool->reset_query = opts->reset_query ? strdup(opts->reset_query) : NULL;
+    pool->kick_ev = event_new(base, -1, 0, kick_cb, pool);
+    pool->maint_ev = event_new(base, -1, EV_PERSIST, maint_cb, pool);
+    pool->deadline_ev = evtimer_new(base, deadline_cb, pool);
+    struct timeval period = { 0, PGEV_POOL_MAINTENANCE_MS * 1000 };
+    if (!pool->conninfo || (opts->reset_query && !pool->reset_query) || !pool->kick_ev ||
+        !pool->maint_ev || !pool->deadline_ev || event_add(pool->maint_ev, &period) != 0) {
+        pool_destroy(pool);
+        return NULL;
+    }
+    /* The first connections start from the loop, like everything else. */
+    kick(pool);
+    return pool;
+}
+
+/* Frees the pool's memory. Nothing may call back into it afterwards. */
+static void
+pool_destroy(pgev_pool *pool)
+{
+    while (pool->slots) {
+        pool_slot *s = pool->slots;
+        pool->slots = s->next;
+        free(s);
+    }
+    if (pool->kick_ev)
+        event_free(pool->kick_ev);
+    if (pool->maint_ev)
+        event_free(pool->maint_ev);
+    if (pool->deadline_ev)
+        event_free(pool->deadline_ev);
+    free(pool->conninfo);
+    free(pool->reset_query);
+    free(pool);
+}
+
+/*
+ * Completes everything with PGEV_ECANCELLED and frees the connections. When
+ * one of our connections is calling back right now, its free is deferred by
+ * the connection layer and it will still call back once more: then the pool
+ * stays as a zombie that only forwards those callbacks, and the kick event
+ * (which runs when no connection callback is on the stack) frees it.
+ */
+static void
+pool_real_free(pgev_pool *pool)
+{
+    pool->freeing = true;
+    pool->free_requested = true;
+    pool->state = POOL_CLOSED;
+    pool->depth++;
+    if (pool->maint_ev)
+        event_del(pool->maint_ev);
+    if (pool->deadline_ev)
+        event_del(pool->deadline_ev);
+
+    while (pool->waiters_head) {
+        pool_waiter *w = pool->waiters_head;
+        pool->waiters_head = w->next;
+        pool->nwaiters--;
+        complete_waiter_error(w, pool, PGEV_ECANCELLED, "cancelled: the pool was freed");
+    }
+    pool->waiters_tail = NULL;
+    while (pool->queue_head) {
+        pool_query *pq = pool->queue_head;
+        pool->queue_head = pq->next;
+        pool->queued--;
+        complete_query_error(pool, pq, PGEV_ECANCELLED, "cancelled: the pool was freed");
+    }
+    pool->queue_tail = NULL;
+    /* Connections: their queries complete (ECANCELLED) through
+     * on_query_done, inside pgev_conn_free() or, for a connection that is
+     * calling back now, when its dispatch returns. */
+    for (pool_slot *s = pool->slots; s; s = s->next) {
+        if (s->conn) {
+            pgev_conn *conn = s->conn;
+            s->conn = NULL;
+            pgev_conn_free(conn);
+        }
+    }
+    pool->depth--;
+    if (pool->conn_cb_depth > 0) {
+        pool->zombie = true;
+        event_del(pool->kick_ev);
+        event_active(pool->kick_ev, EV_TIMEOUT, 0);
+        return;
+    }
+    pool_destroy(pool);
+}
+
+void
+pgev_pool_free(pgev_pool *pool)
+{
+    if (!pool || pool->free_requested || pool->zombie)
+        return;
+    pool->free_requested = true;
+    if (pool->depth > 0)
+        return; /* the outermost pool_leave() does it */
+    pool_real_free(pool);
+}
+
+int
+pgev_pool_close(pgev_pool *pool, pgev_pool_closed_cb on_closed, void *arg)
+{
+    if (!pool)
+        return PGEV_EINVAL;
+    if (pool->state != POOL_OPEN || pool->free_requested)
+        return PGEV_OK;
+    pool->state = POOL_DRAINING;
+    pool->on_closed = on_closed;
+    pool->closed_arg = arg;
+    kick(pool);
+    return PGEV_OK;
+}
+
+int
+pgev_pool_stats(const pgev_pool *pool, pgev_pool_stats_t *out)
+{
+    if (!pool || !out)
+        return PGEV_EINVAL;
+    *out = pool->stats;
+    out->conns = out->conns_connecting = out->conns_idle = out->conns_busy = 0;
+    out->conns_acquired = out->conns_other = 0;
+    for (pool_slot *s = pool->slots; s; s = s->next) {
+        out->conns++;
+        switch (s->state) {
+        case SLOT_CONNECTING:
+        case SLOT_INIT:
+            out->conns_connecting++;
+            break;
+        case SLOT_READY:
+        case SLOT_RESERVED:
+            if (s->outstanding == 0)
+                out->conns_idle++;
+            else
+                out->conns_busy++;
+            break;
+        case SLOT_ACQUIRED:
+            out->conns_acquired++;
+            break;
+        default:
+            out->conns_other++;
+            break;
+        }
+    }
+    out->waiters = pool->nwaiters;
+    out->queued = pool->queued;
+    out->outstanding = pool->outstanding;
+    return PGEV_OK;
+}
+
+const char *
+pgev_pool_errmsg(const pgev_pool *pool)
+{
+    if (!pool)
+        return "pool is NULL";
+    if (pool->errmsg[0])
+        return pool->errmsg;
+    return pool->last_conn_error;
+}

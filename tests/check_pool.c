@@ -1,0 +1,1151 @@
+/*
+ * Pool tests: sizes (min, max, idle timeout, lifetime), least-loaded
+ * dispatch, acquire/release (FIFO, exclusivity, timeout, waiter cap, dirty
+ * release), the init hook, teardown (free with work, free from inside
+ * callbacks, graceful close) and faults (server restart under load, server
+ * down then back). Needs PGEV_TEST_DSN; the fault tests also need
+ * PGEV_TEST_PGCLUSTER and PGEV_TEST_CLUSTER_DIR (set by tests/pg-harness.sh)
+ * and are skipped without them.
+ */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define APP_NAME "pgev_pool_test"
+
+static pgev_pool *pool;
+/* The pool a callback freed (its pointer, for identity checks only). */
+static pgev_pool *freed_pool;
+/* Raised while the test itself is inside pgev_pool_free(). */
+static int in_free;
+/* Raised while a callback that freed the pool is still running. */
+static int freeing_callback;
+
+static uint64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- recording pool queries and acquires -------------------------------- */
+
+typedef struct pool_rec pool_rec;
+typedef void (*pool_rec_hook)(pgev_conn *conn, pgev_result *res, pool_rec *r);
+struct pool_rec {
+    int64_t id;
+    int index;
+    int done_calls;
+    int done_seq;
+    uint64_t done_ms;
+    int status;
+    pgev_conn *conn;
+    char value[64];
+    char sqlstate[8];
+    char message[512];
+    pool_rec_hook hook;
+};
+
+static void
+pool_done_cb(pgev_conn *conn, pgev_result *res, void *arg)
+{
+    pool_rec *r = arg;
+    TU_CHECK(tu_in_call == 0, "pool query %d: on_done ran inside the submitting call", r->index);
+    r->done_calls++;
+    TU_CHECK(r->done_calls == 1, "pool query %d: on_done ran %d times", r->index, r->done_calls);
+    tu_done_total++;
+    r->done_seq = ++tu_seq;
+    r->done_ms = mono_ms();
+    r->status = pgev_result_status(res);
+    r->conn = conn;
+    if (r->status != PGEV_OK) {
+        const pgev_error *err = pgev_result_error(res);
+        TU_CHECK(err != NULL && pgev_error_code(err) == r->status,
+                 "pool query %d: status %d without a matching error", r->index, r->status);
+        snprintf(r->message, sizeof(r->message), "%s", pgev_error_message(err));
+        snprintf(r->sqlstate, sizeof(r->sqlstate), "%s", pgev_error_sqlstate(err));
+        TU_CHECK(r->message[0] != '\0', "pool query %d: error without a message", r->index);
+        TU_CHECK(conn != NULL || pgev_result_query_id(res) == 0,
+                 "pool query %d: no connection but a query id", r->index);
+    } else {
+        TU_CHECK(conn != NULL, "pool query %d: succeeded without a connection", r->index);
+        PGresult *pg = pgev_result_pg(res);
+        if (pg && PQntuples(pg) > 0 && PQnfields(pg) > 0)
+            snprintf(r->value, sizeof(r->value), "%s", PQgetvalue(pg, 0, 0));
+    }
+    if (r->hook)
+        r->hook(conn, res, r);
+}
+
+static int64_t
+pool_sql(const char *sql, pool_rec *r)
+{
+    tu_in_call++;
+    r->id = pgev_pool_query(pool, sql, pool_done_cb, r);
+    tu_in_call--;
+    return r->id;
+}
+
+static int64_t
+pool_params(const char *sql, int nparams, const char *const *values, pool_rec *r)
+{
+    tu_in_call++;
+    r->id = pgev_pool_query_params(pool, sql, nparams, values, pool_done_cb, r);
+    tu_in_call--;
+    return r->id;
+}
+
+static bool
+recs_done(void *arg)
+{
+    const pool_rec *r = ((const pool_rec **)arg)[0];
+    int n = (int)(intptr_t)((void **)arg)[1];
+    for (int i = 0; i < n; i++)
+        if (r[i].id > 0 && r[i].done_calls == 0)
+            return false;
+    return true;
+}
+
+static void
+wait_recs(pool_rec *r, int n, int timeout_ms)
+{
+    void *arg[2] = { r, (void *)(intptr_t)n };
+    tu_run_until(recs_done, arg, timeout_ms, "pool queries to complete");
+}
+
+static void
+assert_recs_once(const pool_rec *r, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (r[i].id > 0)
+            ck_assert_msg(r[i].done_calls == 1, "pool query %d: on_done ran %d times", i,
+                          r[i].done_calls);
+        else
+            ck_assert_msg(r[i].done_calls == 0, "refused pool query %d called back", i);
+    }
+}
+
+static void
+assert_rec_ok(const pool_rec *r)
+{
+    ck_assert_msg(r->done_calls == 1 && r->status == PGEV_OK, "pool query %d: %s: %s", r->index,
+                  pgev_strerror(r->status), r->message);
+}
+
+typedef struct acq_rec acq_rec;
+typedef void (*acq_hook)(pgev_conn *conn, acq_rec *a);
+struct acq_rec {
+    int index;
+    int rc;
+    int calls;
+    int seq;
+    uint64_t done_ms;
+    int code;
+    pgev_conn *conn;
+    char message[512];
+    acq_hook hook;
+};
+
+static void
+acquire_cb(pgev_pool *p, pgev_conn *conn, const pgev_error *err, void *arg)
+{
+    acq_rec *a = arg;
+    TU_CHECK(tu_in_call == 0, "acquire %d: called back inside a pool call", a->index);
+    TU_CHECK(p == pool || (pool == freed_pool && freed_pool != NULL), "acquire %d: wrong pool",
+             a->index);
+    a->calls++;
+    TU_CHECK(a->calls == 1, "acquire %d: called back %d times", a->index, a->calls);
+    a->seq = ++tu_seq;
+    a->done_ms = mono_ms();
+    a->conn = conn;
+    a->code = err ? pgev_error_code(err) : PGEV_OK;
+    TU_CHECK((conn == NULL) == (err != NULL), "acquire %d: conn and err both or neither set",
+             a->index);
+    snprintf(a->message, sizeof(a->message), "%s", err ? pgev_error_message(err) : "");
+    if (a->hook)
+        a->hook(conn, a);
+}
+
+static int
+acquire(acq_rec *a)
+{
+    tu_in_call++;
+    a->rc = pgev_pool_acquire(pool, acquire_cb, a);
+    tu_in_call--;
+    return a->rc;
+}
+
+static bool
+acq_called(void *arg)
+{
+    return ((acq_rec *)arg)->calls > 0;
+}
+
+static void
+wait_acquired(acq_rec *a)
+{
+    tu_run_until(acq_called, a, TU_WAIT_MS, "an acquire to call back");
+}
+
+static int
+release(pgev_conn *conn)
+{
+    tu_in_call++;
+    int rc = pgev_pool_release(pool, conn);
+    tu_in_call--;
+    return rc;
+}
+
+/* ---- pools and their state ---------------------------------------------- */
+
+static pgev_pool *
+make_pool(const pgev_pool_options *opts)
+{
+    char *dsn = tu_dsn_with("application_name", APP_NAME);
+    tu_in_call++;
+    pool = pgev_pool_new(tu_base, dsn, opts);
+    tu_in_call--;
+    free(dsn);
+    ck_assert_msg(pool != NULL, "pgev_pool_new failed");
+    return pool;
+}
+
+static void
+free_pool(void)
+{
+    in_free = 1;
+    pgev_pool_free(pool);
+    in_free = 0;
+    pool = NULL;
+}
+
+static pgev_pool_stats_t
+stats(void)
+{
+    pgev_pool_stats_t st;
+    ck_assert_int_eq(pgev_pool_stats(pool, &st), PGEV_OK);
+    ck_assert_int_eq(st.conns, st.conns_connecting + st.conns_idle + st.conns_busy +
+                                   st.conns_acquired + st.conns_other);
+    return st;
+}
+
+static bool
+idle_at_least(void *arg)
+{
+    return stats().conns_idle >= *(int *)arg;
+}
+
+static void
+wait_idle(int n)
+{
+    tu_run_until(idle_at_least, &n, TU_WAIT_MS, "pool connections to be up and idle");
+}
+
+static int
+backends(void)
+{
+    char *v = tu_exec_value("SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s'",
+                            APP_NAME);
+    int n = v ? atoi(v) : -1;
+    free(v);
+    return n;
+}
+
+/* Polls pg_stat_activity while the pool's loop runs (its maintenance timer
+ * keeps the loop turning): a backend ends a little after its client. */
+static bool
+backends_are(void *arg)
+{
+    return backends() == *(int *)arg;
+}
+
+static void
+wait_backends(int n)
+{
+    tu_run_until(backends_are, &n, TU_WAIT_MS, "the server's backend count");
+}
+
+static bool
+conns_are(void *arg)
+{
+    return stats().conns == *(int *)arg;
+}
+
+/* ---- sizes -------------------------------------------------------------- */
+
+START_TEST(min_size_reached)
+{
+    pgev_pool_options opts = { .min_conns = 3, .max_conns = 6 };
+    make_pool(&opts);
+    wait_idle(3);
+    /* Only checks that no more open. */
+    tu_run_for(600);
+    pgev_pool_stats_t st = stats();
+    ck_assert_int_eq(st.conns, 3);
+    ck_assert_int_eq(st.conns_idle, 3);
+    ck_assert_int_eq(st.connects, 3);
+    ck_assert_int_eq(backends(), 3);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+/* Per-connection order and the max: checked in every completion. */
+#define MAX_SEEN_CONNS 16
+static pgev_conn *seen_conns[MAX_SEEN_CONNS];
+static int seen_last[MAX_SEEN_CONNS];
+static int nseen;
+static int max_conns_seen;
+
+static void
+check_value_and_order(pgev_conn *conn, pgev_result *res, pool_rec *r)
+{
+    (void)res;
+    TU_CHECK(r->status == PGEV_OK, "query %d: %s", r->index, r->message);
+    TU_CHECK(atoi(r->value) == r->index, "query %d got %s", r->index, r->value);
+    pgev_pool_stats_t st;
+    pgev_pool_stats(pool, &st);
+    if (st.conns > max_conns_seen)
+        max_conns_seen = st.conns;
+    int i;
+    for (i = 0; i < nseen && seen_conns[i] != conn; i++)
+        ;
+    if (i == nseen) {
+        TU_CHECK(nseen < MAX_SEEN_CONNS, "too many distinct connections");
+        seen_conns[nseen] = conn;
+        seen_last[nseen++] = -1;
+    }
+    TU_CHECK(seen_last[i] < r->index, "query %d completed after query %d on one connection",
+             r->index, seen_last[i]);
+    seen_last[i] = r->index;
+}
+
+START_TEST(max_never_exceeded)
+{
+    nseen = 0;
+    max_conns_seen = 0;
+    pgev_pool_options opts = { .max_conns = 4, .conn_max_inflight = 50, .max_pending = 20000 };
+    make_pool(&opts);
+    enum { N = 10000 };
+    pool_rec *r = calloc(N, sizeof(*r));
+    ck_assert_ptr_nonnull(r);
+    for (int i = 0; i < N; i++) {
+        char v[16];
+        snprintf(v, sizeof(v), "%d", i);
+        const char *values[] = { v };
+        r[i].index = i;
+        r[i].hook = check_value_and_order;
+        ck_assert_int_gt(pool_params("SELECT $1::int", 1, values, &r[i]), 0);
+    }
+    /* Every connection the pool makes is in pg_stat_activity. */
+    ck_assert_int_le(backends(), 4);
+    wait_recs(r, N, 60000);
+    assert_recs_once(r, N);
+    ck_assert_int_le(max_conns_seen, 4);
+    ck_assert_int_le(nseen, 4);
+    ck_assert_int_ge(nseen, 2); /* it grew under load */
+    ck_assert_int_le(backends(), 4);
+    pgev_pool_stats_t st = stats();
+    ck_assert_int_eq(st.queries, N);
+    ck_assert_int_eq(st.queries_failed, 0);
+    ck_assert_int_eq(st.queued, 0);
+    ck_assert_int_eq(st.outstanding, 0);
+    ck_assert_int_le(st.connects, 4);
+    free(r);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+static int chain_next;
+static pool_rec chain[20];
+
+static void
+submit_next_in_chain(pgev_conn *conn, pgev_result *res, pool_rec *r)
+{
+    (void)conn;
+    (void)res;
+    (void)r;
+    if (chain_next < 20) {
+        chain[chain_next].index = chain_next;
+        chain[chain_next].hook = submit_next_in_chain;
+        pool_rec *next = &chain[chain_next++];
+        TU_CHECK(pool_sql("SELECT 1", next) > 0, "chain submit: %s", pgev_pool_errmsg(pool));
+    }
+}
+
+START_TEST(least_loaded_dispatch)
+{
+    pgev_pool_options opts = { .min_conns = 2, .max_conns = 2 };
+    make_pool(&opts);
+    wait_idle(2);
+    pool_rec slow = { .index = 100 };
+    ck_assert_int_gt(pool_sql("SELECT pg_sleep(1)", &slow), 0);
+    /* A client running quick queries one after another meanwhile: each
+     * goes to the connection that is not busy with the sleep. */
+    memset(chain, 0, sizeof(chain));
+    chain_next = 0;
+    submit_next_in_chain(NULL, NULL, NULL);
+    uint64_t start = mono_ms();
+    wait_recs(chain, 20, TU_WAIT_MS);
+    ck_assert_int_eq(slow.done_calls, 0);
+    ck_assert_int_lt(mono_ms() - start, 1000);
+    for (int i = 0; i < 20; i++) {
+        assert_rec_ok(&chain[i]);
+        ck_assert_ptr_eq(chain[i].conn, chain[0].conn);
+    }
+    wait_recs(&slow, 1, TU_WAIT_MS);
+    assert_rec_ok(&slow);
+    ck_assert_ptr_ne(slow.conn, chain[0].conn);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+START_TEST(idle_timeout_shrinks_to_min)
+{
+    max_conns_seen = 0;
+    nseen = 0;
+    pgev_pool_options opts = {
+        .min_conns = 1, .max_conns = 4, .idle_timeout_ms = 300, .conn_max_inflight = 5
+    };
+    make_pool(&opts);
+    wait_idle(1);
+    enum { N = 400 };
+    pool_rec r[N];
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < N; i++) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "SELECT %d FROM pg_sleep(0.001)", i);
+        r[i].index = i;
+        r[i].hook = check_value_and_order;
+        ck_assert_int_gt(pool_sql(sql, &r[i]), 0);
+    }
+    wait_recs(r, N, 60000);
+    assert_recs_once(r, N);
+    ck_assert_int_gt(max_conns_seen, 1);
+    int one = 1;
+    tu_run_until(conns_are, &one, TU_WAIT_MS, "the pool to shrink to min_conns");
+    wait_backends(1);
+    pgev_pool_stats_t st = stats();
+    ck_assert_int_ge(st.conns_closed, 1);
+    ck_assert_int_eq(st.conns_idle, 1);
+    /* Still serves. */
+    pool_rec after = { .index = 7 };
+    ck_assert_int_gt(pool_sql("SELECT 7", &after), 0);
+    wait_recs(&after, 1, TU_WAIT_MS);
+    assert_rec_ok(&after);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+static bool
+replaced(void *arg)
+{
+    (void)arg;
+    pgev_pool_stats_t st = stats();
+    return st.conns_closed >= 2 && st.connects >= 3 && st.conns_idle == 1;
+}
+
+START_TEST(max_lifetime_replaces)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 2, .max_lifetime_ms = 400 };
+    make_pool(&opts);
+    wait_idle(1);
+    tu_run_until(replaced, NULL, TU_WAIT_MS, "connections to be replaced after their lifetime");
+    ck_assert_int_le(stats().conns, 2);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+/* ---- acquire / release -------------------------------------------------- */
+
+START_TEST(acquire_fifo_and_exclusive)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    acq_rec a[3];
+    memset(a, 0, sizeof(a));
+    for (int i = 0; i < 3; i++) {
+        a[i].index = i;
+        ck_assert_int_eq(acquire(&a[i]), PGEV_OK);
+    }
+    ck_assert_int_eq(a[0].calls, 0); /* never inside the call */
+    wait_acquired(&a[0]);
+    ck_assert_int_eq(a[0].code, PGEV_OK);
+    ck_assert_ptr_nonnull(a[0].conn);
+    ck_assert_int_eq(pgev_conn_state(a[0].conn), PGEV_CONN_READY);
+    /* A pool query waits: the only connection is taken. */
+    pool_rec q = { .index = 9 };
+    ck_assert_int_gt(pool_sql("SELECT 9", &q), 0);
+    pgev_pool_stats_t st = stats();
+    ck_assert_int_eq(st.conns_acquired, 1);
+    ck_assert_int_eq(st.waiters, 2);
+    ck_assert_int_eq(st.queued, 1);
+    /* The holder can run queries on it. */
+    tu_query own = { 0 };
+    ck_assert_int_gt(tu_query_sql(a[0].conn, "SELECT 42", &own), 0);
+    tu_wait_query(&own);
+    tu_assert_ok(&own);
+    ck_assert_str_eq(own.value, "42");
+    ck_assert_int_eq(a[1].calls + q.done_calls, 0);
+
+    ck_assert_int_eq(release(a[0].conn), PGEV_OK);
+    ck_assert_int_eq(release(a[0].conn), PGEV_EINVAL); /* not acquired any more */
+    wait_acquired(&a[1]);
+    ck_assert_ptr_eq(a[1].conn, a[0].conn);
+    ck_assert_int_eq(a[2].calls, 0);
+    ck_assert_int_eq(release(a[1].conn), PGEV_OK);
+    wait_acquired(&a[2]);
+    ck_assert_int_eq(q.done_calls, 0);
+    ck_assert_int_eq(release(a[2].conn), PGEV_OK);
+    wait_recs(&q, 1, TU_WAIT_MS);
+    assert_rec_ok(&q);
+    ck_assert_str_eq(q.value, "9");
+    ck_assert_int_lt(a[0].seq, a[1].seq);
+    ck_assert_int_lt(a[1].seq, a[2].seq);
+    ck_assert_int_lt(a[2].seq, q.done_seq);
+    ck_assert_int_eq(stats().acquires, 3);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+START_TEST(acquire_timeout)
+{
+    pgev_pool_options opts = { .max_conns = 1, .acquire_timeout_ms = 300 };
+    make_pool(&opts);
+    acq_rec a = { .index = 0 }, b = { .index = 1 };
+    ck_assert_int_eq(acquire(&a), PGEV_OK);
+    wait_acquired(&a);
+    ck_assert_int_eq(a.code, PGEV_OK);
+    uint64_t start = mono_ms();
+    ck_assert_int_eq(acquire(&b), PGEV_OK);
+    wait_acquired(&b);
+    ck_assert_int_eq(b.code, PGEV_ETIMEOUT);
+    ck_assert_ptr_null(b.conn);
+    ck_assert_int_ge(b.done_ms - start, 290);
+    ck_assert_msg(strstr(b.message, "acquire timeout") != NULL, "message: %s", b.message);
+    ck_assert_int_eq(stats().acquire_timeouts, 1);
+    ck_assert_int_eq(stats().waiters, 0);
+    ck_assert_int_eq(release(a.conn), PGEV_OK);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+static void
+release_at_once(pgev_conn *conn, acq_rec *a)
+{
+    (void)a;
+    if (conn)
+        TU_CHECK(pgev_pool_release(pool, conn) == PGEV_OK, "release in callback");
+}
+
+START_TEST(waiter_cap)
+{
+    pgev_pool_options opts = { .max_conns = 1, .max_waiters = 2 };
+    make_pool(&opts);
+    acq_rec a[4];
+    memset(a, 0, sizeof(a));
+    for (int i = 0; i < 4; i++) {
+        a[i].index = i;
+        a[i].hook = i > 0 ? release_at_once : NULL;
+    }
+    ck_assert_int_eq(acquire(&a[0]), PGEV_OK);
+    wait_acquired(&a[0]);
+    ck_assert_int_eq(acquire(&a[1]), PGEV_OK);
+    ck_assert_int_eq(acquire(&a[2]), PGEV_OK);
+    ck_assert_int_eq(acquire(&a[3]), PGEV_EQUEUEFULL);
+    ck_assert_str_ne(pgev_pool_errmsg(pool), "");
+    ck_assert_int_eq(release(a[0].conn), PGEV_OK);
+    wait_acquired(&a[2]);
+    ck_assert_int_eq(a[1].code, PGEV_OK);
+    ck_assert_int_eq(a[2].code, PGEV_OK);
+    ck_assert_int_lt(a[1].seq, a[2].seq);
+    tu_run_for(50);
+    ck_assert_int_eq(a[3].calls, 0);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+START_TEST(dirty_release_is_rolled_back)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    /* In a transaction, then released. */
+    acq_rec a = { .index = 0 };
+    ck_assert_int_eq(acquire(&a), PGEV_OK);
+    wait_acquired(&a);
+    PGconn *pg = pgev_conn_pg(a.conn);
+    ck_assert_int_eq(PQtransactionStatus(pg), PQTRANS_IDLE);
+    tu_query q[4];
+    memset(q, 0, sizeof(q));
+    ck_assert_int_gt(tu_query_sql(a.conn, "BEGIN", &q[0]), 0);
+    ck_assert_int_gt(tu_query_sql(a.conn, "CREATE TEMP TABLE pool_dirty (x int)", &q[1]), 0);
+    tu_wait_queries(q, 2, TU_WAIT_MS);
+    tu_assert_ok(&q[1]);
+    ck_assert_int_eq(PQtransactionStatus(pg), PQTRANS_INTRANS);
+    ck_assert_int_eq(release(a.conn), PGEV_OK);
+
+    acq_rec b = { .index = 1 };
+    ck_assert_int_eq(acquire(&b), PGEV_OK);
+    wait_acquired(&b);
+    ck_assert_ptr_eq(b.conn, a.conn);
+    ck_assert_int_eq(PQtransactionStatus(pgev_conn_pg(b.conn)), PQTRANS_IDLE);
+    /* The transaction's work is gone. */
+    ck_assert_int_gt(tu_query_sql(b.conn, "SELECT to_regclass('pool_dirty') IS NULL", &q[2]), 0);
+    tu_wait_query(&q[2]);
+    ck_assert_str_eq(q[2].value, "t");
+
+    /* A failed transaction, released while its queries still run. */
+    tu_query f[2];
+    memset(f, 0, sizeof(f));
+    ck_assert_int_gt(tu_query_sql(b.conn, "BEGIN", &f[0]), 0);
+    ck_assert_int_gt(tu_query_sql(b.conn, "SELECT 1/0", &f[1]), 0);
+    ck_assert_int_eq(release(b.conn), PGEV_OK);
+    acq_rec c = { .index = 2 };
+    ck_assert_int_eq(acquire(&c), PGEV_OK);
+    wait_acquired(&c);
+    ck_assert_int_eq(f[0].done_calls + f[1].done_calls, 2); /* they ran before the handover */
+    ck_assert_int_eq(f[1].status, PGEV_ESERVER);
+    ck_assert_int_eq(PQtransactionStatus(pgev_conn_pg(c.conn)), PQTRANS_IDLE);
+    ck_assert_int_eq(stats().resets, 2);
+    /* A clean release needs no reset. */
+    ck_assert_int_eq(release(c.conn), PGEV_OK);
+    ck_assert_int_eq(stats().resets, 2);
+    ck_assert_int_eq(stats().connects, 1);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+/* ---- init hook ---------------------------------------------------------- */
+
+static int init_calls;
+
+static void
+init_query_done(pgev_conn *conn, pgev_result *res, void *arg)
+{
+    (void)arg;
+    TU_CHECK(pgev_pool_init_done(pool, conn, pgev_result_status(res) == PGEV_OK) == PGEV_OK,
+             "init_done refused");
+}
+
+static void
+init_hook(pgev_pool *p, pgev_conn *conn, void *arg)
+{
+    ck_assert_ptr_eq(p, pool);
+    ck_assert_ptr_eq(arg, &init_calls);
+    init_calls++;
+    ck_assert_int_gt(pgev_conn_query(conn, "SET application_name = 'pgev_pool_init'",
+                                     init_query_done, NULL),
+                     0);
+}
+
+START_TEST(init_hook_runs_on_every_connection)
+{
+    init_calls = 0;
+    pgev_pool_options opts = {
+        .min_conns = 3, .max_conns = 3, .on_conn_init = init_hook, .arg = &init_calls
+    };
+    make_pool(&opts);
+    enum { N = 60 };
+    pool_rec r[N];
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < N; i++) {
+        r[i].index = i;
+        ck_assert_int_gt(pool_sql("SHOW application_name", &r[i]), 0);
+    }
+    wait_recs(r, N, TU_WAIT_MS);
+    for (int i = 0; i < N; i++) {
+        assert_rec_ok(&r[i]);
+        ck_assert_str_eq(r[i].value, "pgev_pool_init");
+    }
+    wait_idle(3);
+    ck_assert_int_eq(init_calls, 3);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+/* ---- teardown ----------------------------------------------------------- */
+
+static void
+expect_cancelled_in_free(pgev_conn *conn, pgev_result *res, pool_rec *r)
+{
+    (void)conn;
+    (void)res;
+    TU_CHECK(in_free, "query %d: completed outside pgev_pool_free", r->index);
+    TU_CHECK(r->status == PGEV_ECANCELLED, "query %d: %s, expected cancelled", r->index,
+             pgev_strerror(r->status));
+}
+
+static bool
+outstanding_at_least(void *arg)
+{
+    return stats().outstanding >= *(int *)arg;
+}
+
+START_TEST(free_with_queued_and_running_work)
+{
+    pgev_pool_options opts = { .min_conns = 2, .max_conns = 2, .conn_max_inflight = 10 };
+    make_pool(&opts);
+    wait_idle(2);
+    enum { N = 200 };
+    pool_rec r[N];
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < N; i++) {
+        r[i].index = i;
+        r[i].hook = expect_cancelled_in_free;
+        ck_assert_int_gt(pool_sql(i < 2 ? "SELECT pg_sleep(5)" : "SELECT 1", &r[i]), 0);
+    }
+    acq_rec a = { .index = 0 };
+    ck_assert_int_eq(acquire(&a), PGEV_OK);
+    int twenty = 20;
+    tu_run_until(outstanding_at_least, &twenty, TU_WAIT_MS, "both pipelines to fill");
+    pgev_pool_stats_t st = stats();
+    ck_assert_int_gt(st.queued, 0);
+    ck_assert_int_eq(a.calls, 0);
+    free_pool();
+    assert_recs_once(r, N);
+    ck_assert_int_eq(a.calls, 1);
+    ck_assert_int_eq(a.code, PGEV_ECANCELLED);
+    tu_assert_base_idle();
+}
+END_TEST
+
+static void
+expect_cancelled_after_callback(pgev_conn *conn, pgev_result *res, pool_rec *r)
+{
+    (void)conn;
+    (void)res;
+    TU_CHECK(!freeing_callback, "query %d: completed while the freeing callback ran", r->index);
+    TU_CHECK(r->status == PGEV_ECANCELLED || r->status == PGEV_OK, "query %d: %s", r->index,
+             pgev_strerror(r->status));
+}
+
+static void
+free_from_query_callback(pgev_conn *conn, pgev_result *res, pool_rec *r)
+{
+    (void)conn;
+    (void)res;
+    TU_CHECK(r->status == PGEV_OK, "query %d: %s", r->index, r->message);
+    freeing_callback = 1;
+    pgev_pool_free(pool);
+    pgev_pool_free(pool); /* twice: harmless */
+    pool_rec late = { .index = -1 };
+    TU_CHECK(pgev_pool_query(pool, "SELECT 1", pool_done_cb, &late) == PGEV_ECLOSED,
+             "submit during free accepted");
+    pool = NULL;
+    freeing_callback = 0;
+}
+
+START_TEST(free_inside_query_callback)
+{
+    pgev_pool_options opts = { .min_conns = 2, .max_conns = 2, .conn_max_inflight = 5 };
+    make_pool(&opts);
+    wait_idle(2);
+    enum { N = 100 };
+    pool_rec r[N];
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < N; i++) {
+        r[i].index = i;
+        r[i].hook = i == 3 ? free_from_query_callback : expect_cancelled_after_callback;
+        ck_assert_int_gt(pool_sql("SELECT 1", &r[i]), 0);
+    }
+    wait_recs(r, N, TU_WAIT_MS);
+    ck_assert_ptr_null(pool);
+    assert_recs_once(r, N);
+    int cancelled = 0;
+    for (int i = 0; i < N; i++)
+        cancelled += r[i].status == PGEV_ECANCELLED;
+    ck_assert_int_gt(cancelled, 50); /* the queue was cancelled, not run */
+    /* The zombie left behind for the running connection goes away too. */
+    tu_run_for(50);
+    assert_recs_once(r, N);
+    tu_assert_base_idle();
+}
+END_TEST
+
+static void
+free_from_acquire_callback(pgev_conn *conn, acq_rec *a)
+{
+    (void)conn;
+    (void)a;
+    freeing_callback = 1;
+    freed_pool = pool;
+    pgev_pool_free(pool);
+    freeing_callback = 0;
+}
+
+START_TEST(free_inside_acquire_callback)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    acq_rec a = { .index = 0, .hook = free_from_acquire_callback };
+    acq_rec b = { .index = 1 };
+    ck_assert_int_eq(acquire(&a), PGEV_OK);
+    ck_assert_int_eq(acquire(&b), PGEV_OK);
+    pool_rec q = { .index = 1, .hook = expect_cancelled_after_callback };
+    ck_assert_int_gt(pool_sql("SELECT 1", &q), 0);
+    wait_acquired(&b);
+    ck_assert_int_eq(a.calls, 1);
+    ck_assert_int_lt(a.seq, b.seq);
+    pool = freed_pool = NULL;
+    ck_assert_int_eq(b.code, PGEV_ECANCELLED);
+    wait_recs(&q, 1, TU_WAIT_MS);
+    ck_assert_int_eq(q.status, PGEV_ECANCELLED);
+    tu_assert_base_idle();
+}
+END_TEST
+
+static int closed_calls;
+static int closed_seq;
+
+static void
+on_closed(pgev_pool *p, void *arg)
+{
+    ck_assert_ptr_eq(p, pool);
+    ck_assert_ptr_eq(arg, &closed_calls);
+    closed_calls++;
+    closed_seq = ++tu_seq;
+}
+
+START_TEST(close_drains)
+{
+    closed_calls = 0;
+    pgev_pool_options opts = { .min_conns = 2, .max_conns = 2, .conn_max_inflight = 10 };
+    make_pool(&opts);
+    enum { N = 100 };
+    pool_rec r[N + 1];
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < N; i++) {
+        char sql[32];
+        snprintf(sql, sizeof(sql), "SELECT %d", i);
+        r[i].index = i;
+        ck_assert_int_gt(pool_sql(sql, &r[i]), 0);
+    }
+    acq_rec a = { .index = 0, .hook = release_at_once };
+    ck_assert_int_eq(acquire(&a), PGEV_OK);
+    tu_in_call++;
+    ck_assert_int_eq(pgev_pool_close(pool, on_closed, &closed_calls), PGEV_OK);
+    ck_assert_int_eq(pgev_pool_close(pool, on_closed, &closed_calls), PGEV_OK);
+    tu_in_call--;
+    ck_assert_int_eq(pool_sql("SELECT 1", &r[N]), PGEV_ECLOSED);
+    acq_rec late = { .index = 1 };
+    ck_assert_int_eq(acquire(&late), PGEV_ECLOSED);
+    tu_wait_count(&closed_calls, 1, TU_WAIT_MS, "the pool to close");
+    for (int i = 0; i < N; i++) {
+        assert_rec_ok(&r[i]);
+        ck_assert_int_eq(atoi(r[i].value), i);
+        ck_assert_int_lt(r[i].done_seq, closed_seq);
+    }
+    ck_assert_int_eq(a.code, PGEV_OK);
+    ck_assert_int_eq(stats().conns, 0);
+    /* Closed: nothing armed any more, even before free. */
+    ck_assert_int_eq(event_base_get_num_events(tu_base, EVENT_BASE_COUNT_ADDED), 0);
+    free_pool();
+    ck_assert_int_eq(closed_calls, 1);
+    assert_recs_once(r, N + 1);
+    tu_assert_base_idle();
+}
+END_TEST
+
+START_TEST(refusals)
+{
+    pgev_pool_options bad = { .min_conns = 3, .max_conns = 2 };
+    ck_assert_ptr_null(pgev_pool_new(tu_base, tu_dsn(), &bad));
+    pgev_pool_options negative = { .idle_timeout_ms = -1 };
+    ck_assert_ptr_null(pgev_pool_new(tu_base, tu_dsn(), &negative));
+    ck_assert_ptr_null(pgev_pool_new(NULL, tu_dsn(), NULL));
+    ck_assert_ptr_null(pgev_pool_new(tu_base, NULL, NULL));
+    ck_assert_int_lt(pgev_pool_query(NULL, "SELECT 1", NULL, NULL), 0);
+    pgev_pool_free(NULL);
+
+    /* Nothing listens: queries queue, the queue is bounded, and each
+     * query fails after its timeout naming the connection error. */
+    char conninfo[128];
+    snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d dbname=x user=x sslmode=disable",
+             tu_closed_port());
+    pgev_pool_options opts = { .max_conns = 2, .max_pending = 5, .queue_timeout_ms = 500 };
+    tu_in_call++;
+    pool = pgev_pool_new(tu_base, conninfo, &opts);
+    tu_in_call--;
+    ck_assert_ptr_nonnull(pool);
+    pool_rec r[8];
+    memset(r, 0, sizeof(r));
+    tu_in_call++;
+    ck_assert_int_eq(pgev_pool_submit(pool, NULL), PGEV_EINVAL);
+    pgev_query_args both = { .sql = "SELECT 1", .stmt = "s" };
+    ck_assert_int_eq(pgev_pool_submit(pool, &both), PGEV_EINVAL);
+    pgev_query_args noparams = { .sql = "SELECT $1", .nparams = 1 };
+    ck_assert_int_eq(pgev_pool_submit(pool, &noparams), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_pool_acquire(pool, NULL, NULL), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_pool_release(pool, NULL), PGEV_EINVAL);
+    tu_in_call--;
+    uint64_t start = mono_ms();
+    for (int i = 0; i < 6; i++) {
+        r[i].index = i;
+        const char *v[] = { "x" };
+        int64_t id = pool_params("SELECT $1::text", 1, v, &r[i]);
+        if (i < 5)
+            ck_assert_int_gt(id, 0);
+        else
+            ck_assert_int_eq(id, PGEV_EQUEUEFULL);
+    }
+    wait_recs(r, 6, TU_WAIT_MS);
+    assert_recs_once(r, 6);
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(r[i].status, PGEV_ETIMEOUT);
+        ck_assert_ptr_null(r[i].conn);
+        ck_assert_int_ge(r[i].done_ms - start, 490);
+        ck_assert_msg(strstr(r[i].message, "last connection error") != NULL, "message: %s",
+                      r[i].message);
+    }
+    pgev_pool_stats_t st = stats();
+    ck_assert_int_eq(st.queries_timed_out, 5);
+    ck_assert_int_ge(st.connect_failures, 1);
+    ck_assert_int_eq(st.connects, 0);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+/* ---- faults ------------------------------------------------------------- */
+
+static const char *
+cluster_tool(void)
+{
+    const char *tool = getenv("PGEV_TEST_PGCLUSTER");
+    const char *dir = getenv("PGEV_TEST_CLUSTER_DIR");
+    return tool && *tool && dir && *dir ? tool : NULL;
+}
+
+/* Starts `pgcluster.sh CMD DIR` in a child process; returns its pid. */
+static pid_t
+cluster_cmd_start(const char *cmd)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        execlp("bash", "bash", cluster_tool(), cmd, getenv("PGEV_TEST_CLUSTER_DIR"), (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+struct child {
+    pid_t pid;
+    int status;
+    bool done;
+};
+
+static bool
+child_exited(void *arg)
+{
+    struct child *c = arg;
+    if (!c->done && waitpid(c->pid, &c->status, WNOHANG) == c->pid)
+        c->done = true;
+    return c->done;
+}
+
+/* Runs the command while the loop keeps running. */
+static void
+cluster_cmd(const char *cmd)
+{
+    struct child c = { .pid = cluster_cmd_start(cmd) };
+    tu_run_until(child_exited, &c, 90000, cmd);
+    ck_assert_msg(WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0, "pgcluster.sh %s failed",
+                  cmd);
+}
+
+static bool
+is_lost(const pool_rec *r)
+{
+    return r->status == PGEV_ECONNLOST ||
+           (r->status == PGEV_ESERVER && strncmp(r->sqlstate, "57", 2) == 0);
+}
+
+static int restart_at;
+static pid_t restart_pid;
+
+static void
+restart_when_due(pgev_conn *conn, pgev_result *res, pool_rec *r)
+{
+    (void)conn;
+    (void)res;
+    (void)r;
+    if (tu_done_total == restart_at)
+        restart_pid = cluster_cmd_start("server-restart");
+}
+
+START_TEST(server_restart_under_load)
+{
+    if (!cluster_tool())
+        return;
+    pgev_pool_options opts = { .min_conns = 4, .max_conns = 4, .conn_max_inflight = 20 };
+    make_pool(&opts);
+    wait_idle(4);
+    enum { N = 3000 };
+    pool_rec *r = calloc(N, sizeof(*r));
+    ck_assert_ptr_nonnull(r);
+    restart_at = 100;
+    restart_pid = 0;
+    for (int i = 0; i < N; i++) {
+        r[i].index = i;
+        r[i].hook = restart_when_due;
+        ck_assert_int_gt(pool_sql("SELECT pg_sleep(0.002)", &r[i]), 0);
+    }
+    wait_recs(r, N, 120000);
+    ck_assert_int_gt(restart_pid, 0);
+    struct child c = { .pid = restart_pid };
+    tu_run_until(child_exited, &c, 90000, "server-restart");
+    ck_assert(WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0);
+    assert_recs_once(r, N);
+    int ok = 0, lost = 0;
+    for (int i = 0; i < N; i++) {
+        if (r[i].status == PGEV_OK)
+            ok++;
+        else if (is_lost(&r[i]))
+            lost++;
+        else
+            ck_abort_msg("query %d: %s (%s) %s", i, pgev_strerror(r[i].status), r[i].sqlstate,
+                         r[i].message);
+    }
+    ck_assert_int_ge(ok, restart_at);
+    /* Only what was on the wire is lost: the rest waited in the pool. */
+    ck_assert_int_le(lost, 4 * 20);
+    /* Recovered by itself, to its size, with one backend per connection. */
+    wait_idle(4);
+    wait_backends(4);
+    pgev_pool_stats_t st = stats();
+    ck_assert_int_eq(st.conns, 4);
+    ck_assert_int_ge(st.conns_lost, 1);
+    pool_rec after[10];
+    memset(after, 0, sizeof(after));
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_gt(pool_sql("SELECT 1", &after[i]), 0);
+    wait_recs(after, 10, TU_WAIT_MS);
+    for (int i = 0; i < 10; i++)
+        assert_rec_ok(&after[i]);
+    free(r);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+static bool
+all_lost(void *arg)
+{
+    (void)arg;
+    pgev_pool_stats_t st = stats();
+    return st.conns_lost >= 2;
+}
+
+START_TEST(server_down_fails_fast_then_recovers)
+{
+    if (!cluster_tool())
+        return;
+    pgev_pool_options opts = {
+        .min_conns = 2, .max_conns = 2, .queue_timeout_ms = 800, .acquire_timeout_ms = 800,
+        .connect_timeout_ms = 3000
+    };
+    make_pool(&opts);
+    wait_idle(2);
+    cluster_cmd("server-stop");
+    tu_run_until(all_lost, NULL, TU_WAIT_MS, "the pool to notice the server is gone");
+    int64_t failures_before = stats().connect_failures;
+    enum { N = 20 };
+    pool_rec r[N];
+    memset(r, 0, sizeof(r));
+    uint64_t start = mono_ms();
+    for (int i = 0; i < N; i++) {
+        r[i].index = i;
+        ck_assert_int_gt(pool_sql("SELECT 1", &r[i]), 0);
+    }
+    acq_rec a = { .index = 0 };
+    ck_assert_int_eq(acquire(&a), PGEV_OK);
+    wait_recs(r, N, TU_WAIT_MS);
+    wait_acquired(&a);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(r[i].status, PGEV_ETIMEOUT);
+        ck_assert_int_ge(r[i].done_ms - start, 790);
+        ck_assert_int_lt(r[i].done_ms - start, 10000);
+        ck_assert_msg(strstr(r[i].message, "timed out") != NULL, "message: %s", r[i].message);
+    }
+    ck_assert_int_eq(a.code, PGEV_ETIMEOUT);
+    /* Backoff: a handful of attempts, not a storm. */
+    pgev_pool_stats_t st = stats();
+    ck_assert_int_le(st.connect_failures - failures_before, 12);
+    ck_assert_int_eq(st.queued, 0);
+    ck_assert_int_eq(st.waiters, 0);
+
+    cluster_cmd("server-start");
+    wait_idle(2);
+    wait_backends(2);
+    pool_rec after = { .index = 99 };
+    ck_assert_int_gt(pool_sql("SELECT 99", &after), 0);
+    wait_recs(&after, 1, TU_WAIT_MS);
+    assert_rec_ok(&after);
+    ck_assert_str_eq(after.value, "99");
+    ck_assert_int_le(stats().conns, 2);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+static Suite *
+pool_suite(void)
+{
+    Suite *s = suite_create("pool");
+    TCase *tc = tu_tcase("sizes", 120);
+    tcase_add_test(tc, min_size_reached);
+    tcase_add_test(tc, max_never_exceeded);
+    tcase_add_test(tc, least_loaded_dispatch);
+    tcase_add_test(tc, idle_timeout_shrinks_to_min);
+    tcase_add_test(tc, max_lifetime_replaces);
+    tcase_add_test(tc, init_hook_runs_on_every_connection);
+    suite_add_tcase(s, tc);
+
+    tc = tu_tcase("acquire", 60);
+    tcase_add_test(tc, acquire_fifo_and_exclusive);
+    tcase_add_test(tc, acquire_timeout);
+    tcase_add_test(tc, waiter_cap);
+    tcase_add_test(tc, dirty_release_is_rolled_back);
+    suite_add_tcase(s, tc);
+
+    tc = tu_tcase("teardown", 60);
+    tcase_add_test(tc, free_with_queued_and_running_work);
+    tcase_add_test(tc, free_inside_query_callback);
+    tcase_add_test(tc, free_inside_acquire_callback);
+    tcase_add_test(tc, close_drains);
+    tcase_add_test(tc, refusals);
+    suite_add_tcase(s, tc);
+
+    tc = tu_tcase("faults", 240);
+    tcase_add_test(tc, server_restart_under_load);
+    tcase_add_test(tc, server_down_fails_fast_then_recovers);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(pool_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
