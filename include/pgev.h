@@ -387,6 +387,8 @@ PGEV_API int pgev_params_timestamp(pgev_params *p, int64_t usec);
 /** See pgev_params_timestamp(). */
 PGEV_API int pgev_params_timestamptz(pgev_params *p, int64_t usec);
 
+struct pgev_query_args; /* defined in the Queries section below */
+
 /**
  * Sets args->nparams, param_types, param_values, param_lengths and
  * param_formats to p's parameters (the other fields are left alone).
@@ -394,7 +396,6 @@ PGEV_API int pgev_params_timestamptz(pgev_params *p, int64_t usec);
  * call returns. Returns PGEV_OK, or PGEV_EINVAL (args untouched) for NULL
  * arguments or when an earlier pgev_params_* call on p failed.
  */
-struct pgev_query_args;
 PGEV_API int pgev_params_apply(pgev_params *p, struct pgev_query_args *args);
 
 /* ------------------------------------------------------------------------

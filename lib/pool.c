@@ -766,12 +766,7 @@ pgev_pool_submit(pgev_pool *pool, const pgev_query_args *args)
 int64_t
 pgev_pool_query(pgev_pool *pool, const char *sql, pgev_result_cb on_done, void *arg)
 {
-    pgev_query_args args = { .sql = sql, .on_done = on_done, .arg = arg };
-    if (!sql && pool) {
-        pool_refuse(pool, "sql is NULL");
-        return PGEV_EINVAL;
-    }
-    return pgev_pool_submit(pool, &args);
+    return pgev_pool_query_params(pool, sql, 0, NULL, on_done, arg);
 }
 
 int64_t
