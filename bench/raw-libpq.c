@@ -33,25 +33,6 @@
 #include "stats.h"
 
 
-/* Writes the decimal form of `value` into buf (at least 11 bytes). */
-static void format_uint(char *buf, uint32_t value)
-{
-    char digits[10];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + value % 10);
-        value /= 10;
-    } while (value);
-    while (n)
-        *buf++ = digits[--n];
-    *buf = '\0';
-}
-
-/* The parameter sent with query number `seq`: small, positive, varying. */
-static uint32_t param_for(uint64_t seq)
-{
-    return (uint32_t)(seq % 1000000000u);
-}
 
 static bool parse_count(const char *text, const char *option, int64_t min, int64_t *out)
 {

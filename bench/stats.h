@@ -1,6 +1,7 @@
 /*
  * Shared by bench/raw-libpq.c and tools/pgev-bench.c, so that pgev and the
- * raw libpq anchor measure latency in exactly the same way.
+ * raw libpq anchor send the same parameters and measure latency in exactly
+ * the same way.
  */
 #ifndef PGEV_BENCH_STATS_H
 #define PGEV_BENCH_STATS_H
@@ -75,6 +76,28 @@ static inline uint64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- query parameters ---- */
+
+/* Writes the decimal form of `value` into buf (at least 11 bytes). */
+static inline void format_uint(char *buf, uint32_t value)
+{
+    char digits[10];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value);
+    while (n)
+        *buf++ = digits[--n];
+    *buf = '\0';
+}
+
+/* The parameter sent with query number `seq`: small, positive, varying. */
+static inline uint32_t param_for(uint64_t seq)
+{
+    return (uint32_t)(seq % 1000000000u);
 }
 
 #endif /* PGEV_BENCH_STATS_H */

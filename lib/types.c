@@ -172,30 +172,35 @@ pgev_result_get_int64(const pgev_result *res, int row, int col, int64_t *out)
     }
 }
 
+/* Reads an integer field that must fit in [min, max]. */
+static int
+get_int_in_range(const pgev_result *res, int row, int col, bool want, int64_t min, int64_t max,
+                 int64_t *out)
+{
+    int rc = pgev_result_get_int64(res, row, col, want ? out : NULL);
+    if (rc != PGEV_OK)
+        return rc;
+    return *out < min || *out > max ? PGEV_EINVAL : PGEV_OK;
+}
+
 int
 pgev_result_get_int32(const pgev_result *res, int row, int col, int32_t *out)
 {
     int64_t wide;
-    int rc = pgev_result_get_int64(res, row, col, out ? &wide : NULL);
-    if (rc != PGEV_OK)
-        return rc;
-    if (wide < INT32_MIN || wide > INT32_MAX)
-        return PGEV_EINVAL;
-    *out = (int32_t)wide;
-    return PGEV_OK;
+    int rc = get_int_in_range(res, row, col, out != NULL, INT32_MIN, INT32_MAX, &wide);
+    if (rc == PGEV_OK)
+        *out = (int32_t)wide;
+    return rc;
 }
 
 int
 pgev_result_get_int16(const pgev_result *res, int row, int col, int16_t *out)
 {
     int64_t wide;
-    int rc = pgev_result_get_int64(res, row, col, out ? &wide : NULL);
-    if (rc != PGEV_OK)
-        return rc;
-    if (wide < INT16_MIN || wide > INT16_MAX)
-        return PGEV_EINVAL;
-    *out = (int16_t)wide;
-    return PGEV_OK;
+    int rc = get_int_in_range(res, row, col, out != NULL, INT16_MIN, INT16_MAX, &wide);
+    if (rc == PGEV_OK)
+        *out = (int16_t)wide;
+    return rc;
 }
 
 int
