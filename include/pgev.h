@@ -558,7 +558,18 @@ PGEV_API struct event_base *pgev_conn_base(const pgev_conn *conn);
 /** Query flags for pgev_query_args.flags. */
 enum {
     /** Results in binary format (text is the default). */
-    PGEV_QUERY_BINARY = 1u << 0
+    PGEV_QUERY_BINARY = 1u << 0,
+    /** The query only reads: it has no effect when run twice or out of
+     * order with its neighbours. pgev may then re-run it transparently
+     * (after a server-side cancel that was meant for another query hit it,
+     * for example), and a pool may route it to a standby. Never set it on a
+     * statement that writes. */
+    PGEV_QUERY_READONLY = 1u << 1,
+    /** Safe to run again if its connection is lost before the outcome is
+     * known (an idempotent write, say). A pool re-dispatches such a query
+     * to another connection instead of failing it with
+     * PGEV_ECONNLOST. Implied by PGEV_QUERY_READONLY. */
+    PGEV_QUERY_RETRY_SAFE = 1u << 2
 };
 
 /** The most parameters one query may have (a protocol limit). */
@@ -664,10 +675,15 @@ PGEV_API int64_t pgev_conn_execute(pgev_conn *conn, const char *name, int nparam
  * PGEV_ECANCELLED — or with its real outcome if that arrived first.
  *
  * A server-side cancel interrupts whatever the session is running when it
- * arrives: if the query finished just before, the cancel can land on the
- * query right behind it, which then fails with SQLSTATE 57014 (its own
- * Sync segment is rolled back; nothing else is affected). pgev sends the
- * cancel only while the query is the oldest one outstanding.
+ * arrives. pgev sends it only while the query is the oldest one
+ * outstanding and its result has not yet arrived, makes sure the query
+ * itself was sent first, and repeats the request (at growing intervals)
+ * should the query still run, until cancel_grace_ms. If the query finished
+ * just before the cancel arrived, the cancel lands on the statement the
+ * session runs next: a query flagged PGEV_QUERY_READONLY is then run again
+ * transparently (once; its caller sees only its real outcome), any other
+ * query fails with SQLSTATE 57014 and is never re-run (its own Sync
+ * segment is rolled back; nothing else is affected).
  *
  * Returns PGEV_OK when the cancel was accepted, 1 when there is nothing
  * to cancel (unknown id, already completed or cancelled: harmless), or

@@ -83,6 +83,7 @@ on_job_done(pgev_conn *conn, void *arg)
     if (!atomic_load(&job->ok))
         pgev_conn_refuse(conn, "cancel request failed: %s", job->errbuf);
     job_detach(conn, job);
+    pgev_stray_cancel_check(conn);
 }
 
 int

@@ -277,7 +277,7 @@ on_timeout(pgev_conn *conn)
         pgev_error_set(&err, PGEV_ETIMEOUT, "could not connect within %d ms (connect timeout)",
                        conn->connect_timeout_ms);
         pgev_conn_fail(conn, PGEV_ETIMEOUT, &err);
-    } else if (conn->cancel_target) {
+    } else if (conn->cancel_target && !pgev_cancel_tick(conn)) {
         /* A cancelled query still holds the session after the grace
          * period: the server is unresponsive or ignores the cancel. */
         pgev_error err;

@@ -65,13 +65,33 @@ pgev_segment_failure(pgev_conn *conn, int status, const pgev_error *err)
     pgev_error_copy(&conn->segment_error, err);
 }
 
+static bool
+is_query_canceled(const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return state && strcmp(state, "57014") == 0;
+}
+
 static void
 complete_query(pgev_conn *conn, pgev_node *node)
 {
     if (conn->cancel_target == node) {
-        /* The cancelled query is over: the session is ours again. */
+        /* The cancelled query is over: the session is ours again. If it
+         * ended some other way than by the cancel, the cancel is still on
+         * its way and may hit whatever the backend runs next. */
         conn->cancel_target = NULL;
         pgev_loop_timer(conn->loop, -1);
+        if (!is_query_canceled(node->error_result))
+            conn->stray_cancel = true;
+    }
+    if (node->collateral && node->keep_payload && node->sync_after && !node->resent &&
+        !node->finished && node->rows == 0) {
+        /* Hit by a cancel meant for an earlier query: it was rolled back
+         * and, being read-only, runs again as if nothing happened. */
+        node->resent = true;
+        conn->expect_sync = true;
+        pgev_node_resend(conn, node);
+        return;
     }
     if (node->finished) {
         /* Timed out or cancelled: its callback already ran. */
@@ -191,6 +211,11 @@ query_result(pgev_conn *conn, pgev_node *node, PGresult *res)
             lost(conn, &copy);
             return false;
         }
+        if (node->status == PGEV_OK && conn->stray_cancel && conn->cancel_target != node &&
+            is_query_canceled(res)) {
+            /* A late cancel landed here. */
+            node->collateral = true;
+        }
         if (node->status == PGEV_OK) {
             node->status = PGEV_ESERVER;
             PQclear(node->error_result);
@@ -253,9 +278,10 @@ pgev_read_results(pgev_conn *conn)
             break;
         }
         bool want_sync = conn->expect_sync || node->kind == PGEV_NODE_SYNC;
-        /* An abandoned query reached the head: now the server is running
-         * it (or about to), so a cancel targets it and no other. */
-        if (!want_sync && node->finished && !node->cancel_sent)
+        /* An abandoned query reached the head: unless its result is
+         * already here, the server is running it (or about to), so a
+         * cancel targets it and no other. */
+        if (!want_sync && node->finished && !node->cancel_sent && PQisBusy(conn->pg))
             pgev_cancel_running(conn, node);
         if (!want_sync && node->on_rows && !node->row_mode_set)
             set_row_mode(conn, node);
@@ -317,4 +343,5 @@ pgev_read_results(pgev_conn *conn)
     if (conn->pg && !conn->free_requested && PQstatus(conn->pg) == CONNECTION_BAD &&
         conn->state != PGEV_CONN_FAILED)
         lost_from_conn(conn);
+    pgev_stray_cancel_check(conn);
 }

@@ -95,6 +95,9 @@ struct pgev_node {
     int abandon_code;       /* pgev_conn_cancel() asked to end it (from the loop) */
     int timeout_ms;
     pgev_timer *deadline;   /* NULL without a timeout */
+    bool keep_payload;      /* re-sendable (PGEV_QUERY_READONLY): payload kept while in flight */
+    bool collateral;        /* failed 57014 from a cancel meant for an earlier query */
+    bool resent;            /* already re-sent once after a stray cancel */
     bool copy_refused;      /* it started a COPY, which pipeline mode cannot carry */
     bool draining_copy_out; /* discarding COPY TO STDOUT data until its end */
     pgev_result_cb on_rows;
@@ -158,6 +161,17 @@ pgev_fifo_remove(pgev_fifo *q, pgev_node *n)
         return true;
     }
     return false;
+}
+
+static inline void
+pgev_fifo_push_front(pgev_fifo *q, pgev_node *n)
+{
+    n->next = q->head;
+    q->head = n;
+    if (!q->tail)
+        q->tail = n;
+    if (n->kind != PGEV_NODE_SYNC)
+        q->count++;
 }
 
 static inline pgev_node *
@@ -239,6 +253,13 @@ struct pgev_conn {
     bool abandon_requested; /* some in-flight node has abandon_code set */
     pgev_node *cancel_target; /* the query a server-side cancel is for */
     pgev_cancel_job *cancel_jobs; /* cancel requests on helper threads */
+    /* A server-side cancel may arrive after its target has finished and
+     * hit a statement the backend runs next. Set when the target ends
+     * other than by the cancel; cleared once no cancel request is in
+     * progress and nothing is in flight. */
+    bool stray_cancel;
+    int64_t cancel_started_ms; /* monotonic time the cancel for cancel_target began */
+    int cancel_retry_ms;    /* when to make the request again if the target still runs */
     int query_timeout_ms;   /* default deadline; 0: none */
     int cancel_grace_ms;    /* how long a cancelled query may keep the connection */
     pgev_node *free_nodes;  /* recycled nodes, bounded by free_count */
@@ -293,7 +314,14 @@ void pgev_node_abandon(pgev_conn *conn, pgev_node *node, int code, const char *m
 void pgev_complete_doomed(pgev_conn *conn);
 void pgev_abandon_requested(pgev_conn *conn);
 void pgev_cancel_running(pgev_conn *conn, pgev_node *node);
+/* The cancel timer fired: re-sends the request; false once the grace period is over. */
+bool pgev_cancel_tick(pgev_conn *conn);
 void pgev_segment_failure(pgev_conn *conn, int status, const pgev_error *err);
+/* Puts an in-flight node that never took effect back at the head of the
+ * pending FIFO, to be sent again in a new segment. */
+void pgev_node_resend(pgev_conn *conn, pgev_node *node);
+/* Clears stray_cancel when no cancel can still land on a later statement. */
+void pgev_stray_cancel_check(pgev_conn *conn);
 void pgev_conn_pump(pgev_conn *conn);
 
 /* cancel.c: PQcancel on a helper thread. Returns 0 or -1. */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Recycled nodes kept per connection: enough for a full window of churn. */
 #define NODE_CACHE_MAX 1024
@@ -104,6 +105,7 @@ pgev_fail_all(pgev_conn *conn, int code, const pgev_error *err)
     conn->expect_sync = false;
     conn->cancel_target = NULL;
     conn->abandon_requested = false;
+    conn->stray_cancel = false;
 }
 
 static void
@@ -204,14 +206,17 @@ send_node(pgev_conn *conn, pgev_node *node)
     }
 #endif
 
-    /* The arrays were borrowed, or are copies libpq no longer needs. */
-    free(node->payload);
-    node->payload = NULL;
-    node->sql = node->stmt_sql = NULL;
-    node->param_types = NULL;
-    node->param_values = NULL;
-    node->param_lengths = NULL;
-    node->param_formats = NULL;
+    /* The arrays were borrowed, or are copies libpq no longer needs
+     * (unless the query may have to be sent again). */
+    if (!node->keep_payload) {
+        free(node->payload);
+        node->payload = NULL;
+        node->sql = node->stmt_sql = NULL;
+        node->param_types = NULL;
+        node->param_values = NULL;
+        node->param_lengths = NULL;
+        node->param_formats = NULL;
+    }
     node->sent = true;
     pgev_fifo_push(&conn->inflight, node);
 
@@ -411,20 +416,84 @@ pgev_node_abandon(pgev_conn *conn, pgev_node *node, int code, const char *msg)
     pgev_result res = { .status = code, .query_id = node->id, .rows = node->rows, .error = &err };
     if (node->on_done)
         node->on_done(conn, &res, node->arg);
-    if (!conn->free_requested && conn->inflight.head == node && !node->cancel_sent)
+    /* At the head of the pipeline its result may already be here, in
+     * which case no cancel is needed (it would only hit the next query).
+     * Otherwise pgev_read_results() decides once it reaches the head. */
+    if (!conn->free_requested && conn->inflight.head == node && !conn->expect_sync &&
+        !node->cancel_sent && conn->pg && PQconsumeInput(conn->pg) && PQisBusy(conn->pg))
         pgev_cancel_running(conn, node);
 }
+
+void
+pgev_node_resend(pgev_conn *conn, pgev_node *node)
+{
+    PQclear(node->result);
+    PQclear(node->error_result);
+    node->result = node->error_result = NULL;
+    node->status = PGEV_OK;
+    node->sent = false;
+    node->row_mode_set = false;
+    node->collateral = false;
+    node->cancel_sent = false;
+    pgev_fifo_push_front(&conn->pending, node);
+    if (conn->dispatch_depth == 0)
+        pgev_loop_defer(conn->loop);
+}
+
+void
+pgev_stray_cancel_check(pgev_conn *conn)
+{
+    if (conn->stray_cancel && !conn->cancel_jobs && !conn->inflight.head && !conn->expect_sync)
+        conn->stray_cancel = false;
+}
+
+static int64_t
+monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* First re-send of a cancel request; doubles after each. */
+#define CANCEL_RETRY_MS 100
 
 void
 pgev_cancel_running(pgev_conn *conn, pgev_node *node)
 {
     node->cancel_sent = true;
     conn->cancel_target = node;
+    conn->cancel_started_ms = monotonic_ms();
+    conn->cancel_retry_ms = CANCEL_RETRY_MS;
+    /* The query must be on its way before the cancel is: a cancel that
+     * reaches a backend still waiting for the query is ignored. */
+    if (conn->flush_needed && !conn->want_write)
+        (void)pgev_flush(conn);
     /* If the session does not come back within the grace period, the
-     * connection is closed (loop timer, see on_timeout in conn.c). A
-     * request that cannot even be made is left to the same timer. */
-    pgev_loop_timer(conn->loop, conn->cancel_grace_ms);
+     * connection is closed (loop timer, see pgev_cancel_tick). */
+    pgev_loop_timer(conn->loop, conn->cancel_retry_ms < conn->cancel_grace_ms ? conn->cancel_retry_ms
+                                                                           : conn->cancel_grace_ms);
     (void)pgev_cancel_request(conn);
+}
+
+/*
+ * The cancel timer: a cancel can still miss its target (it reached the
+ * backend before the query did, or the request failed), so while the
+ * target runs the request is made again, at growing intervals, until the
+ * grace period ends; then the connection is closed. Returns false then.
+ */
+bool
+pgev_cancel_tick(pgev_conn *conn)
+{
+    int64_t elapsed = monotonic_ms() - conn->cancel_started_ms;
+    if (elapsed >= conn->cancel_grace_ms)
+        return false;
+    if (!conn->cancel_jobs)
+        (void)pgev_cancel_request(conn);
+    conn->cancel_retry_ms *= 2;
+    int64_t left = conn->cancel_grace_ms - elapsed;
+    pgev_loop_timer(conn->loop, (int)(conn->cancel_retry_ms < left ? conn->cancel_retry_ms : left));
+    return true;
 }
 
 static void
@@ -565,7 +634,10 @@ submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_args *ar
         }
     }
 
-    if (conn->pending.head || !can_send(conn, node)) {
+    /* A read-only query may be sent again (see pgev_node_resend), so it
+     * keeps its own copy of what it sends for as long as it is in flight. */
+    node->keep_payload = (args->flags & PGEV_QUERY_READONLY) && kind != PGEV_NODE_PREPARE;
+    if (node->keep_payload || conn->pending.head || !can_send(conn, node)) {
         if (copy_payload(node) != PGEV_OK) {
             pgev_node_release(conn, node);
             conn->next_id--;

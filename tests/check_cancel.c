@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static double now_ms(void)
 {
@@ -197,27 +198,190 @@ static void cancel_self(pgev_conn *c, pgev_result *res, tu_query *q)
     ck_assert_int_eq(pgev_conn_cancel(c, q->id), 1);
 }
 
+/* Submits n `SELECT i` queries with `flags`, then cancels every other one
+ * at once (they are all in flight): each completes exactly once. */
+enum { RACE_MAX = 200 };
+
+static void race_cancels(pgev_conn *conn, tu_query *q, int n, unsigned flags)
+{
+    static char sql[RACE_MAX][32];
+    ck_assert_int_le(n, RACE_MAX);
+    for (int i = 0; i < n; i++) {
+        q[i].on_done_hook = cancel_self;
+        snprintf(sql[i], sizeof sql[i], "SELECT %d", i);
+        pgev_query_args args = { .sql = sql[i], .flags = flags };
+        ck_assert_int_gt(tu_submit(conn, &args, &q[i], false), 0);
+    }
+    int accepted = 0;
+    for (int i = 0; i < n; i += 2)
+        accepted += pgev_conn_cancel(conn, q[i].id) == PGEV_OK;
+    ck_assert_int_gt(accepted, 0);
+    tu_wait_queries(q, n, TU_WAIT_MS);
+    for (int i = 0; i < n; i++) {
+        if (q[i].status != PGEV_OK)
+            continue;
+        char want[16];
+        snprintf(want, sizeof want, "%d", i);
+        ck_assert_str_eq(q[i].value, want);    /* its own result, never another's */
+    }
+}
+
+/* Read-only queries: a server-side cancel that arrives after its target
+ * finished, and so hits a later query, is absorbed — that query is run
+ * again. The outcome is exact: cancelled or its real result, never both,
+ * and a query nobody cancelled always succeeds. */
 START_TEST(cancel_racing_completion)
 {
     pgev_conn *conn = tu_connect(NULL);
     enum { N = 200 };
     tu_query q[N];
     memset(q, 0, sizeof q);
-    for (int i = 0; i < N; i++) {
-        q[i].on_done_hook = cancel_self;
-        ck_assert_int_gt(tu_query_sql(conn, "SELECT 1", &q[i]), 0);
+    for (int round = 0; round < 3; round++) {
+        memset(q, 0, sizeof q);
+        race_cancels(conn, q, N, PGEV_QUERY_READONLY);
+        for (int i = 0; i < N; i++)
+            ck_assert_msg(q[i].status == PGEV_OK || (i % 2 == 0 && q[i].status == PGEV_ECANCELLED),
+                          "round %d query %d: %s %s", round, i, pgev_strerror(q[i].status), q[i].message);
+        tu_assert_all_once(q, N);
     }
-    /* Cancel every other one at once: each completes exactly once, either
-     * cancelled or with its real result, never both. */
-    int accepted = 0;
-    for (int i = 0; i < N; i += 2)
-        accepted += pgev_conn_cancel(conn, q[i].id) == PGEV_OK;
-    ck_assert_int_gt(accepted, 0);
-    tu_wait_queries(q, N, TU_WAIT_MS);
-    for (int i = 0; i < N; i++)
-        ck_assert(q[i].status == PGEV_OK || (i % 2 == 0 && q[i].status == PGEV_ECANCELLED));
+    /* The connection is still in step. */
+    tu_query after;
+    memset(&after, 0, sizeof after);
+    ck_assert_int_gt(tu_query_sql(conn, "SELECT 'after'", &after), 0);
+    tu_wait_queries(&after, 1, TU_WAIT_MS);
+    tu_assert_ok(&after);
+    ck_assert_str_eq(after.value, "after");
+    pgev_conn_free(conn);
+}
+END_TEST
+
+/* Queries that may write are never run twice: one hit by a late cancel
+ * meant for the query before it fails with the server's 57014, which
+ * the documentation promises; nothing else can happen to it. */
+START_TEST(cancel_racing_completion_writes)
+{
+    pgev_conn *conn = tu_connect(NULL);
+    enum { N = 200 };
+    tu_query q[N];
+    memset(q, 0, sizeof q);
+    race_cancels(conn, q, N, 0);
+    for (int i = 0; i < N; i++) {
+        bool ok = q[i].status == PGEV_OK || (i % 2 == 0 && q[i].status == PGEV_ECANCELLED) ||
+                  (q[i].status == PGEV_ESERVER && strcmp(q[i].sqlstate, "57014") == 0);
+        ck_assert_msg(ok, "query %d: %s %s", i, pgev_strerror(q[i].status), q[i].message);
+    }
     pgev_conn_free(conn);
     tu_assert_all_once(q, N);
+}
+END_TEST
+
+/* ---- a cancel that arrives late, after its target finished ----------- */
+
+static pid_t postmaster_pid(void)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/data/postmaster.pid", getenv("PGEV_TEST_CLUSTER_DIR"));
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    long pid = 0;
+    ck_assert_int_eq(fscanf(f, "%ld", &pid), 1);
+    fclose(f);
+    return (pid_t)pid;
+}
+
+/* Stops the postmaster (not the backends): cancel requests then wait in its
+ * listen queue. A watchdog process continues it when the test process ends,
+ * whether the test passed or failed, so the server never stays stopped. */
+static void postmaster_stop(pid_t pm)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        close(fds[1]);
+        char c;
+        while (read(fds[0], &c, 1) > 0)
+            ;
+        kill(pm, SIGCONT);
+        _exit(0);
+    }
+    close(fds[0]);      /* fds[1] stays open until this process exits */
+    ck_assert_int_eq(kill(pm, SIGSTOP), 0);
+}
+
+/* Whether the backend of `conn` runs a statement containing `needle`,
+ * asked over an already open session (no new connection while the
+ * postmaster is stopped). */
+static bool backend_runs(PGconn *mon, pgev_conn *conn, const char *needle)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT 1 FROM pg_stat_activity WHERE pid = %d AND state = 'active' AND query LIKE '%%%s%%'",
+             PQbackendPID(pgev_conn_pg(conn)), needle);
+    PGresult *r = PQexec(mon, sql);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    bool yes = PQntuples(r) == 1;
+    PQclear(r);
+    return yes;
+}
+
+/* The cancel for a timed-out query is held up until that query has
+ * finished by itself and the next one runs: the cancel lands on the next
+ * one. A read-only query is run again (its sequence value shows the second
+ * run) and succeeds; one that may write fails with 57014 and is not rerun. */
+static void late_cancel(unsigned follower_flags)
+{
+    if (!getenv("PGEV_TEST_CLUSTER_DIR")) {
+        fprintf(stderr, "skipped: needs the harness's own cluster (stops its postmaster)\n");
+        return;
+    }
+    PGconn *mon = PQconnectdb(getenv("PGEV_TEST_DSN"));
+    ck_assert_int_eq(PQstatus(mon), CONNECTION_OK);
+    PQclear(PQexec(mon, "DROP SEQUENCE IF EXISTS late_cancel_seq; CREATE SEQUENCE late_cancel_seq"));
+    pgev_conn *conn = tu_connect(NULL);
+    tu_query q[3];
+    memset(q, 0, sizeof q);
+    postmaster_stop(postmaster_pid());
+    submit_timeout(conn, "SELECT pg_sleep(0.3) /* target */", 50, &q[0], false);
+    pgev_query_args follower = {
+        .sql = "SELECT nextval('late_cancel_seq'), pg_sleep(0.5) /* follower */", .flags = follower_flags,
+    };
+    ck_assert_int_gt(tu_submit(conn, &follower, &q[1], false), 0);
+    tu_wait_query(&q[0]);
+    ck_assert_int_eq(q[0].status, PGEV_ETIMEOUT);
+    /* The target ends by itself; the follower runs; then the cancel goes. */
+    double deadline = now_ms() + 10000;
+    while (!backend_runs(mon, conn, "follower")) {
+        ck_assert_msg(now_ms() < deadline, "the follower never started");
+        tu_run_for(20);
+    }
+    ck_assert_int_eq(kill(postmaster_pid(), SIGCONT), 0);
+    tu_wait_query(&q[1]);
+    if (follower_flags & PGEV_QUERY_READONLY) {
+        tu_assert_ok(&q[1]);
+        ck_assert_str_eq(q[1].value, "2");     /* the second run's value */
+    } else {
+        ck_assert_int_eq(q[1].status, PGEV_ESERVER);
+        ck_assert_str_eq(q[1].sqlstate, "57014");
+    }
+    ck_assert_int_gt(tu_query_sql(conn, "SELECT 'after'", &q[2]), 0);
+    tu_wait_query(&q[2]);
+    tu_assert_ok(&q[2]);
+    pgev_conn_free(conn);
+    tu_assert_all_once(q, 3);
+    PQfinish(mon);
+}
+
+START_TEST(late_cancel_reruns_readonly_query)
+{
+    late_cancel(PGEV_QUERY_READONLY);
+}
+END_TEST
+
+START_TEST(late_cancel_never_reruns_a_write)
+{
+    late_cancel(0);
 }
 END_TEST
 
@@ -282,6 +446,9 @@ static Suite *cancel_suite(void)
     tc = tu_tcase("cancel", 60);
     tcase_add_test(tc, cancel_pending_and_inflight);
     tcase_add_test(tc, cancel_racing_completion);
+    tcase_add_test(tc, cancel_racing_completion_writes);
+    tcase_add_test(tc, late_cancel_reruns_readonly_query);
+    tcase_add_test(tc, late_cancel_never_reruns_a_write);
     tcase_add_test(tc, unresponsive_server_closes_connection_after_grace);
     tcase_add_test(tc, free_with_cancel_in_progress);
     suite_add_tcase(s, tc);
