@@ -185,6 +185,17 @@ PGEV_API int64_t pgev_result_rows_affected(const pgev_result *res);
 PGEV_API int64_t pgev_result_rows(const pgev_result *res);
 
 /**
+ * Whether the query may have reached the server: 0 when it certainly
+ * never did (it was still waiting to be sent when its connection was lost,
+ * closed or freed, or it timed out or was cancelled before being sent), so
+ * running it again elsewhere cannot run it twice; 1 otherwise (it was
+ * handed to libpq, and the server may have run it, even when the result
+ * is an error such as PGEV_ECONNLOST). Every result that came from the
+ * server says 1. NULL gives 0.
+ */
+PGEV_API int pgev_result_sent(const pgev_result *res);
+
+/**
  * Typed field accessors. Each reads row `row`, column `col` of the result
  * and works with both text and binary result formats. They return PGEV_OK
  * and store the value; 1 (and store nothing) when the field is SQL NULL;
@@ -624,7 +635,8 @@ typedef struct pgev_query_args {
  * with its own Sync, so its failure never affects another query.
  *
  * COPY cannot run in pipeline mode: SQL text that is a COPY statement is
- * refused with PGEV_EINVAL.
+ * refused with PGEV_EINVAL; run it with pgev_conn_copy_in() (FROM STDIN) or
+ * pgev_conn_copy_out() (TO STDOUT) instead.
  *
  * Returns the query id (> 0, unique on this connection), or a negative
  * pgev_status: PGEV_EINVAL (NULL or inconsistent arguments, too many
@@ -712,6 +724,357 @@ PGEV_API int pgev_conn_batch_begin(pgev_conn *conn);
  * is open, PGEV_ENOMEM (the batch stays open), or PGEV_EINVAL for NULL.
  */
 PGEV_API int pgev_conn_batch_end(pgev_conn *conn, pgev_result_cb on_done, void *arg);
+
+/* ------------------------------------------------------------------------
+ * Transactions
+ * ------------------------------------------------------------------------ */
+
+/**
+ * A transaction on one connection: opaque; created by pgev_conn_begin(),
+ * ended by pgev_txn_commit() or pgev_txn_rollback().
+ *
+ *     pgev_txn *txn;
+ *     pgev_txn_options o = { .isolation = PGEV_ISOLATION_SERIALIZABLE };
+ *     if (pgev_conn_begin(conn, &o, &txn) == PGEV_OK) {
+ *         pgev_txn_query(txn, "UPDATE acct SET bal = bal - 10 WHERE id = 1", NULL, NULL);
+ *         pgev_txn_query(txn, "UPDATE acct SET bal = bal + 10 WHERE id = 2", NULL, NULL);
+ *         pgev_txn_commit(txn, on_commit, ctx);  // PGEV_OK: both happened
+ *     }
+ *
+ * Isolation: nothing else runs on the connection between BEGIN and
+ * COMMIT/ROLLBACK. While the transaction is open, queries submitted on the
+ * connection itself (pgev_conn_submit() and friends, batches, LISTEN) are
+ * accepted but held, in order, and sent after the transaction's
+ * COMMIT/ROLLBACK. Statements submitted on the transaction are not held.
+ *
+ * Pipelining: every statement of the transaction (BEGIN, each query,
+ * savepoints, COMMIT) ends its own pipeline Sync segment. Sync does not end
+ * an explicit transaction block, but it makes the server send each
+ * statement's results at once, so a query's callback runs without waiting
+ * for COMMIT and can submit the next statement (interactive use), while
+ * statements submitted together still go out in one write.
+ *
+ * Failure: the first statement that fails (server error, timeout, cancel)
+ * dooms the transaction. Its callback reports that failure; the
+ * transaction's later statements complete with PGEV_EABORTED (the server
+ * refuses them, or pgev discards their outcome), until a successful
+ * pgev_txn_rollback_to() a savepoint made before the failure revives it.
+ * pgev_txn_commit() of a doomed transaction rolls it back and reports
+ * PGEV_EABORTED with the failure's SQLSTATE and a message naming the
+ * failed query's id. A serialization failure (SQLSTATE 40001) or deadlock
+ * (40P01) thus reaches both the query's and the commit's callback, so the
+ * caller can retry the whole transaction. COMMIT is sent only once every
+ * earlier statement of the transaction has completed, so that a statement
+ * which timed out or was cancelled client-side (whose effect on the server
+ * is unknown) can never be committed; committing right behind a pipeline
+ * of queries costs one more round trip for that reason.
+ *
+ * Lifetime: the handle is valid until the on_done of its commit or
+ * rollback returns, or until the connection is freed, whichever comes
+ * first. Freeing the connection completes every statement (and a requested
+ * commit/rollback) with PGEV_ECANCELLED; a lost connection completes them
+ * with PGEV_ECONNLOST; both exactly once. A graceful pgev_conn_close()
+ * lets an open transaction go on: its statements, commit and rollback are
+ * still accepted, and the close completes after it has ended and the held
+ * queries have run.
+ *
+ * One transaction at a time per connection: it is open from
+ * pgev_conn_begin() until pgev_txn_commit() or pgev_txn_rollback() is
+ * called. The next transaction may begin right after that call; its BEGIN
+ * queues behind the COMMIT (a COMMIT waiting for earlier statements keeps
+ * its place in the queue). A connection acquired from a pool must end its
+ * transaction before pgev_pool_release() (the pool's ROLLBACK would
+ * otherwise be held behind it).
+ */
+typedef struct pgev_txn pgev_txn;
+
+/** Isolation levels for pgev_txn_options. */
+typedef enum pgev_isolation {
+    PGEV_ISOLATION_DEFAULT = 0,     /**< the session's default_transaction_isolation */
+    PGEV_ISOLATION_READ_COMMITTED,
+    PGEV_ISOLATION_REPEATABLE_READ,
+    PGEV_ISOLATION_SERIALIZABLE
+} pgev_isolation;
+
+/** Transaction options; zero-initialised means a plain BEGIN. */
+typedef struct pgev_txn_options {
+    pgev_isolation isolation;
+    bool read_only;     /**< READ ONLY (writes fail with SQLSTATE 25006) */
+    bool deferrable;    /**< DEFERRABLE (matters for SERIALIZABLE READ ONLY) */
+} pgev_txn_options;
+
+/**
+ * Opens a transaction on conn: queues BEGIN with the options (opts may be
+ * NULL), and from now on holds the connection's other submits (see
+ * pgev_txn). BEGIN has no callback of its own: if it fails, the
+ * transaction is doomed and every statement and the commit say so.
+ * May be called while connecting, and from any callback.
+ *
+ * Returns PGEV_OK and stores the handle in *txn; or PGEV_EINVAL (NULL
+ * argument, unknown isolation), PGEV_EBATCH (a transaction or an atomic
+ * batch is already open on conn), PGEV_ECLOSED (closing, closed or failed
+ * connection), PGEV_ENOMEM; then *txn is untouched and
+ * pgev_conn_errmsg() says why.
+ */
+PGEV_API int pgev_conn_begin(pgev_conn *conn, const pgev_txn_options *opts, pgev_txn **txn);
+
+/**
+ * Submits a query inside the transaction: same arguments, id and callbacks
+ * as pgev_conn_submit() (the id works with pgev_conn_cancel(), and
+ * timeout_ms applies as usual: a timed-out query dooms the transaction).
+ * Returns the query id, or PGEV_EINVAL (NULL arguments), PGEV_ECLOSED
+ * (commit or rollback already requested, or the connection refuses work),
+ * PGEV_EQUEUEFULL, PGEV_ENOMEM: then no callback runs.
+ */
+PGEV_API int64_t pgev_txn_submit(pgev_txn *txn, const pgev_query_args *args);
+
+/** pgev_conn_query() inside the transaction; see pgev_txn_submit(). */
+PGEV_API int64_t pgev_txn_query(pgev_txn *txn, const char *sql, pgev_result_cb on_done, void *arg);
+
+/** pgev_conn_query_params() inside the transaction; see pgev_txn_submit(). */
+PGEV_API int64_t pgev_txn_query_params(pgev_txn *txn, const char *sql, int nparams,
+                                       const char *const *values, pgev_result_cb on_done, void *arg);
+
+/**
+ * SAVEPOINT name / RELEASE SAVEPOINT name / ROLLBACK TO SAVEPOINT name.
+ * name is any non-empty string of at most 63 bytes; it is quoted as an
+ * identifier (case and every character are kept). Returns and calls back
+ * as pgev_txn_submit(). A successful rollback_to after a failure revives
+ * the transaction (statements after it run normally, and commit commits
+ * what the savepoint kept).
+ */
+PGEV_API int64_t pgev_txn_savepoint(pgev_txn *txn, const char *name, pgev_result_cb on_done, void *arg);
+/** See pgev_txn_savepoint(). */
+PGEV_API int64_t pgev_txn_release(pgev_txn *txn, const char *name, pgev_result_cb on_done, void *arg);
+/** See pgev_txn_savepoint(). */
+PGEV_API int64_t pgev_txn_rollback_to(pgev_txn *txn, const char *name, pgev_result_cb on_done, void *arg);
+
+/**
+ * Ends the transaction with COMMIT, sent once every earlier statement of
+ * the transaction has completed (ROLLBACK instead when it is doomed).
+ * on_done (may be NULL) runs exactly once, after every statement's
+ * callback: PGEV_OK when the transaction committed; PGEV_EABORTED when it
+ * was rolled back because of an earlier failure (that failure's SQLSTATE,
+ * detail and hint, and a message naming the query); PGEV_ESERVER when
+ * COMMIT itself failed (a deferred constraint, a serialization failure at
+ * commit); PGEV_ECONNLOST or PGEV_ECANCELLED as for any query. Its
+ * pgev_result_query_id() is the COMMIT's (or ROLLBACK's) id, or 0 when it
+ * was never sent. The handle is freed when on_done returns.
+ *
+ * Returns PGEV_OK, or PGEV_EINVAL (NULL txn), PGEV_ECLOSED (already
+ * committed or rolled back, or the connection refuses work; the handle
+ * stays valid until the connection is freed), PGEV_ENOMEM.
+ */
+PGEV_API int pgev_txn_commit(pgev_txn *txn, pgev_result_cb on_done, void *arg);
+
+/**
+ * Ends the transaction with ROLLBACK, pipelined at once (statements
+ * submitted before it still complete first, with their own outcome or
+ * PGEV_EABORTED). Rolling back a doomed transaction is the normal way to
+ * end it. on_done (may be NULL) runs exactly once: PGEV_OK when the
+ * ROLLBACK ran, else the error. Returns as pgev_txn_commit().
+ */
+PGEV_API int pgev_txn_rollback(pgev_txn *txn, pgev_result_cb on_done, void *arg);
+
+/** The transaction's connection (borrowed), or NULL for NULL. */
+PGEV_API pgev_conn *pgev_txn_conn(const pgev_txn *txn);
+
+/* ------------------------------------------------------------------------
+ * LISTEN/NOTIFY
+ * ------------------------------------------------------------------------ */
+
+/**
+ * Notification callback: `channel` (exactly as subscribed), `payload`
+ * ("" when none was given) and the PID of the server process that sent
+ * it. The strings are borrowed for the call. User data last.
+ */
+typedef void (*pgev_notify_cb)(pgev_conn *conn, const char *channel, const char *payload,
+                               int sender_pid, void *arg);
+
+/**
+ * Subscribes to a channel: queues LISTEN "channel" (quoted as an
+ * identifier, so case, spaces, quotes and any UTF-8 are kept exactly) and
+ * registers on_notify. From then on, every notification on the channel is
+ * handed to on_notify as it arrives, also while the connection is
+ * otherwise idle; notifications sent in one burst arrive in order. The
+ * server delivers notifications only once the LISTEN has run (and, inside
+ * a transaction, committed): wait for on_done before relying on it.
+ *
+ * on_done (may be NULL) is LISTEN's completion, as for any query; if it
+ * fails, the subscription is dropped. One subscription per channel:
+ * listening again replaces the callback and arg. Subscriptions last until
+ * pgev_conn_unlisten() or pgev_conn_free(); a lost connection's listeners
+ * receive nothing more. Freeing the connection, or unsubscribing, from
+ * inside on_notify is safe.
+ *
+ * channel: 1 to 63 bytes (PostgreSQL truncates longer identifiers).
+ * Returns the LISTEN's query id, or an error as pgev_conn_submit()
+ * (PGEV_EINVAL for a NULL, empty or too long channel); then nothing was
+ * registered.
+ */
+PGEV_API int64_t pgev_conn_listen(pgev_conn *conn, const char *channel, pgev_notify_cb on_notify,
+                                  pgev_result_cb on_done, void *arg);
+
+/**
+ * Unsubscribes: UNLISTEN "channel" is queued, and on_notify is not called
+ * again for this channel once this returns, whatever it returns
+ * (notifications already on the way are dropped). on_done (may be NULL)
+ * is UNLISTEN's completion. Returns its query id, or an error as
+ * pgev_conn_submit() (then no callback runs); PGEV_EINVAL also when there
+ * is no subscription to the channel.
+ */
+PGEV_API int64_t pgev_conn_unlisten(pgev_conn *conn, const char *channel, pgev_result_cb on_done,
+                                    void *arg);
+
+/* ------------------------------------------------------------------------
+ * COPY
+ * ------------------------------------------------------------------------ */
+
+/**
+ * A COPY in progress: opaque. Handed to the COPY's callbacks; valid from
+ * the first on_ready/on_data until the COPY's on_done returns (after that
+ * the pointer must not be used).
+ *
+ * COPY FROM STDIN, with flow control:
+ *
+ *     static void on_ready(pgev_conn *conn, pgev_copy *copy, void *arg) {
+ *         struct job *job = arg;
+ *         while (job->next < job->count) {
+ *             int rc = pgev_copy_write(copy, job->rows[job->next], job->lens[job->next]);
+ *             if (rc == 1)
+ *                 return;          // buffer full: on_ready runs again once it drained
+ *             if (rc < 0)
+ *                 return;          // the COPY is over; on_done says why
+ *             job->next++;
+ *         }
+ *         pgev_copy_end(copy, NULL);   // on_done: rows affected = COPY's count
+ *     }
+ *     pgev_conn_copy_in(conn, "COPY items (id, name) FROM STDIN", on_ready, on_done, job);
+ *
+ * libpq cannot run COPY in pipeline mode. pgev therefore lets the queries
+ * sent before the COPY finish (sending nothing new meanwhile), leaves
+ * pipeline mode, runs the COPY, re-enters pipeline mode and goes on:
+ * queries submitted after the COPY wait (in the pending queue, counted by
+ * max_pending) and run after it, in submission order. The COPY costs the
+ * pipeline one round trip of idle time on each side.
+ *
+ * Failures complete the COPY exactly once through on_done, and the
+ * connection stays usable when the server allows it: a malformed row
+ * (PGEV_ESERVER with the server's SQLSTATE, 22P02 say; the server reports
+ * it when the data ends, having discarded what followed it), any other
+ * server error, pgev_copy_end() with a message (PGEV_ECANCELLED, SQLSTATE
+ * 57014), a timeout (PGEV_ETIMEOUT: COPY FROM STDIN is ended with an
+ * error message, COPY TO STDOUT is cancelled on the server), or
+ * pgev_conn_cancel() of its id (PGEV_ECANCELLED, likewise). A lost
+ * connection completes it with PGEV_ECONNLOST, and pgev_conn_free() (also
+ * from inside its callbacks) with PGEV_ECANCELLED. Nothing is committed
+ * unless on_done reports PGEV_OK (COPY is one statement).
+ */
+typedef struct pgev_copy pgev_copy;
+
+/**
+ * COPY FROM STDIN: the server is ready for data (first call), or libpq's
+ * buffer, full when pgev_copy_write() returned 1, has drained. Write with
+ * pgev_copy_write() and finish with pgev_copy_end(), here or later from
+ * any callback or event on the loop's thread. User data last.
+ */
+typedef void (*pgev_copy_ready_cb)(pgev_conn *conn, pgev_copy *copy, void *arg);
+
+/**
+ * COPY TO STDOUT: one chunk of data as the server sent it (one row in
+ * text and CSV format). `data` holds `len` bytes followed by a NUL (handy
+ * for text; binary data may contain NULs of its own) and is borrowed for
+ * the call. User data last.
+ */
+typedef void (*pgev_copy_data_cb)(pgev_conn *conn, pgev_copy *copy, const char *data, size_t len,
+                                  void *arg);
+
+/**
+ * The general form of a COPY, for pgev_conn_copy(). Zero-initialise and
+ * set what you need; read during the call only.
+ */
+typedef struct pgev_copy_args {
+    /** One COPY statement (sent with the simple query protocol, so no
+     * parameters). */
+    const char *sql;
+    /** Set for COPY ... FROM STDIN (exactly one of on_ready and on_data). */
+    pgev_copy_ready_cb on_ready;
+    /** Set for COPY ... TO STDOUT. */
+    pgev_copy_data_cb on_data;
+    /** Completion; runs exactly once (may be NULL). On success the result
+     * holds the COPY's command tag: pgev_result_rows_affected() is the
+     * number of rows copied, pgev_result_rows() the number of on_data
+     * calls. */
+    pgev_result_cb on_done;
+    /** User data for every callback. */
+    void *arg;
+    /** Deadline in milliseconds from the submit for the whole COPY, as
+     * pgev_query_args.timeout_ms: 0 takes the connection's
+     * query_timeout_ms, < 0 means none. */
+    int timeout_ms;
+} pgev_copy_args;
+
+/**
+ * Submits a COPY statement. The SQL must be a COPY; its direction must
+ * match the callback given: a COPY FROM STDIN run through on_data (or TO
+ * STDOUT through on_ready) is ended at once and completes with
+ * PGEV_EINVAL. A COPY to or from a server-side file needs no callback of
+ * either kind and just runs (set either; it is not called).
+ *
+ * Returns the query id (> 0; pgev_conn_cancel() accepts it), or
+ * PGEV_EINVAL (NULL arguments, not a COPY statement, both or neither of
+ * on_ready and on_data), PGEV_EBATCH (inside an atomic batch, which cannot
+ * carry a COPY), PGEV_ECLOSED, PGEV_EQUEUEFULL, PGEV_ENOMEM; then no
+ * callback runs and pgev_conn_errmsg() says why. Inside an open
+ * transaction (pgev_conn_begin()) it is held like any query submitted on
+ * the connection. Call from the loop's thread.
+ */
+PGEV_API int64_t pgev_conn_copy(pgev_conn *conn, const pgev_copy_args *args);
+
+/**
+ * COPY ... FROM STDIN: pgev_conn_copy() with on_ready, on_done and arg
+ * (on_ready must not be NULL).
+ */
+PGEV_API int64_t pgev_conn_copy_in(pgev_conn *conn, const char *sql, pgev_copy_ready_cb on_ready,
+                                   pgev_result_cb on_done, void *arg);
+
+/**
+ * COPY ... TO STDOUT: pgev_conn_copy() with on_data, on_done and arg
+ * (on_data must not be NULL). Chunks are delivered as they arrive, in
+ * constant memory.
+ */
+PGEV_API int64_t pgev_conn_copy_out(pgev_conn *conn, const char *sql, pgev_copy_data_cb on_data,
+                                    pgev_result_cb on_done, void *arg);
+
+/**
+ * Queues `len` bytes of COPY data (any split: rows need not align with
+ * calls; the format is the COPY's: text, CSV or binary). Never blocks and
+ * never calls back. pgev lets at most about 64 kB plus one write pile up
+ * in libpq's buffer beyond what the socket takes; past that the next
+ * write refuses.
+ *
+ * Returns PGEV_OK when the data was accepted (libpq copied it); 1 when the
+ * buffer is full and nothing was accepted: stop writing, on_ready runs
+ * once it has drained; PGEV_EINVAL (NULL copy, NULL data with len > 0,
+ * len > INT_MAX, or a COPY TO STDOUT); PGEV_ECLOSED when the COPY is no
+ * longer accepting data (ended, timed out, cancelled, failed);
+ * PGEV_ECONNLOST when sending failed (on_done follows from the loop).
+ */
+PGEV_API int pgev_copy_write(pgev_copy *copy, const void *data, size_t len);
+
+/**
+ * Ends a COPY FROM STDIN: errmsg NULL finishes it (the server then commits
+ * the rows, or reports a bad one); otherwise the COPY is aborted with
+ * errmsg as the reason and on_done reports PGEV_ECANCELLED (SQLSTATE
+ * 57014, the server's message quoting errmsg). On a COPY TO STDOUT it
+ * stops the COPY early, as pgev_conn_cancel() of its id does.
+ * on_done follows from the loop, never inside this call.
+ *
+ * Returns PGEV_OK, 1 when libpq's buffer is full (nothing done: call again
+ * from on_ready), PGEV_EINVAL for NULL, PGEV_ECLOSED when the COPY already
+ * ended (a second end is harmless), PGEV_ECONNLOST when sending failed.
+ */
+PGEV_API int pgev_copy_end(pgev_copy *copy, const char *errmsg);
 
 /* ------------------------------------------------------------------------
  * Pool
@@ -832,6 +1195,29 @@ typedef struct pgev_pool_options {
     pgev_pool_init_cb on_conn_init;
     /** User data for on_conn_init. */
     void *arg;
+    /** Default deadline of every pool query whose timeout_ms is 0, in
+     * milliseconds, counted from the submit (time in the pool's queue
+     * included; see pgev_pool_submit()). 0: none. */
+    int query_timeout_ms;
+    /** Health check: a connection that has been idle at least this long
+     * is checked with an empty query before it takes a pool query or is
+     * handed to an acquire; one that fails the check is replaced, and the
+     * work goes to another connection. 0: no check. */
+    int health_check_idle_ms;
+    /** Read routing: a conninfo for standbys (a multi-host list with
+     * target_session_attrs=standby or prefer-standby works, as in libpq).
+     * Pool queries flagged PGEV_QUERY_READONLY go to the least-loaded
+     * standby connection with room, and to the primary connections when
+     * there is none (no standby configured, all down or busy). Other
+     * queries and acquires use only the primary connections (conninfo).
+     * NULL: no standbys. Copied. */
+    const char *standby_conninfo;
+    /** Standby connections kept open even when idle. 0: none (they are
+     * opened as read-only queries arrive). */
+    int standby_min_conns;
+    /** Most standby connections, counted apart from max_conns.
+     * 0: the same as max_conns. */
+    int standby_max_conns;
 } pgev_pool_options;
 
 /**
@@ -844,7 +1230,7 @@ typedef struct pgev_pool_stats_t {
     int conns_idle;         /**< ready, no pool query outstanding */
     int conns_busy;         /**< ready, with pool queries outstanding */
     int conns_acquired;     /**< held through pgev_pool_acquire() */
-    int conns_other;        /**< being reset after release, closing, or about to be freed */
+    int conns_other;        /**< health-checked, reset after release, closing, or about to be freed */
     int waiters;            /**< pgev_pool_acquire() calls waiting */
     int queued;             /**< pool queries waiting for a connection */
     int outstanding;        /**< pool queries running on connections */
@@ -858,6 +1244,11 @@ typedef struct pgev_pool_stats_t {
     int64_t connect_failures; /**< connection attempts that failed */
     int64_t conns_lost;     /**< connections that were up and were lost */
     int64_t conns_closed;   /**< connections the pool closed (idle, lifetime, reset failed, drain) */
+    int conns_standby;      /**< of conns, those to standby_conninfo (in any state) */
+    int64_t queries_standby; /**< pool queries sent to a standby connection */
+    int64_t queries_retried; /**< pool queries sent again after their connection was lost */
+    int64_t health_checks;  /**< health checks run (see health_check_idle_ms) */
+    int64_t health_check_failures; /**< of which failed: the connection was replaced */
 } pgev_pool_stats_t;
 
 /**

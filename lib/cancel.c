@@ -84,6 +84,9 @@ on_job_done(pgev_conn *conn, void *arg)
         pgev_conn_refuse(conn, "cancel request failed: %s", job->errbuf);
     job_detach(conn, job);
     pgev_stray_cancel_check(conn);
+    /* Queries held back while this request was on its way (can_send). */
+    if (conn->pending.head)
+        pgev_loop_defer(conn->loop);
 }
 
 int

@@ -140,7 +140,8 @@ pgev_conn_maybe_closed(pgev_conn *conn)
 {
     if (conn->state != PGEV_CONN_CLOSING || !conn->connected || conn->free_requested)
         return;
-    if (conn->pending.head || conn->inflight.head || conn->expect_sync || conn->want_write)
+    if (conn->pending.head || conn->inflight.head || conn->expect_sync || conn->want_write ||
+        conn->txn || conn->held.head)
         return;
     close_pg(conn);
     conn_set_state(conn, PGEV_CONN_CLOSED);
@@ -263,6 +264,7 @@ on_io(pgev_conn *conn, bool readable, bool writable)
             pgev_flush(conn);
         if (!conn->broken)
             pgev_read_results(conn);
+        pgev_notify_deliver(conn);
     }
     pgev_conn_pump(conn);
     pgev_conn_leave_dispatch(conn);
@@ -305,6 +307,7 @@ on_deferred(pgev_conn *conn)
             connect_step(conn);
         else if (conn->more_results && !conn->broken)
             pgev_read_results(conn);
+        pgev_notify_deliver(conn);
         if (conn->doomed.head)
             pgev_complete_doomed(conn);
         if (conn->abandon_requested && !conn->free_requested)
@@ -409,6 +412,8 @@ real_free(pgev_conn *conn)
     pgev_error_set(&err, PGEV_ECANCELLED, "cancelled: the connection was freed");
     pgev_fail_all(conn, PGEV_ECANCELLED, &err);
     conn->dispatch_depth--;
+    pgev_txn_conn_freed(conn);
+    pgev_listeners_free(conn);
     close_pg(conn);
     pgev_cancel_jobs_free(conn);
     pgev_loop_free(conn->loop);
@@ -469,7 +474,7 @@ pgev_conn_errmsg(const pgev_conn *conn)
 int
 pgev_conn_pending(const pgev_conn *conn)
 {
-    return conn ? conn->pending.count : 0;
+    return conn ? conn->pending.count + conn->held.count : 0;
 }
 
 int

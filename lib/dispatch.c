@@ -9,8 +9,12 @@
 #include "pgev-internal.h"
 
 #include <string.h>
+#include <stdio.h>
+#include <stdlib.h>
 
-#define COPY_REFUSED "COPY is not supported on a pipelined pgev connection"
+/* A COPY reaching pipeline mode anyway (submit refuses COPY text): it is
+ * refused and the connection carries on. */
+#define COPY_REFUSED "COPY cannot run as a pipelined query: use pgev_conn_copy_in() or pgev_conn_copy_out()"
 
 /* Results handled in one go before yielding to the loop, so that one busy
  * connection (a long stream, a deep pipeline) cannot starve the others. */
@@ -33,12 +37,20 @@ lost_from_conn(pgev_conn *conn)
     lost(conn, &err);
 }
 
-/* Streaming: single-row mode (libpq < 17) or chunks, chosen before any of
- * this query's results are parsed. It fails harmlessly for a query of an
- * aborted segment, which has no rows anyway. */
-static void
-set_row_mode(pgev_conn *conn, pgev_node *node)
+/* Streaming: single-row mode (libpq < 17) or chunks. libpq accepts it
+ * only for its current query and before it has parsed any of that query's
+ * results, and every PQconsumeInput() parses: so it is chosen as soon as
+ * the query becomes current, when it is sent to an idle pipeline or when
+ * what preceded it has been read (and never after a yield in between).
+ * It fails harmlessly for a query of an aborted segment, which has no
+ * rows anyway. */
+void
+pgev_stream_head(pgev_conn *conn)
 {
+    pgev_node *node = conn->inflight.head;
+    if (!node || conn->expect_sync || !node->on_rows || node->row_mode_set ||
+        node->kind == PGEV_NODE_SYNC || node->kind == PGEV_NODE_COPY)
+        return;
     node->row_mode_set = true;
 #ifdef HAVE_PQSETCHUNKEDROWSMODE
     (void)PQsetChunkedRowsMode(conn->pg, STREAM_CHUNK_ROWS);
@@ -72,8 +84,8 @@ is_query_canceled(const PGresult *res)
     return state && strcmp(state, "57014") == 0;
 }
 
-static void
-complete_query(pgev_conn *conn, pgev_node *node)
+void
+pgev_complete_query(pgev_conn *conn, pgev_node *node)
 {
     if (conn->cancel_target == node) {
         /* The cancelled query is over: the session is ours again. If it
@@ -84,12 +96,19 @@ complete_query(pgev_conn *conn, pgev_node *node)
         if (!is_query_canceled(node->error_result))
             conn->stray_cancel = true;
     }
-    if (node->collateral && node->keep_payload && node->sync_after && !node->resent &&
-        !node->finished && node->rows == 0) {
+    if (node->collateral && node->keep_payload && (node->sync_after || node->shared) &&
+        !node->resent && !node->finished && node->rows == 0) {
         /* Hit by a cancel meant for an earlier query: it was rolled back
          * and, being read-only, runs again as if nothing happened. */
         node->resent = true;
-        conn->expect_sync = true;
+        if (node->sync_after)
+            conn->expect_sync = true;
+        pgev_node_resend(conn, node);
+        return;
+    }
+    if (node->shared && node->status == PGEV_EABORTED && !node->finished) {
+        /* An earlier query of its shared segment failed: this one never
+         * ran. Isolated, it would have run: so it runs now. */
         pgev_node_resend(conn, node);
         return;
     }
@@ -104,8 +123,10 @@ complete_query(pgev_conn *conn, pgev_node *node)
     const pgev_error *errp = NULL;
     PGresult *pg = node->result;
 
-    if (node->status == PGEV_ESERVER) {
-        pgev_error_from_result(&err, PGEV_ESERVER, node->error_result);
+    if (node->error_result && node->status != PGEV_OK) {
+        /* The server's error (a COPY ended by the application reports it
+         * as PGEV_ECANCELLED). */
+        pgev_error_from_result(&err, node->status, node->error_result);
         errp = &err;
         pg = node->error_result;
     } else if (node->status == PGEV_EABORTED) {
@@ -122,7 +143,7 @@ complete_query(pgev_conn *conn, pgev_node *node)
         pgev_error_set(&err, node->status, "%s", pgev_strerror(node->status));
         errp = &err;
     }
-    if (errp && !node->sync_after)
+    if (errp && pgev_node_in_batch(node))
         pgev_segment_failure(conn, node->status, errp);
     if (node->sync_after)
         conn->expect_sync = true;
@@ -130,7 +151,8 @@ complete_query(pgev_conn *conn, pgev_node *node)
     pgev_result res = {
         .status = node->status,
         .query_id = node->id,
-        .rows = node->on_rows ? node->rows : (node->result ? PQntuples(node->result) : 0),
+        .rows = node->on_rows || node->kind == PGEV_NODE_COPY ? node->rows
+              : node->result ? PQntuples(node->result) : 0,
         .pg = pg,
         .tag_source = node->result,
         .error = errp,
@@ -211,9 +233,10 @@ query_result(pgev_conn *conn, pgev_node *node, PGresult *res)
             lost(conn, &copy);
             return false;
         }
-        if (node->status == PGEV_OK && conn->stray_cancel && conn->cancel_target != node &&
-            is_query_canceled(res)) {
-            /* A late cancel landed here. */
+        if (node->status == PGEV_OK && (conn->stray_cancel || conn->cancel_target) &&
+            conn->cancel_target != node && is_query_canceled(res)) {
+            /* A cancel meant for another query landed here: late, after its
+             * target finished, or early, before a shared segment reached it. */
             node->collateral = true;
         }
         if (node->status == PGEV_OK) {
@@ -264,6 +287,7 @@ pgev_read_results(pgev_conn *conn)
     int budget = RESULTS_PER_TURN;
     conn->more_results = false;
     while (!conn->free_requested && conn->state != PGEV_CONN_FAILED && conn->pg) {
+        pgev_stream_head(conn);
         if (--budget < 0) {
             /* Everything already read stays parsed-or-buffered in libpq; no
              * socket event would announce it again, so come back by defer. */
@@ -277,14 +301,18 @@ pgev_read_results(pgev_conn *conn)
             (void)PQisBusy(conn->pg);
             break;
         }
+        if (node && node->kind == PGEV_NODE_COPY) {
+            /* A COPY runs alone, outside pipeline mode (copy.c). */
+            if (!pgev_copy_read(conn, node))
+                break;
+            continue;
+        }
         bool want_sync = conn->expect_sync || node->kind == PGEV_NODE_SYNC;
         /* An abandoned query reached the head: unless its result is
          * already here, the server is running it (or about to), so a
          * cancel targets it and no other. */
         if (!want_sync && node->finished && !node->cancel_sent && PQisBusy(conn->pg))
             pgev_cancel_running(conn, node);
-        if (!want_sync && node->on_rows && !node->row_mode_set)
-            set_row_mode(conn, node);
         if (!want_sync && node->draining_copy_out) {
             char *data;
             int n;
@@ -305,6 +333,8 @@ pgev_read_results(pgev_conn *conn)
         if (want_sync) {
             if (res && PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
                 PQclear(res);
+                /* Queries of the segment to send again go first. */
+                pgev_resend_splice(conn);
                 if (conn->expect_sync) {
                     conn->expect_sync = false;
                 } else {
@@ -334,7 +364,7 @@ pgev_read_results(pgev_conn *conn)
 
         if (!res) {
             pgev_fifo_pop(&conn->inflight);
-            complete_query(conn, node);
+            pgev_complete_query(conn, node);
             continue;
         }
         if (!query_result(conn, node, res))

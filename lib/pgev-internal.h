@@ -63,6 +63,10 @@ struct pgev_result {
     PGresult *pg;           /* borrowed unless stolen (then NULL) */
     PGresult *tag_source;   /* where the command tag comes from (may equal pg) */
     const pgev_error *error;
+    /* The query certainly never reached libpq (pgev_result_sent() is 0).
+     * Inverted so that every result built elsewhere, zero-initialised,
+     * says "maybe sent": the safe answer for retry decisions. */
+    bool unsent;
 };
 
 /* ------------------------------------------------------------------------
@@ -73,12 +77,14 @@ enum pgev_node_kind {
     PGEV_NODE_QUERY,    /* PQsendQueryParams */
     PGEV_NODE_PREPARE,  /* PQsendPrepare */
     PGEV_NODE_EXECUTE,  /* PQsendQueryPrepared */
-    PGEV_NODE_SYNC      /* PQpipelineSync ending an atomic batch */
+    PGEV_NODE_SYNC,     /* PQpipelineSync ending an atomic batch */
+    PGEV_NODE_COPY      /* PQsendQuery of a COPY, outside pipeline mode (copy.c) */
 };
 
 typedef struct pgev_node pgev_node;
 typedef struct pgev_timer pgev_timer;
 typedef struct pgev_cancel_job pgev_cancel_job;
+typedef struct pgev_listener pgev_listener;
 
 struct pgev_node {
     pgev_node *next;
@@ -98,8 +104,13 @@ struct pgev_node {
     bool keep_payload;      /* re-sendable (PGEV_QUERY_READONLY): payload kept while in flight */
     bool collateral;        /* failed 57014 from a cancel meant for an earlier query */
     bool resent;            /* already re-sent once after a stray cancel */
+    bool shared;            /* isolated read-only query sharing a Sync segment */
     bool copy_refused;      /* it started a COPY, which pipeline mode cannot carry */
     bool draining_copy_out; /* discarding COPY TO STDOUT data until its end */
+    bool gated;             /* holds its place in `pending` but is not sent until
+                             * pgev_node_ungate() (a COMMIT waiting for its
+                             * transaction's statements, txn.c) */
+    pgev_copy *copy;        /* PGEV_NODE_COPY: its state (copy.c), freed with the node */
     pgev_result_cb on_rows;
     pgev_result_cb on_done;
     void *arg;
@@ -258,6 +269,12 @@ struct pgev_conn {
      * other than by the cancel; cleared once no cancel request is in
      * progress and nothing is in flight. */
     bool stray_cancel;
+    /* Read-only queries sent since the last Sync (a shared segment), and
+     * aborted ones waiting to be sent again once their segment's Sync is in. */
+    bool shared_open;
+    int shared_count;
+    pgev_fifo resend;
+    bool cancel_target_running; /* it had returned rows when the cancel began: never repeated */
     int64_t cancel_started_ms; /* monotonic time the cancel for cancel_target began */
     int cancel_retry_ms;    /* when to make the request again if the target still runs */
     int query_timeout_ms;   /* default deadline; 0: none */
@@ -269,6 +286,19 @@ struct pgev_conn {
      * failure in it, reported to the batch's on_done. */
     int segment_status;
     pgev_error segment_error;
+
+    /* Transactions (txn.c): while `txn` is open, queries submitted on the
+     * connection itself wait in `held` (with their payload copied) and go
+     * to `pending` once the transaction's COMMIT/ROLLBACK is queued.
+     * `txn_submitting` marks a submit made by the transaction itself
+     * (PGEV_TXN_SUBMIT_*): never held, always its own Sync segment, still
+     * accepted while closing; its COMMIT/ROLLBACK also beyond max_pending. */
+    pgev_txn *txn;
+    int txn_submitting;
+    bool submit_gated;      /* the node being submitted starts gated */
+    pgev_fifo held;
+    /* LISTEN/NOTIFY subscriptions (notify.c), one per channel. */
+    pgev_listener *listeners;
 
     int64_t next_id;
     int max_pending;
@@ -308,6 +338,18 @@ bool pgev_flush(pgev_conn *conn);
 void pgev_node_complete_error(pgev_conn *conn, pgev_node *node, int code, const pgev_error *err);
 /* Fails every pending and in-flight node with code/err. */
 void pgev_fail_all(pgev_conn *conn, int code, const pgev_error *err);
+/* Records that libpq failed (with its message, or `fallback`); the
+ * connection fails from the loop (pgev_conn_pump). */
+void pgev_mark_broken(pgev_conn *conn, const char *fallback);
+
+/* The node is part of an atomic batch: its failure is the batch's. Isolated
+ * queries end with their own Sync, shared read-only ones with the shared
+ * segment's, and a COPY has none. */
+static inline bool
+pgev_node_in_batch(const pgev_node *node)
+{
+    return !node->sync_after && !node->shared && node->kind != PGEV_NODE_COPY;
+}
 
 /* Deadlines and cancellation (query.c) */
 void pgev_node_abandon(pgev_conn *conn, pgev_node *node, int code, const char *msg);
@@ -317,9 +359,18 @@ void pgev_cancel_running(pgev_conn *conn, pgev_node *node);
 /* The cancel timer fired: re-sends the request; false once the grace period is over. */
 bool pgev_cancel_tick(pgev_conn *conn);
 void pgev_segment_failure(pgev_conn *conn, int status, const pgev_error *err);
-/* Puts an in-flight node that never took effect back at the head of the
- * pending FIFO, to be sent again in a new segment. */
+/* Queues an in-flight node that never took effect to be sent again, in
+ * a new segment, before anything pending (see pgev_resend_splice). */
 void pgev_node_resend(pgev_conn *conn, pgev_node *node);
+/* Moves the resend FIFO to the front of pending (at a segment's Sync). */
+void pgev_resend_splice(pgev_conn *conn);
+/* Lets the gated pending node `query_id` be sent, as `sql` (a string
+ * that outlives the node). False when no such node is pending. */
+bool pgev_node_ungate(pgev_conn *conn, int64_t query_id, const char *sql);
+/* Removes a node not yet sent from pending or resend. */
+bool pgev_unsent_remove(pgev_conn *conn, pgev_node *node);
+/* Sends the Sync ending an open shared segment; false when the connection broke. */
+bool pgev_close_shared_segment(pgev_conn *conn);
 /* Clears stray_cancel when no cancel can still land on a later statement. */
 void pgev_stray_cancel_check(pgev_conn *conn);
 void pgev_conn_pump(pgev_conn *conn);
@@ -330,5 +381,47 @@ void pgev_cancel_jobs_free(pgev_conn *conn);
 
 /* dispatch.c */
 void pgev_read_results(pgev_conn *conn);
+/* Chooses streaming for the head query if it asks for it (see there). */
+void pgev_stream_head(pgev_conn *conn);
+/* The head query's last result is in (it was popped): runs its on_done. */
+void pgev_complete_query(pgev_conn *conn, pgev_node *node);
+
+/* txn.c. Values of pgev_conn.txn_submitting: */
+enum { PGEV_TXN_SUBMIT_NONE = 0, PGEV_TXN_SUBMIT_STMT, PGEV_TXN_SUBMIT_END };
+/* True while submits on the connection itself must be held. */
+bool pgev_txn_holds(const pgev_conn *conn);
+/* Moves a held query with this id to `doomed` (pgev_conn_cancel). */
+bool pgev_txn_cancel_held(pgev_conn *conn, int64_t query_id);
+/* Releases the open transaction's handle once the connection is freed. */
+void pgev_txn_conn_freed(pgev_conn *conn);
+
+/* notify.c: hands notifications libpq has parsed to their listeners. */
+void pgev_notify_deliver(pgev_conn *conn);
+void pgev_listeners_free(pgev_conn *conn);
+
+/* copy.c: COPY FROM STDIN / TO STDOUT. A COPY node waits in `pending`
+ * until nothing else is in flight; it is then sent outside pipeline mode
+ * and is the only node in flight until it completes. */
+/* The submit path behind pgev_conn_submit() and friends; `copy` (for
+ * PGEV_NODE_COPY, else NULL) is owned by the node once this succeeds. */
+int64_t pgev_submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_args *args,
+                         pgev_copy *copy);
+bool pgev_is_copy_statement(const char *sql);
+/* Leaves pipeline mode and sends the COPY (from send_node). */
+bool pgev_copy_send(pgev_conn *conn, pgev_node *node);
+/* Reads for the COPY at the head of the in-flight FIFO, a bounded step at
+ * a time: true when it made progress (call again), false when it waits
+ * for input or the application. */
+bool pgev_copy_read(pgev_conn *conn, pgev_node *node);
+/* pgev_node_abandon() of a COPY: ends or cancels it on the server. */
+void pgev_copy_abandoned(pgev_conn *conn, pgev_node *node, const char *why);
+/* libpq's output buffer drained: a blocked writer gets on_ready. */
+void pgev_copy_drained(pgev_conn *conn);
+
+static inline bool
+pgev_copy_running(const pgev_conn *conn)
+{
+    return conn->inflight.head && conn->inflight.head->kind == PGEV_NODE_COPY;
+}
 
 #endif /* PGEV_INTERNAL_H */

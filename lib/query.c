@@ -19,6 +19,9 @@
 /* Flush libpq's output once about this much was handed to it, so its
  * buffer never grows large (libpq then retries send() on every call). */
 #define FLUSH_THRESHOLD (32 * 1024)
+/* Read-only queries sharing one Sync segment, at most. A failure re-sends
+ * the rest of its segment, so this bounds that cost too. */
+#define SHARED_SEGMENT_MAX 256
 
 static void on_deadline(pgev_conn *conn, void *arg);
 
@@ -45,6 +48,7 @@ pgev_node_release(pgev_conn *conn, pgev_node *node)
     PQclear(node->result);
     PQclear(node->error_result);
     free(node->payload);
+    free(node->copy);
     if (conn->free_count < NODE_CACHE_MAX) {
         node->next = conn->free_nodes;
         conn->free_nodes = node;
@@ -80,6 +84,7 @@ pgev_node_complete_error(pgev_conn *conn, pgev_node *node, int code, const pgev_
         .query_id = node->id,
         .rows = node->rows,
         .error = &local,
+        .unsent = !node->sent,
     };
     if (node->on_done)
         node->on_done(conn, &res, node->arg);
@@ -92,8 +97,8 @@ pgev_fail_all(pgev_conn *conn, int code, const pgev_error *err)
     /* In-flight first: they were submitted first. Detach each node before
      * its callback runs, so a callback that frees the connection (deferred)
      * or inspects the counts sees a consistent queue. */
-    pgev_fifo *queues[3] = { &conn->inflight, &conn->doomed, &conn->pending };
-    for (int i = 0; i < 3; i++) {
+    pgev_fifo *queues[5] = { &conn->inflight, &conn->resend, &conn->doomed, &conn->pending, &conn->held };
+    for (int i = 0; i < 5; i++) {
         pgev_node *node;
         while ((node = pgev_fifo_pop(queues[i])) != NULL) {
             if (node->finished)
@@ -106,10 +111,12 @@ pgev_fail_all(pgev_conn *conn, int code, const pgev_error *err)
     conn->cancel_target = NULL;
     conn->abandon_requested = false;
     conn->stray_cancel = false;
+    conn->shared_open = false;
+    conn->shared_count = 0;
 }
 
-static void
-mark_broken(pgev_conn *conn, const char *fallback)
+void
+pgev_mark_broken(pgev_conn *conn, const char *fallback)
 {
     if (conn->broken)
         return;
@@ -120,15 +127,19 @@ mark_broken(pgev_conn *conn, const char *fallback)
 bool
 pgev_flush(pgev_conn *conn)
 {
+    if (conn->shared_open && !pgev_close_shared_segment(conn))
+        return false;
     int rc = PQflush(conn->pg);
     conn->flush_needed = false;
     if (rc < 0) {
-        mark_broken(conn, "could not send data to the server");
+        pgev_mark_broken(conn, "could not send data to the server");
         return false;
     }
     conn->want_write = rc == 1;
     if (!conn->want_write)
         conn->unflushed_bytes = 0;
+    if (!conn->want_write && pgev_copy_running(conn))
+        pgev_copy_drained(conn);    /* a COPY writer told to wait may go on */
     return true;
 }
 
@@ -159,6 +170,29 @@ wire_estimate(const pgev_node *node)
     return n;
 }
 
+static bool send_node(pgev_conn *conn, pgev_node *node);
+
+/*
+ * Ends the open shared segment (read-only queries sent without a Sync of
+ * their own) with a Sync marker. Called before anything else is sent and
+ * before every flush, so a shared segment never waits for more company.
+ */
+bool
+pgev_close_shared_segment(pgev_conn *conn)
+{
+    if (!conn->shared_open)
+        return true;
+    conn->shared_open = false;
+    conn->shared_count = 0;
+    pgev_node *sync = pgev_node_alloc(conn);
+    if (!sync) {
+        pgev_mark_broken(conn, "out of memory (pipeline Sync)");
+        return false;
+    }
+    sync->kind = PGEV_NODE_SYNC;
+    return send_node(conn, sync);
+}
+
 /*
  * Hands one node to libpq and appends it to the in-flight FIFO (also on
  * failure: it was accepted, so it completes with the connection's fate).
@@ -166,6 +200,10 @@ wire_estimate(const pgev_node *node)
 static bool
 send_node(pgev_conn *conn, pgev_node *node)
 {
+    if (conn->shared_open && !node->shared && !pgev_close_shared_segment(conn))
+        return false;
+    if (node->kind == PGEV_NODE_COPY)
+        return pgev_copy_send(conn, node);
     int ok;
     switch (node->kind) {
     case PGEV_NODE_QUERY:
@@ -191,6 +229,10 @@ send_node(pgev_conn *conn, pgev_node *node)
     conn->flush_needed = true;
     if (ok && node->sync_after)
         ok = pipeline_sync(conn->pg);
+    if (node->shared) {
+        conn->shared_open = true;
+        conn->shared_count++;
+    }
 #ifndef HAVE_PQSENDPIPELINESYNC
     /* libpq < 17 flushed inside PQpipelineSync: learn whether it left
      * bytes behind (no syscall when it did not), so that pgev stops feeding
@@ -219,11 +261,15 @@ send_node(pgev_conn *conn, pgev_node *node)
     }
     node->sent = true;
     pgev_fifo_push(&conn->inflight, node);
+    if (conn->inflight.head == node)
+        pgev_stream_head(conn);
 
     if (!ok) {
-        mark_broken(conn, "libpq could not queue the query");
+        pgev_mark_broken(conn, "libpq could not queue the query");
         return false;
     }
+    if (conn->shared_open && conn->shared_count >= SHARED_SEGMENT_MAX && !pgev_close_shared_segment(conn))
+        return false;
     if (!conn->want_write && conn->unflushed_bytes >= FLUSH_THRESHOLD)
         return pgev_flush(conn);
     return true;
@@ -236,6 +282,23 @@ can_send(const pgev_conn *conn, const pgev_node *node)
         return false;
     if (conn->state != PGEV_CONN_READY && conn->state != PGEV_CONN_CLOSING)
         return false;
+    /* libpq 15 mis-counts results when a query is queued while it is
+     * discarding an aborted segment (it can take the next Sync for the
+     * last aborted query): wait for that segment's Sync first. */
+    if (PQpipelineStatus(conn->pg) == PQ_PIPELINE_ABORTED)
+        return false;
+    /* A COPY runs alone, outside pipeline mode, once everything before it
+     * has completed (copy.c). */
+    if (pgev_copy_running(conn) || node->gated)
+        return false;
+    /* A cancel request still on its way whose target has already ended
+     * would hit whatever the backend runs next: nothing more is sent until
+     * the postmaster has passed it on (the backend, then idle or busy with
+     * what was already sent, takes it there). */
+    if (conn->stray_cancel && conn->cancel_jobs)
+        return false;
+    if (node->kind == PGEV_NODE_COPY)
+        return !conn->inflight.head && !conn->expect_sync && !conn->shared_open;
     return node->kind == PGEV_NODE_SYNC || conn->inflight.count < conn->max_inflight;
 }
 
@@ -328,8 +391,8 @@ copy_payload(pgev_node *node)
  * as COPY data and end the session), so such text is refused at submit.
  * Leading white space and comments are skipped.
  */
-static bool
-is_copy_statement(const char *sql)
+bool
+pgev_is_copy_statement(const char *sql)
 {
     const char *p = sql;
     for (;;) {
@@ -380,7 +443,9 @@ refusal(const pgev_conn *conn)
 static void
 enqueue(pgev_conn *conn, pgev_node *node)
 {
-    if (!conn->pending.head && can_send(conn, node)) {
+    if (pgev_txn_holds(conn)) {
+        pgev_fifo_push(&conn->held, node);  /* sent once the transaction ends (txn.c) */
+    } else if (!conn->pending.head && can_send(conn, node)) {
         send_node(conn, node);
     } else {
         pgev_fifo_push(&conn->pending, node);
@@ -399,6 +464,22 @@ enqueue(pgev_conn *conn, pgev_node *node)
  * server-side cancel goes out once it is the oldest query outstanding.
  * Loop context only.
  */
+/* True when `node` and every in-flight query ahead of it belong to one
+ * shared segment (no Sync between them). */
+static bool
+in_shared_prefix(const pgev_conn *conn, const pgev_node *node)
+{
+    if (!node->shared)
+        return false;
+    for (const pgev_node *cur = conn->inflight.head; cur; cur = cur->next) {
+        if (cur == node)
+            return true;
+        if (!cur->shared || cur->kind == PGEV_NODE_SYNC)
+            return false;
+    }
+    return false;
+}
+
 void
 pgev_node_abandon(pgev_conn *conn, pgev_node *node, int code, const char *msg)
 {
@@ -411,16 +492,30 @@ pgev_node_abandon(pgev_conn *conn, pgev_node *node, int code, const char *msg)
     node->result = node->error_result = NULL;
     pgev_error err;
     pgev_error_set(&err, code, "%s", msg);
-    if (!node->sync_after)
+    if (pgev_node_in_batch(node))
         pgev_segment_failure(conn, code, &err);
     pgev_result res = { .status = code, .query_id = node->id, .rows = node->rows, .error = &err };
     if (node->on_done)
         node->on_done(conn, &res, node->arg);
+    if (node->kind == PGEV_NODE_COPY) {
+        if (!conn->free_requested)
+            pgev_copy_abandoned(conn, node, msg);
+        return;
+    }
     /* At the head of the pipeline its result may already be here, in
      * which case no cancel is needed (it would only hit the next query).
-     * Otherwise pgev_read_results() decides once it reaches the head. */
-    if (!conn->free_requested && conn->inflight.head == node && !conn->expect_sync &&
-        !node->cancel_sent && conn->pg && PQconsumeInput(conn->pg) && PQisBusy(conn->pg))
+     * Otherwise pgev_read_results() decides once it reaches the head.
+     * Inside a shared segment the server sends nothing before the
+     * segment's Sync, so the head may never move while the target runs.
+     * A query whose deadline passed there is cancelled now: the segment
+     * has been running for that long. If the cancel lands on an earlier
+     * query of the segment (all read-only), that one runs again
+     * (dispatch.c). An application's cancel waits for the head, as
+     * cancelling queries that are about to finish anyway would only
+     * send stray cancels after them. */
+    bool may_cancel = conn->inflight.head == node || (code == PGEV_ETIMEOUT && in_shared_prefix(conn, node));
+    if (!conn->free_requested && !conn->expect_sync && !node->cancel_sent && conn->pg && may_cancel &&
+        PQconsumeInput(conn->pg) && PQisBusy(conn->pg))
         pgev_cancel_running(conn, node);
 }
 
@@ -435,9 +530,41 @@ pgev_node_resend(pgev_conn *conn, pgev_node *node)
     node->row_mode_set = false;
     node->collateral = false;
     node->cancel_sent = false;
-    pgev_fifo_push_front(&conn->pending, node);
-    if (conn->dispatch_depth == 0)
-        pgev_loop_defer(conn->loop);
+    pgev_fifo_push(&conn->resend, node);
+}
+
+void
+pgev_resend_splice(pgev_conn *conn)
+{
+    if (!conn->resend.head)
+        return;
+    conn->resend.tail->next = conn->pending.head;
+    if (!conn->pending.head)
+        conn->pending.tail = conn->resend.tail;
+    conn->pending.head = conn->resend.head;
+    conn->pending.count += conn->resend.count;
+    conn->resend.head = conn->resend.tail = NULL;
+    conn->resend.count = 0;
+}
+
+bool
+pgev_node_ungate(pgev_conn *conn, int64_t query_id, const char *sql)
+{
+    for (pgev_node *node = conn->pending.head; node; node = node->next) {
+        if (node->id != query_id || !node->gated)
+            continue;
+        node->gated = false;
+        node->sql = sql;
+        pgev_loop_defer(conn->loop);    /* the pump sends it and what waited behind it */
+        return true;
+    }
+    return false;
+}
+
+bool
+pgev_unsent_remove(pgev_conn *conn, pgev_node *node)
+{
+    return pgev_fifo_remove(&conn->pending, node) || pgev_fifo_remove(&conn->resend, node);
 }
 
 void
@@ -463,6 +590,11 @@ pgev_cancel_running(pgev_conn *conn, pgev_node *node)
 {
     node->cancel_sent = true;
     conn->cancel_target = node;
+    /* Rows already came back: the backend is running the query, so the
+     * request cannot miss it. Repeating it could then only hit whatever
+     * runs next, once the target's error is on its way behind the rows
+     * still buffered (see pgev_cancel_tick). */
+    conn->cancel_target_running = node->rows > 0;
     conn->cancel_started_ms = monotonic_ms();
     conn->cancel_retry_ms = CANCEL_RETRY_MS;
     /* The query must be on its way before the cancel is: a cancel that
@@ -488,7 +620,7 @@ pgev_cancel_tick(pgev_conn *conn)
     int64_t elapsed = monotonic_ms() - conn->cancel_started_ms;
     if (elapsed >= conn->cancel_grace_ms)
         return false;
-    if (!conn->cancel_jobs)
+    if (!conn->cancel_jobs && !conn->cancel_target_running)
         (void)pgev_cancel_request(conn);
     conn->cancel_retry_ms *= 2;
     int64_t left = conn->cancel_grace_ms - elapsed;
@@ -504,7 +636,8 @@ on_deadline(pgev_conn *conn, void *arg)
     char msg[96];
     if (!node->sent) {
         snprintf(msg, sizeof(msg), "query timed out after %d ms, before it was sent", node->timeout_ms);
-        pgev_fifo_remove(&conn->pending, node);
+        if (!pgev_unsent_remove(conn, node))
+            pgev_fifo_remove(&conn->held, node);
         pgev_error err;
         pgev_error_set(&err, PGEV_ETIMEOUT, "%s", msg);
         pgev_node_complete_error(conn, node, PGEV_ETIMEOUT, &err);
@@ -546,16 +679,21 @@ pgev_conn_cancel(pgev_conn *conn, int64_t query_id)
         return PGEV_EINVAL;
     if (query_id <= 0 || conn->free_requested)
         return 1;
-    for (pgev_node *node = conn->pending.head; node; node = node->next) {
-        if (node->id != query_id || node->kind == PGEV_NODE_SYNC)
-            continue;
-        pgev_fifo_remove(&conn->pending, node);
-        pgev_timer_free(node->deadline);
-        node->deadline = NULL;
-        pgev_fifo_push(&conn->doomed, node);
-        pgev_loop_defer(conn->loop);
-        return PGEV_OK;
+    pgev_fifo *unsent[2] = { &conn->pending, &conn->resend };
+    for (int i = 0; i < 2; i++) {
+        for (pgev_node *node = unsent[i]->head; node; node = node->next) {
+            if (node->id != query_id || node->kind == PGEV_NODE_SYNC)
+                continue;
+            pgev_fifo_remove(unsent[i], node);
+            pgev_timer_free(node->deadline);
+            node->deadline = NULL;
+            pgev_fifo_push(&conn->doomed, node);
+            pgev_loop_defer(conn->loop);
+            return PGEV_OK;
+        }
     }
+    if (pgev_txn_cancel_held(conn, query_id))
+        return PGEV_OK;
     for (pgev_node *node = conn->inflight.head; node; node = node->next) {
         if (node->id != query_id || node->kind == PGEV_NODE_SYNC)
             continue;
@@ -569,11 +707,14 @@ pgev_conn_cancel(pgev_conn *conn, int64_t query_id)
     return 1;
 }
 
-static int64_t
-submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_args *args)
+int64_t
+pgev_submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_args *args,
+                 pgev_copy *copy)
 {
     const char *why = refusal(conn);
-    if (why) {
+    /* An open transaction may still be used and ended while closing. */
+    if (why && !(conn->txn_submitting && conn->state == PGEV_CONN_CLOSING && !conn->free_requested &&
+                 !conn->broken)) {
         pgev_conn_refuse(conn, "%s", why);
         return PGEV_ECLOSED;
     }
@@ -591,11 +732,14 @@ submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_args *ar
             }
         }
     }
-    if (kind != PGEV_NODE_EXECUTE && args->sql && is_copy_statement(args->sql)) {
-        pgev_conn_refuse(conn, "COPY is not supported on a pipelined pgev connection");
+    if (kind != PGEV_NODE_EXECUTE && kind != PGEV_NODE_COPY && args->sql &&
+        pgev_is_copy_statement(args->sql)) {
+        pgev_conn_refuse(conn, "COPY cannot run as a pipelined query: use pgev_conn_copy_in() "
+                               "(FROM STDIN) or pgev_conn_copy_out() (TO STDOUT)");
         return PGEV_EINVAL;
     }
-    if (conn->pending.count >= conn->max_pending) {
+    if (conn->pending.count + conn->held.count >= conn->max_pending &&
+        conn->txn_submitting != PGEV_TXN_SUBMIT_END) {
         pgev_conn_refuse(conn, "pending queue is full (max_pending %d): wait for queries to complete",
                          conn->max_pending);
         return PGEV_EQUEUEFULL;
@@ -608,11 +752,11 @@ submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_args *ar
     node->kind = kind;
     node->id = ++conn->next_id;
     node->flags = args->flags;
-    node->sync_after = !conn->in_batch;
+    node->sync_after = !conn->in_batch || conn->txn_submitting;
     node->on_rows = args->on_rows;
     node->on_done = args->on_done;
     node->arg = args->arg;
-    node->sql = kind == PGEV_NODE_QUERY ? args->sql : args->stmt;
+    node->sql = kind == PGEV_NODE_QUERY || kind == PGEV_NODE_COPY ? args->sql : args->stmt;
     node->stmt_sql = kind == PGEV_NODE_PREPARE ? args->sql : NULL;
     node->nparams = args->nparams;
     node->param_types = args->param_types;
@@ -620,6 +764,7 @@ submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_args *ar
     node->param_lengths = args->nparams ? args->param_lengths : NULL;
     node->param_formats = args->nparams ? args->param_formats : NULL;
     node->result_format = (args->flags & PGEV_QUERY_BINARY) ? 1 : 0;
+    node->gated = conn->submit_gated;
     if (!node->nparams)
         node->param_types = NULL;
     node->timeout_ms = args->timeout_ms > 0 ? args->timeout_ms
@@ -637,7 +782,15 @@ submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_args *ar
     /* A read-only query may be sent again (see pgev_node_resend), so it
      * keeps its own copy of what it sends for as long as it is in flight. */
     node->keep_payload = (args->flags & PGEV_QUERY_READONLY) && kind != PGEV_NODE_PREPARE;
-    if (node->keep_payload || conn->pending.head || !can_send(conn, node)) {
+    /* Isolated read-only queries share Sync segments: one Sync (and, on
+     * libpq < 17, one send()) per burst instead of per query. A failure
+     * aborts the rest of its segment; those queries never ran and are
+     * sent again (dispatch.c), so each caller sees the outcome an
+     * isolated query would have had. */
+    node->shared = node->keep_payload && node->sync_after && !conn->in_batch && !conn->txn_submitting;
+    if (node->shared)
+        node->sync_after = false;
+    if (node->keep_payload || conn->pending.head || !can_send(conn, node) || pgev_txn_holds(conn)) {
         if (copy_payload(node) != PGEV_OK) {
             pgev_node_release(conn, node);
             conn->next_id--;
@@ -645,8 +798,15 @@ submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_args *ar
             return PGEV_ENOMEM;
         }
     }
+    node->copy = copy;
     enqueue(conn, node);
     return node->id;
+}
+
+static int64_t
+submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_args *args)
+{
+    return pgev_submit_node(conn, kind, args, NULL);
 }
 
 int64_t

@@ -64,3 +64,9 @@ pgev_result_rows(const pgev_result *res)
 {
     return res ? res->rows : 0;
 }
+
+int
+pgev_result_sent(const pgev_result *res)
+{
+    return res && !res->unsent ? 1 : 0;
+}
