@@ -12,6 +12,7 @@ PACKAGES=(
     build-essential autoconf automake libtool pkg-config # toolchain and autotools
     libpq-dev libevent-dev check                         # libraries (check: unit tests)
     postgresql pgbouncer                                 # servers for tests and the demo
+    openssl                                              # throwaway CA and certificates (TLS tests)
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

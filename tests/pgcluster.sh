@@ -15,6 +15,8 @@
 #                                     (root cannot run postgres or pgbouncer), in DIR, with the
 #                                     server binaries first on PATH
 #   pgcluster.sh bindir               print the directory of the server binaries
+#   pgcluster.sh ssl DIR              give the running primary TLS and password logins (see
+#                                     below); idempotent; prints the files it made on stdout
 #
 # stop also kills the process of any DIR/NAME.pid file whose command line names DIR: a test
 # that starts a helper (pgbouncer -d with its pidfile in DIR, a proxy) gets it cleaned up.
@@ -28,6 +30,15 @@
 # When run as root, the servers run as the "postgres" OS user if it exists, else as a system
 # user "pgev" that is created on first use. DIR must then be reachable by that user: the
 # default mktemp directories under /tmp are.
+#
+# ssl makes a throwaway CA (openssl) and a certificate for the server, signed by it, whose
+# only name is "localhost" (so host=localhost hostaddr=127.0.0.1 passes sslmode=verify-full and
+# any other host name fails it), plus a second, unrelated CA; turns ssl on; and adds two roles
+# whose pg_hba lines come before the trust lines: "pgev_scram", with a random password stored
+# as a SCRAM-SHA-256 verifier and authenticated with scram-sha-256 on 127.0.0.1, ::1 and the
+# unix socket; and "pgev_tls_only", trusted over TLS (hostssl) and rejected without (hostnossl).
+# Files: DIR/ssl/ca.crt, DIR/ssl/wrong-ca.crt, DIR/ssl/scram-password (the password, one
+# line); the server's key is in its data directory, owned by the server user, mode 0600.
 #
 # Environment: PGEV_PGBIN overrides the server binary directory.
 #
@@ -360,6 +371,89 @@ cmd_stop() {
     rm -rf "$DIR"
 }
 
+# The certificates live 10 years; the keys are 2048-bit RSA (quick to make, accepted by every
+# OpenSSL security level that Debian and Ubuntu ship).
+make_ca() { # make_ca NAME SUBJECT
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "$2" \
+        -keyout "$DIR/ssl/$1.key" -out "$DIR/ssl/$1.crt" >/dev/null 2>&1 ||
+        die "openssl could not make the $1 certificate"
+    chmod 600 "$DIR/ssl/$1.key"
+    chmod 644 "$DIR/ssl/$1.crt"
+}
+
+cmd_ssl() {
+    local ssl data pw i
+    [[ -f "$DIR/dsn" ]] || die "no cluster in $DIR (run: $prog start $DIR)"
+    DIR=$(cd "$DIR" && pwd -P)
+    ssl=$DIR/ssl
+    USER_=$(cat "$DIR/user")
+    data=$(node_datadir primary)
+    if [[ ! -f "$ssl/ready" ]]; then
+        command -v openssl >/dev/null 2>&1 || die "openssl not found (apt-get install openssl)"
+        rm -rf "$ssl"
+        mkdir -p "$ssl"
+        chmod 755 "$ssl"
+        make_ca ca "/CN=pgev throwaway test CA"
+        make_ca wrong-ca "/CN=pgev unrelated CA"
+        openssl req -new -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+            -keyout "$ssl/server.key" -out "$ssl/server.csr" >/dev/null 2>&1 ||
+            die "openssl could not make the server key"
+        printf 'subjectAltName = DNS:localhost\nbasicConstraints = CA:FALSE\n' >"$ssl/server.ext"
+        openssl x509 -req -in "$ssl/server.csr" -CA "$ssl/ca.crt" -CAkey "$ssl/ca.key" \
+            -CAcreateserial -days 3650 -extfile "$ssl/server.ext" -out "$ssl/server.crt" \
+            >/dev/null 2>&1 || die "openssl could not sign the server certificate"
+        # The server refuses a key that others can read: owned by the server user, 0600.
+        chmod 600 "$ssl/server.key"
+        cp "$ssl/server.crt" "$ssl/server.key" "$data/"
+        chmod 644 "$data/server.crt"
+        chmod 600 "$data/server.key"
+        [[ "$USER_" == "$(id -un)" ]] || chown "$USER_": "$data/server.crt" "$data/server.key"
+        pw="pgevPW$(openssl rand -hex 12)"
+        (umask 077 && echo "$pw" >"$ssl/scram-password")
+
+        printf '\n# --- pgcluster.sh ssl ---\nssl = on\nssl_cert_file = %s\nssl_key_file = %s\npassword_encryption = %s\n' \
+            "'server.crt'" "'server.key'" "'scram-sha-256'" |
+            as "$USER_" tee -a "$data/postgresql.conf" >/dev/null
+        # pg_hba.conf: the first matching line wins, so these go before initdb's trust lines.
+        # shellcheck disable=SC2016 # $1 is expanded by the inner bash
+        as "$USER_" bash -c '{
+            echo "# --- pgcluster.sh ssl ---"
+            echo "local     all  pgev_scram                  scram-sha-256"
+            echo "host      all  pgev_scram     127.0.0.1/32 scram-sha-256"
+            echo "host      all  pgev_scram     ::1/128      scram-sha-256"
+            echo "hostssl   all  pgev_tls_only  127.0.0.1/32 trust"
+            echo "hostnossl all  pgev_tls_only  127.0.0.1/32 reject"
+            echo "local     all  pgev_tls_only               reject"
+            cat "$1/pg_hba.conf"
+        } > "$1/pg_hba.conf.tmp" && mv "$1/pg_hba.conf.tmp" "$1/pg_hba.conf"' _ "$data"
+        printf '%s\n' "SET client_min_messages = warning;" \
+            "SET password_encryption = 'scram-sha-256';" \
+            "DROP ROLE IF EXISTS pgev_scram;" "DROP ROLE IF EXISTS pgev_tls_only;" \
+            "CREATE ROLE pgev_scram LOGIN PASSWORD :'pw';" "CREATE ROLE pgev_tls_only LOGIN;" |
+            as "$USER_" "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -v pw="$pw" -d "$(cat "$DIR/dsn")" \
+                >/dev/null || die "could not create the test roles"
+        as "$USER_" "$BIN/pg_ctl" -D "$data" reload >/dev/null || die "pg_ctl reload failed"
+        # The postmaster applies a reload asynchronously: wait until new sessions see it.
+        for ((i = 0; i < 100; i++)); do
+            if [[ $(as "$USER_" "$BIN/psql" -X -At -d "$(cat "$DIR/dsn")" -c 'SHOW ssl' \
+                2>/dev/null) == on ]]; then
+                break
+            fi
+            sleep 0.1
+        done
+        if ((i == 100)); then
+            print_log_tail "$(node_file primary log)"
+            die "the server did not turn ssl on after a reload"
+        fi
+        touch "$ssl/ready"
+    fi
+    echo "ca=$ssl/ca.crt"
+    echo "wrong_ca=$ssl/wrong-ca.crt"
+    echo "scram_user=pgev_scram"
+    echo "scram_password_file=$ssl/scram-password"
+    echo "tls_user=pgev_tls_only"
+}
+
 usage() {
     sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
@@ -377,7 +471,7 @@ main() {
     DIR=$1
     shift
     case $cmd in
-    start | stop | replica | server-stop | server-start | server-restart | runas) ;;
+    start | stop | replica | server-stop | server-start | server-restart | runas | ssl) ;;
     *) usage ;;
     esac
     # stop needs the binaries only if a server is still up (see stop_datadir).
@@ -389,6 +483,7 @@ main() {
     server-stop) cmd_server_stop "$@" ;;
     server-start) cmd_server_start "$@" ;;
     server-restart) cmd_server_restart "$@" ;;
+    ssl) cmd_ssl ;;
     runas)
         [[ $# -ge 1 ]] || usage
         DIR=$(cd "$DIR" && pwd -P)
