@@ -6,7 +6,9 @@
  *   point  (default): prepared `SELECT $1::int4` (or unnamed statements with
  *          --unnamed), keeping --window queries in flight, with a Sync after
  *          every --sync-every queries (1 = each query isolated, as pgev's
- *          default; 1000 = batched, the fastest libpq can go).
+ *          default; 1000 = batched, the fastest libpq can go). With
+ *          --scale S: random-key lookups on pgbench_accounts (scale S)
+ *          instead, the same keys pgev-bench --query accounts looks up.
  *   stream: `SELECT g, repeat('x',100) FROM generate_series(1,N) g` in
  *          single-row mode: the anchor for pgev's streamed queries.
  *
@@ -28,6 +30,7 @@
 #include <libpq-fe.h>
 
 #define POINT_SQL "SELECT $1::int4"
+#define ACCOUNTS_SQL "SELECT aid, abalance FROM pgbench_accounts WHERE aid = $1"
 #define STREAM_SQL_FMT "SELECT g, repeat('x',100) FROM generate_series(1,%" PRId64 ") g"
 
 #include "stats.h"
@@ -47,16 +50,6 @@ static bool parse_count(const char *text, const char *option, int64_t min, int64
     return true;
 }
 
-/* User plus system CPU seconds this process has used so far. */
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0)
-        return 0.0;
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
 typedef struct usage_report {
     double cpu_pct; /* CPU used during the measured interval, per wall time */
     long rss_kb;    /* peak resident set of the whole run */
@@ -64,11 +57,9 @@ typedef struct usage_report {
 
 static usage_report measure_usage(double cpu_at_start, double wall_s)
 {
-    struct rusage ru;
     usage_report report = {0, 0};
     report.cpu_pct = wall_s > 0 ? 100.0 * (cpu_seconds() - cpu_at_start) / wall_s : 0.0;
-    if (getrusage(RUSAGE_SELF, &ru) == 0)
-        report.rss_kb = ru.ru_maxrss;
+    report.rss_kb = peak_rss_kb();
     return report;
 }
 
@@ -96,6 +87,7 @@ static short wait_socket(PGconn *conn, bool want_write)
 typedef struct point_run {
     PGconn *conn;
     bool unnamed;
+    uint32_t accounts;   /* > 0: look up pgbench_accounts, keys 1..accounts */
     int64_t queries;     /* to run */
     int64_t window;      /* most queries sent and not completed */
     int64_t sync_every;  /* Sync after this many queries (capped at window) */
@@ -126,15 +118,21 @@ typedef struct point_run {
     histogram slot_latency;
 } point_run;
 
+/* The parameter of query number `seq`, which its result must echo. */
+static uint32_t point_param(const point_run *run, int64_t seq)
+{
+    return run->accounts ? account_for((uint64_t)seq, run->accounts) : param_for((uint64_t)seq);
+}
+
 static bool point_send_one(point_run *run)
 {
     char value[12];
     const char *values[1] = {value};
-    format_uint(value, param_for((uint64_t)run->sent));
+    format_uint(value, point_param(run, run->sent));
     run->sent_at[run->sent % run->window] = now_ns();
-    int ok = run->unnamed
-                 ? PQsendQueryParams(run->conn, POINT_SQL, 1, NULL, values, NULL, NULL, 0)
-                 : PQsendQueryPrepared(run->conn, "s", 1, values, NULL, NULL, 0);
+    const char *sql = run->accounts ? ACCOUNTS_SQL : POINT_SQL;
+    int ok = run->unnamed ? PQsendQueryParams(run->conn, sql, 1, NULL, values, NULL, NULL, 0)
+                          : PQsendQueryPrepared(run->conn, "s", 1, values, NULL, NULL, 0);
     if (!ok) {
         fprintf(stderr, "raw-libpq: send failed: %s", PQerrorMessage(run->conn));
         return false;
@@ -196,7 +194,7 @@ static bool point_drain(point_run *run)
         switch (PQresultStatus(res)) {
         case PGRES_TUPLES_OK:
             if (PQntuples(res) != 1 ||
-                strtoul(PQgetvalue(res, 0, 0), NULL, 10) != param_for((uint64_t)run->completed))
+                strtoul(PQgetvalue(res, 0, 0), NULL, 10) != point_param(run, run->completed))
                 run->mismatches++;
             run->in_result = true;
             break;
@@ -223,10 +221,10 @@ static bool point_drain(point_run *run)
 }
 
 /* Prepares the statement (unless unnamed) and switches to non-blocking pipeline mode. */
-static bool point_setup(PGconn *conn, bool unnamed)
+static bool point_setup(PGconn *conn, bool unnamed, bool accounts)
 {
     if (!unnamed) {
-        PGresult *res = PQprepare(conn, "s", POINT_SQL, 1, NULL);
+        PGresult *res = PQprepare(conn, "s", accounts ? ACCOUNTS_SQL : POINT_SQL, 1, NULL);
         bool prepared = PQresultStatus(res) == PGRES_COMMAND_OK;
         PQclear(res);
         if (!prepared) {
@@ -241,9 +239,10 @@ static bool point_setup(PGconn *conn, bool unnamed)
     return true;
 }
 
-static int run_point(PGconn *conn, bool unnamed, int64_t queries, int64_t window, int64_t sync_every)
+static int run_point(PGconn *conn, bool unnamed, uint32_t accounts, int64_t queries, int64_t window,
+                     int64_t sync_every)
 {
-    if (!point_setup(conn, unnamed))
+    if (!point_setup(conn, unnamed, accounts != 0))
         return 1;
     point_run *run = calloc(1, sizeof *run);
     uint64_t *sent_at = calloc((size_t)window, sizeof *sent_at);
@@ -257,6 +256,7 @@ static int run_point(PGconn *conn, bool unnamed, int64_t queries, int64_t window
     }
     run->conn = conn;
     run->unnamed = unnamed;
+    run->accounts = accounts;
     run->queries = queries;
     run->window = window;
     run->sync_every = sync_every < window ? sync_every : window;
@@ -316,8 +316,9 @@ static int run_point(PGconn *conn, bool unnamed, int64_t queries, int64_t window
     double slot_p50 = hist_percentile_us(&run->slot_latency, 0.50);
     double slot_p99 = hist_percentile_us(&run->slot_latency, 0.99);
 
-    printf("raw libpq pipeline: %s SELECT $1::int4, window %" PRId64 ", Sync every %" PRId64 "\n",
-           unnamed ? "unnamed" : "prepared", window, run->sync_every);
+    printf("raw libpq pipeline: %s %s, window %" PRId64 ", Sync every %" PRId64 "\n",
+           unnamed ? "unnamed" : "prepared", accounts ? "pgbench_accounts lookup" : "SELECT $1::int4", window,
+           run->sync_every);
     printf("  %-14s %12" PRId64 "\n", "queries", run->completed);
     printf("  %-14s %12.3f\n", "seconds", wall_s);
     printf("  %-14s %12.0f\n", "queries/s", qps);
@@ -330,10 +331,10 @@ static int run_point(PGconn *conn, bool unnamed, int64_t queries, int64_t window
     printf("  %-14s %12ld\n", "peak RSS KB", usage.rss_kb);
     printf("  %-14s %12" PRId64 " errors, %" PRId64 " aborted, %" PRId64 " mismatches\n", "failures",
            run->errors, run->aborted, run->mismatches);
-    printf("workload=point impl=raw-libpq sync_every=%" PRId64 " queries=%" PRId64
+    printf("workload=point impl=raw-libpq query=%s sync_every=%" PRId64 " queries=%" PRId64
            " qps=%.0f p50_us=%.1f p99_us=%.1f cpu_pct=%.1f rss_kb=%ld"
            " max_us=%.1f slot_p50_us=%.1f slot_p99_us=%.1f window=%" PRId64 " stmt=%s errors=%" PRId64 "\n",
-           run->sync_every, run->completed, qps, p50, p99, usage.cpu_pct, usage.rss_kb, max_us, slot_p50,
+           accounts ? "accounts" : "int4", run->sync_every, run->completed, qps, p50, p99, usage.cpu_pct, usage.rss_kb, max_us, slot_p50,
            slot_p99, window, unnamed ? "unnamed" : "prepared", run->errors + run->aborted + run->mismatches);
 
     if (run->errors || run->aborted || run->mismatches)
@@ -442,6 +443,8 @@ static void usage(FILE *out)
             "  --sync-every K     point: a Sync after every K queries (default 1: isolated;\n"
             "                     1000: batched). Capped at the window.\n"
             "  --unnamed          point: PQsendQueryParams instead of a prepared statement\n"
+            "  --scale S          point: random-key lookups on pgbench_accounts of scale S\n"
+            "                     (pgbench -i -s S) instead of SELECT $1::int4\n"
             "  --rows N           stream: rows to fetch in single-row mode (default 2000000)\n"
             "  --help             this text\n"
             "\n"
@@ -458,13 +461,14 @@ int main(int argc, char **argv)
         {"sync-every", required_argument, NULL, 'k'},
         {"unnamed", no_argument, NULL, 'u'},
         {"rows", required_argument, NULL, 'r'},
+        {"scale", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *dsn = "";
     bool stream = false;
     bool unnamed = false;
-    int64_t queries = 100000, window = 1000, sync_every = 1, rows = 2000000;
+    int64_t queries = 100000, window = 1000, sync_every = 1, rows = 2000000, scale = 0;
 
     int opt;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
@@ -498,6 +502,9 @@ int main(int argc, char **argv)
         case 'r':
             ok = parse_count(optarg, "--rows", 1, &rows);
             break;
+        case 's':
+            ok = parse_count(optarg, "--scale", 1, &scale) && scale <= 20000;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -523,7 +530,7 @@ int main(int argc, char **argv)
         PQfinish(conn);
         return 1;
     }
-    int status = stream ? run_stream(conn, rows) : run_point(conn, unnamed, queries, window, sync_every);
+    int status = stream ? run_stream(conn, rows) : run_point(conn, unnamed, (uint32_t)(scale * 100000), queries, window, sync_every);
     PQfinish(conn);
     return status;
 }

@@ -6,7 +6,11 @@
 #ifndef PGEV_BENCH_STATS_H
 #define PGEV_BENCH_STATS_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 /* ------------------------------------------------------------------------
@@ -68,7 +72,7 @@ static inline double hist_percentile_us(const histogram *h, double fraction)
 }
 
 /* ------------------------------------------------------------------------
- * Monotonic clock
+ * Monotonic clock, CPU time and memory
  * ------------------------------------------------------------------------ */
 
 static inline uint64_t now_ns(void)
@@ -76,6 +80,64 @@ static inline uint64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* User plus system CPU seconds this process has used so far. */
+static inline double cpu_seconds(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0.0;
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* The peak resident set of the whole process so far, in KiB. */
+static inline long peak_rss_kb(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Throughput over time: completions counted per TIMELINE_STEP_MS interval
+ * since the start, for the throughput plot. Grows as the run goes on (8
+ * bytes per interval: 80 bytes a second).
+ * ------------------------------------------------------------------------ */
+
+#define TIMELINE_STEP_MS 100
+
+typedef struct timeline {
+    uint64_t *counts;
+    size_t len; /* intervals used */
+    size_t cap;
+} timeline;
+
+/* Adds `n` completions at `elapsed_ns` after the start. False when out of memory. */
+static inline bool timeline_add(timeline *t, uint64_t elapsed_ns, uint64_t n)
+{
+    size_t index = (size_t)(elapsed_ns / ((uint64_t)TIMELINE_STEP_MS * 1000000u));
+    if (index >= t->cap) {
+        size_t cap = t->cap ? t->cap : 64;
+        while (cap <= index)
+            cap *= 2;
+        uint64_t *counts = realloc(t->counts, cap * sizeof *counts);
+        if (!counts)
+            return false;
+        memset(counts + t->cap, 0, (cap - t->cap) * sizeof *counts);
+        t->counts = counts;
+        t->cap = cap;
+    }
+    t->counts[index] += n;
+    if (index >= t->len)
+        t->len = index + 1;
+    return true;
+}
+
+static inline void timeline_free(timeline *t)
+{
+    free(t->counts);
+    *t = (timeline){0};
 }
 
 /* ---- query parameters ---- */
@@ -98,6 +160,20 @@ static inline void format_uint(char *buf, uint32_t value)
 static inline uint32_t param_for(uint64_t seq)
 {
     return (uint32_t)(seq % 1000000000u);
+}
+
+/*
+ * The pgbench_accounts key looked up by query number `seq`: spread
+ * uniformly over 1..naccounts by a fixed hash (splitmix64), so every run
+ * and both programs look up the same keys, in an order no cache predicts.
+ */
+static inline uint32_t account_for(uint64_t seq, uint32_t naccounts)
+{
+    uint64_t z = seq + UINT64_C(0x9e3779b97f4a7c15);
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    z ^= z >> 31;
+    return 1 + (uint32_t)(z % naccounts);
 }
 
 #endif /* PGEV_BENCH_STATS_H */
