@@ -452,6 +452,9 @@ typedef void (*pgev_result_cb)(pgev_conn *conn, pgev_result *res, void *arg);
 #define PGEV_DEFAULT_MAX_PENDING 100000
 #define PGEV_DEFAULT_MAX_INFLIGHT 1000
 #define PGEV_DEFAULT_CANCEL_GRACE_MS 5000
+#define PGEV_DEFAULT_STMT_CACHE_SIZE 100
+/** pgev_conn_options.stmt_cache_size: no statement cache. */
+#define PGEV_STMT_CACHE_OFF (-1)
 
 /**
  * Connection options. Zero-initialise and set what you need; every 0/NULL
@@ -485,6 +488,28 @@ typedef struct pgev_conn_options {
      * the connection (its other queries then complete with
      * PGEV_ECONNLOST). 0: PGEV_DEFAULT_CANCEL_GRACE_MS. */
     int cancel_grace_ms;
+    /**
+     * Statement cache: how many statements plain queries (pgev_conn_query(),
+     * pgev_conn_query_params(), pgev_conn_submit() with sql) may keep
+     * prepared on the server. The first time a given SQL text (with the
+     * same parameter count and types) is sent, pgev prepares it under a
+     * name of its own ("pgev_s1", ...) in the same round trip; afterwards
+     * it is executed by name, so the server parses and plans it once. The
+     * least recently used statement is closed on the server when a new one
+     * needs room (not inside an atomic batch or a transaction: there the
+     * query runs unnamed). The server losing a statement (26000: DISCARD,
+     * a pooler) or invalidating it (0A000 "cached plan must not change
+     * result type", after ALTER TABLE) is handled by preparing it again and
+     * sending the query once more, when that is safe: an isolated query
+     * outside a pgev transaction, before any row was delivered; otherwise
+     * the error is reported. A successful DISCARD ALL or DEALLOCATE ALL
+     * empties the cache. Inside a transaction opened with plain SQL
+     * (BEGIN as a query) such an error aborts it as any error would.
+     * 0: PGEV_DEFAULT_STMT_CACHE_SIZE; PGEV_STMT_CACHE_OFF (negative) turns
+     * it off, as needed behind PgBouncer in transaction mode, where
+     * consecutive queries may reach different server sessions.
+     */
+    int stmt_cache_size;
 } pgev_conn_options;
 
 /**
@@ -562,6 +587,13 @@ PGEV_API PGconn *pgev_conn_pg(const pgev_conn *conn);
 /** The event_base the connection runs on. */
 PGEV_API struct event_base *pgev_conn_base(const pgev_conn *conn);
 
+/**
+ * Statements the connection's statement cache holds now (prepared, or
+ * being prepared, on the server); 0 for NULL or a connection without a
+ * cache. See pgev_conn_options.stmt_cache_size.
+ */
+PGEV_API int pgev_conn_stmt_cache_count(const pgev_conn *conn);
+
 /* ------------------------------------------------------------------------
  * Queries
  * ------------------------------------------------------------------------ */
@@ -580,7 +612,11 @@ enum {
      * known (an idempotent write, say). A pool re-dispatches such a query
      * to another connection instead of failing it with
      * PGEV_ECONNLOST. Implied by PGEV_QUERY_READONLY. */
-    PGEV_QUERY_RETRY_SAFE = 1u << 2
+    PGEV_QUERY_RETRY_SAFE = 1u << 2,
+    /** Send this query unnamed even when the connection has a statement
+     * cache (pgev_conn_options.stmt_cache_size): for SQL that runs once,
+     * or that the server must parse afresh each time. */
+    PGEV_QUERY_NOCACHE = 1u << 3
 };
 
 /** The most parameters one query may have (a protocol limit). */
@@ -1218,6 +1254,10 @@ typedef struct pgev_pool_options {
     /** Most standby connections, counted apart from max_conns.
      * 0: the same as max_conns. */
     int standby_max_conns;
+    /** Each connection's statement cache (see
+     * pgev_conn_options.stmt_cache_size): 0 for the default size,
+     * PGEV_STMT_CACHE_OFF behind PgBouncer in transaction mode. */
+    int stmt_cache_size;
 } pgev_pool_options;
 
 /**

@@ -354,12 +354,19 @@ pgev_conn_new(struct event_base *base, const char *conninfo, const pgev_conn_opt
     conn->query_timeout_ms = opts->query_timeout_ms > 0 ? opts->query_timeout_ms : 0;
     conn->cancel_grace_ms = opts->cancel_grace_ms > 0 ? opts->cancel_grace_ms
                                                       : PGEV_DEFAULT_CANCEL_GRACE_MS;
+    int cache_size = opts->stmt_cache_size == 0 ? PGEV_DEFAULT_STMT_CACHE_SIZE
+                   : opts->stmt_cache_size < 0 ? 0 : opts->stmt_cache_size;
+    if (pgev_stmt_cache_init(&conn->stmts, cache_size) != 0) {
+        free(conn);
+        return NULL;
+    }
     conn->on_connect = opts->on_connect;
     conn->on_disconnect = opts->on_disconnect;
     conn->on_notice = opts->on_notice;
     conn->arg = opts->arg;
     conn->loop = pgev_loop_new(base, conn, on_io, on_timeout, on_deferred);
     if (!conn->loop) {
+        pgev_stmt_cache_free(&conn->stmts);
         free(conn);
         return NULL;
     }
@@ -370,6 +377,7 @@ pgev_conn_new(struct event_base *base, const char *conninfo, const pgev_conn_opt
     conn->pg = PQconnectStartParams(keywords, values, 1);
     if (!conn->pg) {
         pgev_loop_free(conn->loop);
+        pgev_stmt_cache_free(&conn->stmts);
         free(conn);
         return NULL;
     }
@@ -414,6 +422,7 @@ real_free(pgev_conn *conn)
     conn->dispatch_depth--;
     pgev_txn_conn_freed(conn);
     pgev_listeners_free(conn);
+    pgev_stmt_cache_free(&conn->stmts);
     close_pg(conn);
     pgev_cancel_jobs_free(conn);
     pgev_loop_free(conn->loop);

@@ -48,8 +48,8 @@ void
 pgev_stream_head(pgev_conn *conn)
 {
     pgev_node *node = conn->inflight.head;
-    if (!node || conn->expect_sync || !node->on_rows || node->row_mode_set ||
-        node->kind == PGEV_NODE_SYNC || node->kind == PGEV_NODE_COPY)
+    if (!node || conn->expect_sync || !node->on_rows || node->row_mode_set || node->prepare_pending ||
+        (node->kind != PGEV_NODE_QUERY && node->kind != PGEV_NODE_EXECUTE))
         return;
     node->row_mode_set = true;
 #ifdef HAVE_PQSETCHUNKEDROWSMODE
@@ -96,7 +96,8 @@ pgev_complete_query(pgev_conn *conn, pgev_node *node)
         if (!is_query_canceled(node->error_result))
             conn->stray_cancel = true;
     }
-    if (node->collateral && node->keep_payload && (node->sync_after || node->shared) &&
+    if (node->collateral && (node->flags & PGEV_QUERY_READONLY) && node->keep_payload &&
+        (node->sync_after || node->shared) &&
         !node->resent && !node->finished && node->rows == 0) {
         /* Hit by a cancel meant for an earlier query: it was rolled back
          * and, being read-only, runs again as if nothing happened. */
@@ -112,6 +113,8 @@ pgev_complete_query(pgev_conn *conn, pgev_node *node)
         pgev_node_resend(conn, node);
         return;
     }
+    if (node->kind == PGEV_NODE_QUERY && conn->stmts.capacity > 0 && pgev_stmt_completed(conn, node))
+        return;     /* its cached statement was lost or stale: sent again */
     if (node->finished) {
         /* Timed out or cancelled: its callback already ran. */
         if (node->sync_after)
@@ -362,6 +365,14 @@ pgev_read_results(pgev_conn *conn)
             return;
         }
 
+        if (!res && node->prepare_pending) {
+            /* The Parse of a statement the cache prepared is in; the
+             * execution's results follow. */
+            node->prepare_pending = false;
+            pgev_stmt_parsed(conn, node->stmt_name, node->status == PGEV_OK);
+            pgev_stream_head(conn);
+            continue;
+        }
         if (!res) {
             pgev_fifo_pop(&conn->inflight);
             pgev_complete_query(conn, node);

@@ -78,8 +78,12 @@ enum pgev_node_kind {
     PGEV_NODE_PREPARE,  /* PQsendPrepare */
     PGEV_NODE_EXECUTE,  /* PQsendQueryPrepared */
     PGEV_NODE_SYNC,     /* PQpipelineSync ending an atomic batch */
-    PGEV_NODE_COPY      /* PQsendQuery of a COPY, outside pipeline mode (copy.c) */
+    PGEV_NODE_COPY,     /* PQsendQuery of a COPY, outside pipeline mode (copy.c) */
+    PGEV_NODE_CLOSE     /* closes an evicted cached statement (stmtcache.c); internal */
 };
+
+/* Room for "pgev_s" and a 64-bit counter. */
+#define PGEV_STMT_NAME_MAX 28
 
 typedef struct pgev_node pgev_node;
 typedef struct pgev_timer pgev_timer;
@@ -111,6 +115,12 @@ struct pgev_node {
                              * pgev_node_ungate() (a COMMIT waiting for its
                              * transaction's statements, txn.c) */
     pgev_copy *copy;        /* PGEV_NODE_COPY: its state (copy.c), freed with the node */
+    /* Statement cache (stmtcache.c). */
+    bool cacheable;         /* a plain query the cache may prepare */
+    bool in_txn;            /* submitted by a transaction (txn.c) */
+    bool prepare_pending;   /* its Parse's results come first */
+    bool cache_retried;     /* already re-sent once after 26000/0A000 */
+    char stmt_name[PGEV_STMT_NAME_MAX]; /* the cached statement it used (or closes); "" if none */
     pgev_result_cb on_rows;
     pgev_result_cb on_done;
     void *arg;
@@ -136,8 +146,15 @@ struct pgev_node {
 typedef struct pgev_fifo {
     pgev_node *head;
     pgev_node *tail;
-    int count;              /* queries only: Sync nodes do not count */
+    int count;              /* queries only: Sync and Close nodes do not count */
 } pgev_fifo;
+
+/* Whether the node counts as a query (in pgev_fifo.count, the window). */
+static inline bool
+pgev_node_counts(const pgev_node *n)
+{
+    return n->kind != PGEV_NODE_SYNC && n->kind != PGEV_NODE_CLOSE;
+}
 
 static inline void
 pgev_fifo_push(pgev_fifo *q, pgev_node *n)
@@ -148,7 +165,7 @@ pgev_fifo_push(pgev_fifo *q, pgev_node *n)
     else
         q->head = n;
     q->tail = n;
-    if (n->kind != PGEV_NODE_SYNC)
+    if (pgev_node_counts(n))
         q->count++;
 }
 
@@ -167,7 +184,7 @@ pgev_fifo_remove(pgev_fifo *q, pgev_node *n)
         if (q->tail == cur)
             q->tail = prev;
         cur->next = NULL;
-        if (cur->kind != PGEV_NODE_SYNC)
+        if (pgev_node_counts(cur))
             q->count--;
         return true;
     }
@@ -181,7 +198,7 @@ pgev_fifo_push_front(pgev_fifo *q, pgev_node *n)
     q->head = n;
     if (!q->tail)
         q->tail = n;
-    if (n->kind != PGEV_NODE_SYNC)
+    if (pgev_node_counts(n))
         q->count++;
 }
 
@@ -195,10 +212,25 @@ pgev_fifo_pop(pgev_fifo *q)
     if (!q->head)
         q->tail = NULL;
     n->next = NULL;
-    if (n->kind != PGEV_NODE_SYNC)
+    if (pgev_node_counts(n))
         q->count--;
     return n;
 }
+
+/* ------------------------------------------------------------------------
+ * Statement cache (stmtcache.c)
+ * ------------------------------------------------------------------------ */
+
+typedef struct pgev_stmt pgev_stmt;
+
+typedef struct pgev_stmt_cache {
+    int capacity;           /* 0: off */
+    int count;
+    pgev_stmt **buckets;
+    int nbuckets;           /* a power of two */
+    pgev_stmt *newest, *oldest;
+    uint64_t next_id;       /* statement names are pgev_s<id> */
+} pgev_stmt_cache;
 
 /* ------------------------------------------------------------------------
  * Event-loop adapter (lib/loop.c): the only file that includes libevent.
@@ -299,6 +331,7 @@ struct pgev_conn {
     pgev_fifo held;
     /* LISTEN/NOTIFY subscriptions (notify.c), one per channel. */
     pgev_listener *listeners;
+    pgev_stmt_cache stmts;
 
     int64_t next_id;
     int max_pending;
@@ -394,6 +427,26 @@ bool pgev_txn_holds(const pgev_conn *conn);
 bool pgev_txn_cancel_held(pgev_conn *conn, int64_t query_id);
 /* Releases the open transaction's handle once the connection is freed. */
 void pgev_txn_conn_freed(pgev_conn *conn);
+
+/* stmtcache.c */
+int pgev_stmt_cache_init(pgev_stmt_cache *c, int capacity);
+void pgev_stmt_cache_clear(pgev_stmt_cache *c);
+void pgev_stmt_cache_free(pgev_stmt_cache *c);
+/* At send: finds or makes the node's cached statement (its name goes to
+ * node->stmt_name; *parse says whether to send the Parse first). False:
+ * send it unnamed. May send the Close of an evicted statement first. */
+bool pgev_stmt_prepare_for_send(pgev_conn *conn, pgev_node *node, bool *parse);
+/* The Parse of cached statement `name` came back: it is ready, or (!ok)
+ * dropped. */
+void pgev_stmt_parsed(pgev_conn *conn, const char *name, bool ok);
+/* Drops the cache entry `name` (if still there); close: also close it on
+ * the server, before anything pending (queued on the resend FIFO). */
+void pgev_stmt_forget(pgev_conn *conn, const char *name, bool close);
+/* At completion of a node that used a cached statement: handles a lost or
+ * stale statement; true when the node was queued to be sent again. */
+bool pgev_stmt_completed(pgev_conn *conn, pgev_node *node);
+/* query.c: hands an internal node (Close) to libpq now. */
+bool pgev_send_internal(pgev_conn *conn, pgev_node *node);
 
 /* notify.c: hands notifications libpq has parsed to their listeners. */
 void pgev_notify_deliver(pgev_conn *conn);

@@ -205,11 +205,25 @@ send_node(pgev_conn *conn, pgev_node *node)
     if (node->kind == PGEV_NODE_COPY)
         return pgev_copy_send(conn, node);
     int ok;
+    bool parse = false;
     switch (node->kind) {
     case PGEV_NODE_QUERY:
-        ok = PQsendQueryParams(conn->pg, node->sql, node->nparams, node->param_types,
-                               node->param_values, node->param_lengths, node->param_formats,
-                               node->result_format);
+        /* A query sent again because its cached statement was lost goes
+         * unnamed: it then reports the server's own error, if any. */
+        if (node->cacheable && !node->cache_retried && conn->stmts.capacity > 0 &&
+            pgev_stmt_prepare_for_send(conn, node, &parse)) {
+            /* Parse once under pgev's name, then execute by it (stmtcache.c). */
+            ok = (!parse || PQsendPrepare(conn->pg, node->stmt_name, node->sql, node->nparams,
+                                          node->param_types)) &&
+                 PQsendQueryPrepared(conn->pg, node->stmt_name, node->nparams, node->param_values,
+                                     node->param_lengths, node->param_formats, node->result_format);
+            node->prepare_pending = parse;
+        } else {
+            node->stmt_name[0] = '\0';
+            ok = PQsendQueryParams(conn->pg, node->sql, node->nparams, node->param_types,
+                                   node->param_values, node->param_lengths, node->param_formats,
+                                   node->result_format);
+        }
         break;
     case PGEV_NODE_PREPARE:
         ok = PQsendPrepare(conn->pg, node->sql, node->stmt_sql, node->nparams, node->param_types);
@@ -221,6 +235,16 @@ send_node(pgev_conn *conn, pgev_node *node)
     case PGEV_NODE_SYNC:
         ok = pipeline_sync(conn->pg);
         break;
+    case PGEV_NODE_CLOSE: {
+#ifdef HAVE_PQCLOSEPREPARED
+        ok = PQsendClosePrepared(conn->pg, node->stmt_name);
+#else
+        char sql[sizeof("DEALLOCATE \"\"") + PGEV_STMT_NAME_MAX];
+        snprintf(sql, sizeof(sql), "DEALLOCATE \"%s\"", node->stmt_name);
+        ok = PQsendQueryParams(conn->pg, sql, 0, NULL, NULL, NULL, NULL, 0);
+#endif
+        break;
+    }
     default:
         ok = 0;
         break;
@@ -299,7 +323,13 @@ can_send(const pgev_conn *conn, const pgev_node *node)
         return false;
     if (node->kind == PGEV_NODE_COPY)
         return !conn->inflight.head && !conn->expect_sync && !conn->shared_open;
-    return node->kind == PGEV_NODE_SYNC || conn->inflight.count < conn->max_inflight;
+    return !pgev_node_counts(node) || conn->inflight.count < conn->max_inflight;
+}
+
+bool
+pgev_send_internal(pgev_conn *conn, pgev_node *node)
+{
+    return send_node(conn, node);
 }
 
 void
@@ -530,6 +560,8 @@ pgev_node_resend(pgev_conn *conn, pgev_node *node)
     node->row_mode_set = false;
     node->collateral = false;
     node->cancel_sent = false;
+    node->prepare_pending = false;
+    node->stmt_name[0] = '\0';
     pgev_fifo_push(&conn->resend, node);
 }
 
@@ -781,13 +813,19 @@ pgev_submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_arg
 
     /* A read-only query may be sent again (see pgev_node_resend), so it
      * keeps its own copy of what it sends for as long as it is in flight. */
-    node->keep_payload = (args->flags & PGEV_QUERY_READONLY) && kind != PGEV_NODE_PREPARE;
+    bool readonly = (args->flags & PGEV_QUERY_READONLY) && kind != PGEV_NODE_PREPARE;
+    /* A plain query the statement cache may prepare keeps it too: it is
+     * sent again once if the server lost or invalidated the statement. */
+    node->cacheable = kind == PGEV_NODE_QUERY && conn->stmts.capacity > 0 &&
+                      !(args->flags & PGEV_QUERY_NOCACHE);
+    node->in_txn = conn->txn_submitting != PGEV_TXN_SUBMIT_NONE;
+    node->keep_payload = readonly || node->cacheable;
     /* Isolated read-only queries share Sync segments: one Sync (and, on
      * libpq < 17, one send()) per burst instead of per query. A failure
      * aborts the rest of its segment; those queries never ran and are
      * sent again (dispatch.c), so each caller sees the outcome an
      * isolated query would have had. */
-    node->shared = node->keep_payload && node->sync_after && !conn->in_batch && !conn->txn_submitting;
+    node->shared = readonly && node->sync_after && !conn->in_batch && !conn->txn_submitting;
     if (node->shared)
         node->sync_after = false;
     if (node->keep_payload || conn->pending.head || !can_send(conn, node) || pgev_txn_holds(conn)) {
