@@ -2,7 +2,7 @@
 # compare.sh: pgev against the raw libpq pipeline loop, side by side on one server.
 #
 #   bench/compare.sh [--dsn DSN] [--rounds R] [--queries N] [--rows N] [--unnamed] [--pgbench]
-#                    [--keep-logs]
+#                    [--copy [--copy-rows N]] [--keep-logs]
 #
 # Without --dsn it starts a throwaway cluster with tests/pgcluster.sh and always removes it.
 # It runs, interleaved, R rounds of each pair (the order inside a pair alternates between
@@ -21,6 +21,9 @@
 # its completion (raw-libpq's slot_p50_us/slot_p99_us, pgev-bench's p50_us/p99_us), so time
 # spent queued in the client counts the same whether pgev or the raw loop holds it.
 # --pgbench adds one `pgbench -n -S -M prepared -c 1 -T 5` run (no pipelining) as a reference.
+# --copy adds a pair per round: `psql -c '\copy ... FROM file'` against pgev-bench --workload copy,
+# both loading the same --copy-rows rows (default 1,000,000; ~33 bytes each, generated once
+# into a file) into a fresh unlogged table; the psql side is timed around the psql process.
 #
 # Environment: BUILD (default "build"): the build directory holding tools/pgev-bench and
 # bench/raw-libpq. Every run's full output is kept in a temporary directory, printed when a
@@ -47,6 +50,8 @@ queries=300000
 rows=2000000
 run_pgbench=no
 run_unnamed=no
+run_copy=no
+copy_rows=1000000
 keep_logs=no
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -56,6 +61,8 @@ while [[ $# -gt 0 ]]; do
     --rows) [[ $# -ge 2 ]] || die "--rows needs a value"; rows=$2; shift 2 ;;
     --pgbench) run_pgbench=yes; shift ;;
     --unnamed) run_unnamed=yes; shift ;;
+    --copy) run_copy=yes; shift ;;
+    --copy-rows) [[ $# -ge 2 ]] || die "--copy-rows needs a value"; copy_rows=$2; shift 2 ;;
     --keep-logs) keep_logs=yes; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
@@ -64,6 +71,7 @@ done
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "--rounds needs a positive integer"
 [[ "$queries" =~ ^[1-9][0-9]*$ ]] || die "--queries needs a positive integer"
 [[ "$rows" =~ ^[1-9][0-9]*$ ]] || die "--rows needs a positive integer"
+[[ "$copy_rows" =~ ^[1-9][0-9]*$ ]] || die "--copy-rows needs a positive integer"
 
 # A relative BUILD is taken from the current directory, else from the source tree.
 build=${BUILD:-build}
@@ -141,6 +149,27 @@ pgev_batch=("$pgev_bench" --dsn "$dsn" --queries "$queries" --window 2000 --batc
 raw_stream=("$raw_libpq" --dsn "$dsn" --workload stream --rows "$rows")
 pgev_stream=("$pgev_bench" --dsn "$dsn" --workload stream --rows "$rows")
 raw_unnamed=("$raw_libpq" --dsn "$dsn" --queries "$queries" --window 1000 --sync-every 1 --unnamed)
+pgev_copy=("$pgev_bench" --dsn "$dsn" --workload copy --rows "$copy_rows")
+
+# psql_copy: \copy of the generated file into a fresh table (made before the clock starts), with
+# the same key=value line as pgev-bench's copy workload.
+copy_file=""
+psql_copy() {
+    psql -X -q -v ON_ERROR_STOP=1 "$dsn" \
+        -c "DROP TABLE IF EXISTS pgev_bench_copy" \
+        -c "CREATE UNLOGGED TABLE pgev_bench_copy (id bigint, name text)" || return 1
+    local t0 t1
+    t0=$(date +%s.%N)
+    psql -X -q -v ON_ERROR_STOP=1 "$dsn" -c "\\copy pgev_bench_copy (id, name) FROM '$copy_file'" || return 1
+    t1=$(date +%s.%N)
+    awk -v n="$copy_rows" -v a="$t0" -v b="$t1" \
+        'BEGIN { printf "workload=copy impl=psql rows=%d rows_per_s=%.0f\n", n, n / (b - a) }'
+}
+if [[ "$run_copy" = yes ]]; then
+    command -v psql >/dev/null 2>&1 || die "--copy needs psql"
+    copy_file=$logs/copy-rows.txt
+    awk -v n="$copy_rows" 'BEGIN { for (i = 1; i <= n; i++) printf "%d\tname-%020d\n", i, i }' >"$copy_file"
+fi
 pgev_unnamed=("$pgev_bench" --dsn "$dsn" --queries "$queries" --window 1000 --unnamed)
 
 echo "$prog: $rounds rounds, $queries queries per point run, $rows rows per stream" >&2
@@ -157,6 +186,10 @@ for ((r = 1; r <= rounds; r++)); do
             run "raw-unnamed.r$r" "${raw_unnamed[@]}"
             run "pgev-unnamed.r$r" "${pgev_unnamed[@]}"
         fi
+        if [[ "$run_copy" = yes ]]; then
+            run "psql-copy.r$r" psql_copy
+            run "pgev-copy.r$r" "${pgev_copy[@]}"
+        fi
     else
         run "pgev-iso.r$r" "${pgev_iso[@]}"
         run "raw-iso.r$r" "${raw_iso[@]}"
@@ -167,6 +200,10 @@ for ((r = 1; r <= rounds; r++)); do
         if [[ "$run_unnamed" = yes ]]; then
             run "pgev-unnamed.r$r" "${pgev_unnamed[@]}"
             run "raw-unnamed.r$r" "${raw_unnamed[@]}"
+        fi
+        if [[ "$run_copy" = yes ]]; then
+            run "pgev-copy.r$r" "${pgev_copy[@]}"
+            run "psql-copy.r$r" psql_copy
         fi
     fi
 done
@@ -217,6 +254,13 @@ fi
 if [[ -n "$pgbench_tps" ]]; then
     printf '%-34s %12.0f\n' "pgbench -S -M prepared -c 1 tps" "$pgbench_tps"
 fi
+copy_ratio=n/a
+if [[ "$run_copy" = yes ]]; then
+    echo
+    printf '%-34s %12s %12s %9s\n' "" "psql \\copy" "pgev" "pgev/psql"
+    row "COPY FROM STDIN rows/s ($copy_rows)" rows_per_s psql-copy pgev-copy ""
+    copy_ratio=$(ratio "$(median rows_per_s pgev-copy)" "$(median rows_per_s psql-copy)")
+fi
 
 iso_ratio=$(ratio "$(median qps pgev-iso)" "$(median qps raw-iso)")
 batch_ratio=$(ratio "$(median qps pgev-batch)" "$(median qps raw-batch)")
@@ -228,4 +272,4 @@ fi
 echo
 echo "compare rounds=$rounds queries=$queries rows=$rows isolated_ratio=$iso_ratio" \
     "batched_ratio=$batch_ratio stream_ratio=$stream_ratio stream_rss_kb=$(median rss_kb pgev-stream)" \
-    "unnamed_ratio=$unnamed_ratio pgbench_tps=${pgbench_tps:-0}"
+    "unnamed_ratio=$unnamed_ratio copy_ratio=$copy_ratio pgbench_tps=${pgbench_tps:-0}"

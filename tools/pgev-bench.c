@@ -17,7 +17,7 @@
  *           sent on a schedule and latency counts from the scheduled send
  *           time, so a stall shows up in the distribution instead of
  *           silently slowing the sender down.
- *   copy:   COPY FROM STDIN of N rows (needs pgev's COPY API).
+ *   copy:   COPY FROM STDIN of N rows into an unlogged table, in 64 kB writes.
  *
  * Prints a table, then one machine-readable line of key=value pairs
  * (bench/compare.sh parses it); with --plot, a PNG of the latency
@@ -45,6 +45,9 @@
 #define INT4_SQL "SELECT $1::int4"
 #define ACCOUNTS_SQL "SELECT aid, abalance FROM pgbench_accounts WHERE aid = $1"
 #define STREAM_SQL_FMT "SELECT g, repeat('x',100) FROM generate_series(1,%" PRId64 ") g"
+/* copy: an unlogged table of its own, rows "id<TAB>name" of ~40 bytes. */
+#define COPY_TABLE "pgev_bench_copy"
+#define COPY_CHUNK_BYTES (64 * 1024)
 #define STATEMENT_NAME "s"
 #define INT4_OID 23
 #define ACCOUNTS_PER_SCALE 100000
@@ -150,6 +153,13 @@ struct bench {
     uint64_t bytes_seen;
     uint64_t first_row_ns;
     int64_t deliveries;
+
+    /* copy: rows are written in chunks of whole rows */
+    char *copy_chunk;
+    size_t copy_chunk_len;   /* bytes of the chunk not yet accepted (0: build the next) */
+    int64_t copy_chunk_rows; /* rows in it */
+    int64_t copy_refusals;   /* writes refused with "buffer full" */
+    int64_t copy_affected;   /* the COPY's own row count */
 
     histogram latency;
     timeline throughput;
@@ -673,6 +683,7 @@ static void on_pool_conn_init(pgev_pool *pool, pgev_conn *conn, void *arg)
 }
 
 static void on_stream_connect(pgev_conn *conn, const pgev_error *err, void *arg);
+static void on_copy_connect(pgev_conn *conn, const pgev_error *err, void *arg);
 
 static bool open_pool(bench *b)
 {
@@ -709,7 +720,9 @@ static bool open_conns(bench *b)
         pgev_conn_options options = {
             .max_inflight = (int)b->opt.window,
             .max_pending = pending > PGEV_DEFAULT_MAX_PENDING ? (int)pending : PGEV_DEFAULT_MAX_PENDING,
-            .on_connect = b->opt.workload == WORKLOAD_STREAM ? on_stream_connect : on_connect,
+            .on_connect = b->opt.workload == WORKLOAD_STREAM ? on_stream_connect
+                        : b->opt.workload == WORKLOAD_COPY  ? on_copy_connect
+                                                            : on_connect,
             .on_disconnect = on_disconnect,
             .arg = bc,
         };
@@ -788,6 +801,104 @@ static void on_stream_connect(pgev_conn *conn, const pgev_error *err, void *arg)
     bench_start(b);
     if (pgev_conn_submit(conn, &args) < 0)
         bench_fail(b, "submit refused", pgev_conn_errmsg(conn));
+}
+
+/* ------------------------------------------------------------------------
+ * copy: COPY FROM STDIN of --rows rows into an unlogged table
+ * ------------------------------------------------------------------------ */
+
+/* Fills the chunk with the next whole rows. */
+static void copy_fill(bench *b)
+{
+    size_t len = 0;
+    int64_t rows = 0;
+    while (b->rows_seen + rows < b->opt.rows && len + 64 <= COPY_CHUNK_BYTES) {
+        int64_t id = b->rows_seen + rows + 1;
+        len += (size_t)snprintf(b->copy_chunk + len, COPY_CHUNK_BYTES - len, "%" PRId64 "\tname-%020" PRId64 "\n",
+                                id, id);
+        rows++;
+    }
+    b->copy_chunk_len = len;
+    b->copy_chunk_rows = rows;
+}
+
+static void on_copy_ready(pgev_conn *conn, pgev_copy *copy, void *arg)
+{
+    bench *b = arg;
+    (void)conn;
+    for (;;) {
+        if (b->copy_chunk_len == 0) {
+            if (b->rows_seen >= b->opt.rows)
+                break;
+            copy_fill(b);
+        }
+        int rc = pgev_copy_write(copy, b->copy_chunk, b->copy_chunk_len);
+        if (rc == 1) {
+            b->copy_refusals++;
+            return;                 /* on_ready again once libpq's buffer drained */
+        }
+        if (rc != PGEV_OK) {
+            bench_fail(b, "pgev_copy_write", pgev_strerror(rc));
+            return;
+        }
+        b->bytes_seen += b->copy_chunk_len;
+        b->rows_seen += b->copy_chunk_rows;
+        b->deliveries++;
+        b->copy_chunk_len = 0;
+        if (!timeline_add(&b->throughput, now_ns() - b->started_ns, (uint64_t)b->copy_chunk_rows)) {
+            bench_fail(b, "timeline", "out of memory");
+            return;
+        }
+    }
+    int rc = pgev_copy_end(copy, NULL);
+    if (rc != PGEV_OK && rc != 1)
+        bench_fail(b, "pgev_copy_end", pgev_strerror(rc));
+}
+
+static void on_copy_done(pgev_conn *conn, pgev_result *res, void *arg)
+{
+    bench *b = arg;
+    (void)conn;
+    b->finished_ns = now_ns();
+    if (pgev_result_status(res) != PGEV_OK) {
+        bench_fail(b, "COPY failed", pgev_error_message(pgev_result_error(res)));
+        return;
+    }
+    b->copy_affected = pgev_result_rows_affected(res);
+    b->completed = 1;
+    bench_finish(b);
+}
+
+/* The table is (re)made before the clock starts: its completion starts it. */
+static void on_copy_table(pgev_conn *conn, pgev_result *res, void *arg)
+{
+    bench *b = arg;
+    if (pgev_result_status(res) != PGEV_OK) {
+        bench_fail(b, "cannot create " COPY_TABLE, pgev_error_message(pgev_result_error(res)));
+        return;
+    }
+    bench_start(b);
+    if (pgev_conn_copy_in(conn, "COPY " COPY_TABLE " (id, name) FROM STDIN", on_copy_ready, on_copy_done, b) < 0)
+        bench_fail(b, "COPY refused", pgev_conn_errmsg(conn));
+}
+
+static void on_copy_connect(pgev_conn *conn, const pgev_error *err, void *arg)
+{
+    bench_conn *bc = arg;
+    bench *b = bc->bench;
+    if (err) {
+        bench_fail(b, "cannot connect", pgev_error_message(err));
+        return;
+    }
+    b->conns_ready++;
+    b->copy_chunk = malloc(COPY_CHUNK_BYTES);
+    if (!b->copy_chunk) {
+        bench_fail(b, "copy", "out of memory");
+        return;
+    }
+    if (pgev_conn_query(conn, "DROP TABLE IF EXISTS " COPY_TABLE, NULL, NULL) < 0 ||
+        pgev_conn_query(conn, "CREATE UNLOGGED TABLE " COPY_TABLE " (id bigint, name text)", on_copy_table, b) < 0)
+        bench_fail(b, "setup refused", pgev_conn_errmsg(conn));
 }
 
 /* ------------------------------------------------------------------------
@@ -904,6 +1015,32 @@ static int stream_report(bench *b)
     printf("workload=stream impl=pgev rows=%" PRId64 " rows_per_s=%.0f p50_us=0 p99_us=0"
            " cpu_pct=%.1f rss_kb=%ld first_row_us=%.1f total_us=%.1f loop_lag_ms=%.1f\n",
            b->rows_seen, s.per_s, s.cpu_pct, s.rss_kb, first_row_us, total_us, s.lag_ms);
+    return status;
+}
+
+static int copy_report(bench *b)
+{
+    int status = 0;
+    summary s = summarise(b, b->rows_seen);
+    if (b->rows_seen != b->opt.rows || b->copy_affected != b->opt.rows) {
+        fprintf(stderr, "pgev-bench: wrote %" PRId64 " rows, the server copied %" PRId64 ", expected %" PRId64 "\n",
+                b->rows_seen, b->copy_affected, b->opt.rows);
+        status = 1;
+    }
+    double mb_per_s = s.wall_s > 0 ? (double)b->bytes_seen / s.wall_s / 1e6 : 0.0;
+    printf("pgev %s copy: %" PRId64 " rows of ~%.0f bytes, COPY FROM STDIN into an unlogged table\n",
+           PGEV_VERSION_STRING, b->opt.rows, b->rows_seen ? (double)b->bytes_seen / (double)b->rows_seen : 0.0);
+    printf("  %-16s %12" PRId64 " in %" PRId64 " writes (%" PRId64 " refused: buffer full)\n", "rows",
+           b->rows_seen, b->deliveries, b->copy_refusals);
+    printf("  %-16s %12" PRIu64 "\n", "bytes", b->bytes_seen);
+    printf("  %-16s %12.3f\n", "seconds", s.wall_s);
+    printf("  %-16s %12.0f\n", "rows/s", s.per_s);
+    printf("  %-16s %12.1f\n", "MB/s", mb_per_s);
+    printf("  %-16s %12.1f\n", "client CPU %", s.cpu_pct);
+    printf("  %-16s %12ld\n", "peak RSS KB", s.rss_kb);
+    printf("workload=copy impl=pgev rows=%" PRId64 " rows_per_s=%.0f mb_per_s=%.1f p50_us=0 p99_us=0"
+           " cpu_pct=%.1f rss_kb=%ld refusals=%" PRId64 "\n",
+           b->rows_seen, s.per_s, mb_per_s, s.cpu_pct, s.rss_kb, b->copy_refusals);
     return status;
 }
 
@@ -1252,10 +1389,6 @@ static bool make_requests(bench *b)
 
 static int run(bench *b)
 {
-    if (b->opt.workload == WORKLOAD_COPY) {
-        fprintf(stderr, "pgev-bench: copy workload needs the COPY API\n");
-        return 2;
-    }
     b->base = event_base_new();
     if (!b->base || !make_requests(b)) {
         fprintf(stderr, "pgev-bench: out of memory\n");
@@ -1274,7 +1407,9 @@ static int run(bench *b)
         bench_fail(b, "event loop", "event_base_dispatch failed");
     if (!opened || b->failed)
         return 1;
-    int status = b->opt.workload == WORKLOAD_STREAM ? stream_report(b) : query_report(b);
+    int status = b->opt.workload == WORKLOAD_STREAM ? stream_report(b)
+               : b->opt.workload == WORKLOAD_COPY ? copy_report(b)
+                                                  : query_report(b);
     fflush(stdout);
     if (b->opt.plot && plot(b, b->opt.plot) != 0)
         status = 1;
@@ -1299,6 +1434,7 @@ static void cleanup(bench *b)
     timeline_free(&b->throughput);
     free(b->requests);
     free(b->conns);
+    free(b->copy_chunk);
 }
 
 int main(int argc, char **argv)
@@ -1308,7 +1444,8 @@ int main(int argc, char **argv)
     if (status != 0)
         return status;
     b.naccounts = (uint32_t)(b.opt.scale * ACCOUNTS_PER_SCALE);
-    b.query_flags = (b.opt.binary ? PGEV_QUERY_BINARY : 0u) | (b.opt.readonly ? PGEV_QUERY_READONLY : 0u);
+    b.query_flags = (b.opt.binary ? PGEV_QUERY_BINARY : 0u) | (b.opt.readonly ? PGEV_QUERY_READONLY : 0u) |
+                    (b.opt.unnamed ? PGEV_QUERY_NOCACHE : 0u); /* --unnamed: parsed every time */
     b.progress_line = isatty(STDERR_FILENO) != 0;
     status = run(&b);
     cleanup(&b);
