@@ -162,13 +162,7 @@ copy_result(pgev_conn *conn, pgev_node *node)
             pgev_mark_broken(conn, "connection lost during COPY");
             return false;
         }
-        if (node->status == PGEV_OK) {
-            node->status = PGEV_ESERVER;
-            PQclear(node->error_result);
-            node->error_result = res;
-        } else {
-            PQclear(res);
-        }
+        pgev_node_keep_error(node, res);
         return true;
     default:
         /* COMMAND_OK with the COPY's count (or whatever a statement

@@ -67,6 +67,18 @@ is_fatal(const PGresult *res)
     return sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0);
 }
 
+void
+pgev_node_keep_error(pgev_node *node, PGresult *res)
+{
+    if (node->status == PGEV_OK) {
+        node->status = PGEV_ESERVER;
+        PQclear(node->error_result);
+        node->error_result = res;
+    } else {
+        PQclear(res);
+    }
+}
+
 /* The first failure inside an atomic batch is what the batch reports. */
 void
 pgev_segment_failure(pgev_conn *conn, int status, const pgev_error *err)
@@ -242,13 +254,7 @@ query_result(pgev_conn *conn, pgev_node *node, PGresult *res)
              * target finished, or early, before a shared segment reached it. */
             node->collateral = true;
         }
-        if (node->status == PGEV_OK) {
-            node->status = PGEV_ESERVER;
-            PQclear(node->error_result);
-            node->error_result = res;
-        } else {
-            PQclear(res);
-        }
+        pgev_node_keep_error(node, res);
         return true;
     case PGRES_PIPELINE_ABORTED:
         if (node->status == PGEV_OK)

@@ -414,6 +414,9 @@ void pgev_cancel_jobs_free(pgev_conn *conn);
 
 /* dispatch.c */
 void pgev_read_results(pgev_conn *conn);
+/* A server error for the node: the first one is its outcome (it takes res),
+ * later ones are dropped. */
+void pgev_node_keep_error(pgev_node *node, PGresult *res);
 /* Chooses streaming for the head query if it asks for it (see there). */
 void pgev_stream_head(pgev_conn *conn);
 /* The head query's last result is in (it was popped): runs its on_done. */

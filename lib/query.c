@@ -200,8 +200,12 @@ pgev_close_shared_segment(pgev_conn *conn)
 static bool
 send_node(pgev_conn *conn, pgev_node *node)
 {
-    if (conn->shared_open && !node->shared && !pgev_close_shared_segment(conn))
+    if (conn->shared_open && !node->shared && !pgev_close_shared_segment(conn)) {
+        /* Broken: the node still completes with the connection's fate. */
+        node->sent = true;
+        pgev_fifo_push(&conn->inflight, node);
         return false;
+    }
     if (node->kind == PGEV_NODE_COPY)
         return pgev_copy_send(conn, node);
     int ok;
@@ -544,8 +548,14 @@ pgev_node_abandon(pgev_conn *conn, pgev_node *node, int code, const char *msg)
      * cancelling queries that are about to finish anyway would only
      * send stray cancels after them. */
     bool may_cancel = conn->inflight.head == node || (code == PGEV_ETIMEOUT && in_shared_prefix(conn, node));
-    if (!conn->free_requested && !conn->expect_sync && !node->cancel_sent && conn->pg && may_cancel &&
-        PQconsumeInput(conn->pg) && PQisBusy(conn->pg))
+    if (conn->free_requested || conn->expect_sync || node->cancel_sent || !conn->pg || !may_cancel)
+        return;
+    /* Reading here may take in the last of what the server sent, which no
+     * socket event would announce again: the read loop must come back. */
+    bool input_ok = PQconsumeInput(conn->pg);
+    conn->more_results = true;
+    pgev_loop_defer(conn->loop);
+    if (input_ok && PQisBusy(conn->pg))
         pgev_cancel_running(conn, node);
 }
 

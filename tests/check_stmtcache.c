@@ -66,7 +66,7 @@ START_TEST(repeated_sql_runs_by_name)
     static const char *const sql = "SELECT $1::int * 2";
     tu_query q[50];
     memset(q, 0, sizeof q);
-    static char vals[50][8];
+    static char vals[50][16];
     const char *params[50][1];
     for (int i = 0; i < 50; i++) {
         snprintf(vals[i], sizeof vals[i], "%d", i);
