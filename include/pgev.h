@@ -1135,8 +1135,12 @@ PGEV_API int pgev_copy_end(pgev_copy *copy, const char *errmsg);
  * Lost connections are replaced, reconnecting with jittered exponential
  * backoff (at most PGEV_POOL_BACKOFF_MAX_MS between attempts, one attempt
  * at a time while the server keeps refusing). Queries still in the pool's
- * queue are never lost with a connection: they go to another one. Queries
- * already handed to the connection that died complete with PGEV_ECONNLOST.
+ * queue are never lost with a connection: they go to another one, and so
+ * do queries the dead connection had not yet sent (pgev_result_sent() 0),
+ * within their queue deadline. A query already sent on it completes with
+ * PGEV_ECONNLOST, unless it is flagged PGEV_QUERY_RETRY_SAFE (or
+ * PGEV_QUERY_READONLY): then it is sent again on another connection, up
+ * to three times in all. pgev_pool_stats_t.queries_retried counts both.
  *
  * One periodic timer (every PGEV_POOL_MAINTENANCE_MS) closes idle and
  * too-old connections and opens connections up to min_conns, so an open

@@ -11,7 +11,14 @@
  * Every connection lives in a slot, and every slot is on one list; its
  * state (below) says what it is doing, and pool->nslots[] counts slots per
  * state, so the sizes in the statistics are counts kept by the one state
- * setter (slot_set_state).
+ * setter (slot_set_state). Standby slots (standby_conninfo) are on the same
+ * list but counted apart (pool->nstandby[]): they take only read-only pool
+ * queries, never acquires, and have their own size limits and backoff.
+ *
+ * A pool query keeps a copy of its arguments until it completes, so that
+ * one its connection lost before sending it, or one the caller marked
+ * safe to retry (PGEV_QUERY_RETRY_SAFE, PGEV_QUERY_READONLY), goes to
+ * another connection instead of failing.
  *
  * Freeing a pgev_conn from inside one of its own callbacks is deferred by
  * the connection layer, and a deferred free still calls back into us. So
@@ -78,6 +85,8 @@ struct pool_slot {
     int resets_running;         /* RESETTING: reset queries not yet complete */
     bool reset_failed;
     bool lost;                  /* ACQUIRED: the connection died while held */
+    bool standby;               /* a standby_conninfo connection: read-only queries only */
+    bool checking;              /* READY, running the health check: takes nothing */
     uint64_t created_ms;
     uint64_t expires_ms;        /* 0: no lifetime limit */
     uint64_t last_used_ms;      /* for the idle timeout */
@@ -88,6 +97,9 @@ struct pool_query {
     pool_slot *slot;            /* once dispatched */
     int64_t id;
     uint64_t deadline_ms;       /* while queued */
+    uint64_t query_deadline_ms; /* its own timeout, from the submit; 0: none */
+    uint64_t queue_deadline_ms; /* submit + queue_timeout_ms: a re-queued query keeps it */
+    int retries;                /* times sent again after its connection lost it once sent */
     pgev_query_args args;       /* on_done/on_rows/arg are the user's; pointers into payload */
     char *payload;              /* NULL when dispatched at submit time (args not kept) */
 };
@@ -116,11 +128,15 @@ struct pgev_pool {
     int stmt_cache_size;
     int acquire_timeout_ms, max_waiters, queue_timeout_ms, max_pending;
     int idle_timeout_ms, max_lifetime_ms;
+    int query_timeout_ms, health_check_idle_ms;
+    char *standby_conninfo;     /* NULL: no standbys */
+    int standby_min_conns, standby_max_conns;
     pgev_pool_init_cb on_conn_init;
     void *arg;
 
     pool_slot *slots;
-    int nslots[SLOT_NSTATES];
+    int nslots[SLOT_NSTATES];   /* primary slots per state */
+    int nstandby[SLOT_NSTATES]; /* standby slots per state */
     pool_query *queue_head, *queue_tail;
     int queued;
     pool_waiter *waiters_head, *waiters_tail;
@@ -144,6 +160,9 @@ struct pgev_pool {
 
     int connect_failures;       /* consecutive; 0 after a successful connect */
     uint64_t backoff_until_ms;  /* no new connection before this */
+    int standby_failures;       /* the same for standby connections */
+    uint64_t standby_backoff_until_ms;
+    bool standby_wanted;        /* a read-only query found no standby with room */
     uint64_t rng;
     bool grow_wanted;           /* dispatch found every connection busy */
     int64_t next_id;
@@ -325,8 +344,9 @@ slot_set_state(pool_slot *slot, slot_state next)
     default:
         assert(!"unknown slot state");
     }
-    pool->nslots[slot->state]--;
-    pool->nslots[next]++;
+    int *counts = slot->standby ? pool->nstandby : pool->nslots;
+    counts[slot->state]--;
+    counts[next]++;
     slot->state = next;
 }
 
@@ -365,18 +385,44 @@ slot_expired(const pool_slot *slot, uint64_t now)
 static bool
 slot_dispatchable(const pool_slot *slot)
 {
-    return slot->state == SLOT_READY && slot->outstanding < slot->pool->conn_max_inflight &&
+    return slot->state == SLOT_READY && !slot->checking &&
+           slot->outstanding < slot->pool->conn_max_inflight &&
            pgev_conn_state(slot->conn) == PGEV_CONN_READY;
 }
 
 static pool_slot *
-least_loaded(pgev_pool *pool)
+least_loaded(pgev_pool *pool, bool standby)
 {
     pool_slot *best = NULL;
     for (pool_slot *s = pool->slots; s; s = s->next)
-        if (slot_dispatchable(s) && (!best || s->outstanding < best->outstanding))
+        if (s->standby == standby && slot_dispatchable(s) && (!best || s->outstanding < best->outstanding))
             best = s;
     return best;
+}
+
+/* Where a query goes now: read-only ones to the least-loaded standby with
+ * room, else (like every other query) to the least-loaded primary one. */
+static pool_slot *
+pick_slot(pgev_pool *pool, const pool_query *pq)
+{
+    if (pool->standby_conninfo && (pq->args.flags & PGEV_QUERY_READONLY)) {
+        pool_slot *s = least_loaded(pool, true);
+        if (s)
+            return s;
+        pool->standby_wanted = true;
+    }
+    return least_loaded(pool, false);
+}
+
+/* Slots of one kind that are not retired, and of those the ones on their
+ * way up. */
+static int
+live_slots(const int *counts)
+{
+    int live = 0;
+    for (int st = 0; st < SLOT_NSTATES; st++)
+        live += st == SLOT_RETIRED ? 0 : counts[st];
+    return live;
 }
 
 static pool_slot *
@@ -392,12 +438,13 @@ static void on_conn_connect(pgev_conn *conn, const pgev_error *err, void *arg);
 static void on_conn_disconnect(pgev_conn *conn, const pgev_error *err, void *arg);
 
 static void
-open_slot(pgev_pool *pool, uint64_t now)
+open_slot(pgev_pool *pool, uint64_t now, bool standby)
 {
     pool_slot *slot = calloc(1, sizeof(*slot));
     if (!slot)
         return;
     slot->pool = pool;
+    slot->standby = standby;
     slot->state = SLOT_CONNECTING;
     slot->created_ms = now;
     slot->last_used_ms = now;
@@ -413,7 +460,7 @@ open_slot(pgev_pool *pool, uint64_t now)
         .on_disconnect = on_conn_disconnect,
         .arg = slot,
     };
-    slot->conn = pgev_conn_new(pool->base, pool->conninfo, &copts);
+    slot->conn = pgev_conn_new(pool->base, standby ? pool->standby_conninfo : pool->conninfo, &copts);
     if (!slot->conn) {
         free(slot);
         pool->stats.connect_failures++;
@@ -425,7 +472,7 @@ open_slot(pgev_pool *pool, uint64_t now)
     if (pool->slots)
         pool->slots->prev = slot;
     pool->slots = slot;
-    pool->nslots[SLOT_CONNECTING]++;
+    (standby ? pool->nstandby : pool->nslots)[SLOT_CONNECTING]++;
 }
 
 /* Frees a RETIRED slot's connection and the slot. From service() only: no
@@ -442,23 +489,25 @@ reap_slot(pgev_pool *pool, pool_slot *slot)
         pool->slots = slot->next;
     if (slot->next)
         slot->next->prev = slot->prev;
-    pool->nslots[SLOT_RETIRED]--;
+    (slot->standby ? pool->nstandby : pool->nslots)[SLOT_RETIRED]--;
     assert(slot->outstanding == 0);
     free(slot);
 }
 
 /* ---- connection callbacks ----------------------------------------------- */
 
-static void
-backoff(pgev_pool *pool, uint64_t now)
+/* After `failures` consecutive failed connects: no new one before the
+ * returned time. */
+static uint64_t
+backoff(pgev_pool *pool, int failures, uint64_t now)
 {
-    int shift = pool->connect_failures < 10 ? pool->connect_failures : 10;
+    int shift = failures < 10 ? failures : 10;
     uint64_t delay = 50u << shift; /* 100 ms after the first failure, doubling */
     if (delay > PGEV_POOL_BACKOFF_MAX_MS)
         delay = PGEV_POOL_BACKOFF_MAX_MS;
     /* Jitter: anywhere in [delay/2, delay], so that pools restarted together spread out. */
     delay = delay / 2 + pool_random(pool) % (delay / 2 + 1);
-    pool->backoff_until_ms = now + delay;
+    return now + delay;
 }
 
 static void
@@ -473,15 +522,22 @@ on_conn_connect(pgev_conn *conn, const pgev_error *err, void *arg)
     uint64_t now = now_ms();
     if (err) {
         pool->stats.connect_failures++;
-        pool->connect_failures++;
         note_conn_error(pool, conn, err);
-        backoff(pool, now);
+        if (slot->standby)
+            pool->standby_backoff_until_ms = backoff(pool, ++pool->standby_failures, now);
+        else
+            pool->backoff_until_ms = backoff(pool, ++pool->connect_failures, now);
         slot_retire(slot);
     } else {
         pool->stats.connects++;
-        pool->connect_failures = 0;
-        pool->backoff_until_ms = 0;
-        pool->last_conn_error[0] = '\0';
+        if (slot->standby) {
+            pool->standby_failures = 0;
+            pool->standby_backoff_until_ms = 0;
+        } else {
+            pool->connect_failures = 0;
+            pool->backoff_until_ms = 0;
+            pool->last_conn_error[0] = '\0';
+        }
         slot->last_used_ms = now;
         if (pool->on_conn_init) {
             slot_set_state(slot, SLOT_INIT);
@@ -524,12 +580,42 @@ on_conn_disconnect(pgev_conn *conn, const pgev_error *err, void *arg)
 }
 
 /* Completion of a pool query on its connection. */
+static void requeue_front(pgev_pool *pool, pool_query *pq);
+
+/* Attempts for a query marked safe to retry whose connection was lost
+ * after it was sent (several connections may be dying at once). */
+#define POOL_RETRY_MAX 3
+
+/* A query its connection lost: sent again elsewhere when it never left
+ * the connection (as often as that happens, within its queue deadline), or
+ * when the caller said running it twice is harmless (POOL_RETRY_MAX). */
+static bool
+worth_retrying(const pgev_pool *pool, const pool_query *pq, const pgev_result *res)
+{
+    if (pgev_result_status(res) != PGEV_ECONNLOST || pool->state != POOL_OPEN || pool->free_requested)
+        return false;
+    if (!pgev_result_sent(res))
+        return true;
+    return (pq->args.flags & (PGEV_QUERY_RETRY_SAFE | PGEV_QUERY_READONLY)) && pq->retries < POOL_RETRY_MAX;
+}
+
 static void
 on_query_done(pgev_conn *conn, pgev_result *res, void *arg)
 {
     pool_query *pq = arg;
     pool_slot *slot = pq->slot;
     pgev_pool *pool = slot->pool;
+    if (!pool->zombie && worth_retrying(pool, pq, res)) {
+        slot->outstanding--;
+        pool->outstanding--;
+        if (pgev_result_sent(res))
+            pq->retries++;
+        pq->slot = NULL;
+        pool->stats.queries_retried++;
+        requeue_front(pool, pq);
+        kick(pool);
+        return;
+    }
     pgev_result_cb cb = pq->args.on_done;
     void *user = pq->args.arg;
     free(pq->payload);
@@ -618,6 +704,11 @@ dispatch(pgev_pool *pool, pool_slot *slot, pool_query *pq)
     args.on_done = on_query_done;
     args.on_rows = pq->args.on_rows ? on_query_rows : NULL;
     args.arg = pq;
+    if (pq->query_deadline_ms) {
+        /* What is left of its timeout after the time in the pool's queue. */
+        uint64_t now = now_ms();
+        args.timeout_ms = pq->query_deadline_ms > now ? (int)(pq->query_deadline_ms - now) : 1;
+    }
     pq->slot = slot;
     int64_t rc = pgev_conn_submit(slot->conn, &args);
     if (rc < 0) {
@@ -625,8 +716,12 @@ dispatch(pgev_pool *pool, pool_slot *slot, pool_query *pq)
         pool_refuse(pool, "%s", pgev_conn_errmsg(slot->conn));
         return rc;
     }
-    if (slot->outstanding > 0)
+    if (slot->standby)
+        pool->stats.queries_standby++;
+    else if (slot->outstanding > 0)
         pool->grow_wanted = true; /* even the least-loaded connection is busy */
+    if (slot->standby && slot->outstanding > 0)
+        pool->standby_wanted = true;
     slot->outstanding++;
     pool->outstanding++;
     return rc;
@@ -724,28 +819,7 @@ pgev_pool_submit(pgev_pool *pool, const pgev_query_args *args)
         return PGEV_ENOMEM;
     }
     pq->id = ++pool->next_id;
-
-    /* Straight to a connection when nothing queued is ahead of it. */
-    pool_slot *slot = pool->queue_head ? NULL : least_loaded(pool);
-    if (slot) {
-        pq->args = *args;
-        int64_t rc = dispatch(pool, slot, pq);
-        if (rc < 0) {
-            free(pq);
-            return rc;
-        }
-        pool->stats.queries++;
-        if (pool->grow_wanted)
-            kick(pool);
-        return pq->id;
-    }
-
-    if (pool->queued >= pool->max_pending) {
-        free(pq);
-        pool_refuse(pool, "the pool's queue is full (%d queries waiting for a connection)",
-                    pool->queued);
-        return PGEV_EQUEUEFULL;
-    }
+    /* Kept until it completes: it may have to go to another connection. */
     int rc = copy_args(pq, args);
     if (rc < 0) {
         free(pq);
@@ -753,7 +827,35 @@ pgev_pool_submit(pgev_pool *pool, const pgev_query_args *args)
                                                   : "binary parameter without a length");
         return rc;
     }
-    pq->deadline_ms = now_ms() + (uint64_t)pool->queue_timeout_ms;
+    int timeout_ms = args->timeout_ms == 0 ? pool->query_timeout_ms : args->timeout_ms;
+    uint64_t now = now_ms();
+    if (timeout_ms > 0)
+        pq->query_deadline_ms = now + (uint64_t)timeout_ms;
+    pq->queue_deadline_ms = now + (uint64_t)pool->queue_timeout_ms;
+
+    /* Straight to a connection when nothing queued is ahead of it. */
+    pool_slot *slot = pool->queue_head ? NULL : pick_slot(pool, pq);
+    if (slot) {
+        int64_t drc = dispatch(pool, slot, pq);
+        if (drc < 0) {
+            free(pq->payload);
+            free(pq);
+            return drc;
+        }
+        pool->stats.queries++;
+        if (pool->grow_wanted || pool->standby_wanted)
+            kick(pool);
+        return pq->id;
+    }
+
+    if (pool->queued >= pool->max_pending) {
+        free(pq->payload);
+        free(pq);
+        pool_refuse(pool, "the pool's queue is full (%d queries waiting for a connection)",
+                    pool->queued);
+        return PGEV_EQUEUEFULL;
+    }
+    pq->deadline_ms = pq->queue_deadline_ms;
     if (pool->queue_tail)
         pool->queue_tail->next = pq;
     else
@@ -944,7 +1046,7 @@ grantable(pgev_pool *pool)
 {
     pool_slot *ready = NULL;
     for (pool_slot *s = pool->slots; s; s = s->next) {
-        if (s->outstanding != 0 || pgev_conn_state(s->conn) != PGEV_CONN_READY)
+        if (s->standby || s->checking || s->outstanding != 0 || pgev_conn_state(s->conn) != PGEV_CONN_READY)
             continue;
         if (s->state == SLOT_RESERVED)
             return s;
@@ -978,9 +1080,7 @@ grant_waiters(pgev_pool *pool)
      * reset, reserved) get a busy connection reserved for them once the
      * pool cannot grow: otherwise a steady stream of pool queries could
      * starve them. Surplus reservations (a waiter timed out) are undone. */
-    int live = 0;
-    for (int st = 0; st < SLOT_NSTATES; st++)
-        live += st == SLOT_RETIRED ? 0 : pool->nslots[st];
+    int live = live_slots(pool->nslots);
     int supply = pool->nslots[SLOT_CONNECTING] + pool->nslots[SLOT_INIT] +
                  pool->nslots[SLOT_RESETTING] + pool->nslots[SLOT_RESERVED];
     while (pool->nslots[SLOT_RESERVED] > 0 && supply > pool->nwaiters) {
@@ -997,7 +1097,7 @@ grant_waiters(pgev_pool *pool)
     while (pool->nwaiters > supply) {
         pool_slot *best = NULL;
         for (pool_slot *s = pool->slots; s; s = s->next)
-            if (s->state == SLOT_READY && (!best || s->outstanding < best->outstanding))
+            if (!s->standby && s->state == SLOT_READY && (!best || s->outstanding < best->outstanding))
                 best = s;
         if (!best)
             break;
@@ -1006,11 +1106,28 @@ grant_waiters(pgev_pool *pool)
     }
 }
 
+/* Back to the head of the queue (it was submitted before everything
+ * there), with the queue deadline it got at submit. That may not pass the
+ * head's: the head expires first (expire_deadlines). */
+static void
+requeue_front(pgev_pool *pool, pool_query *pq)
+{
+    uint64_t deadline = pq->queue_deadline_ms;
+    if (pool->queue_head && pool->queue_head->deadline_ms < deadline)
+        deadline = pool->queue_head->deadline_ms;
+    pq->deadline_ms = deadline;
+    pq->next = pool->queue_head;
+    pool->queue_head = pq;
+    if (!pool->queue_tail)
+        pool->queue_tail = pq;
+    pool->queued++;
+}
+
 static void
 dispatch_queue(pgev_pool *pool)
 {
     pool_slot *slot;
-    while (pool->queue_head && !pool->free_requested && (slot = least_loaded(pool)) != NULL) {
+    while (pool->queue_head && !pool->free_requested && (slot = pick_slot(pool, pool->queue_head)) != NULL) {
         pool_query *pq = pool->queue_head;
         pool->queue_head = pq->next;
         if (!pool->queue_head)
@@ -1023,6 +1140,30 @@ dispatch_queue(pgev_pool *pool)
     }
 }
 
+/* Standby connections: standby_min_conns always, one more at a time while
+ * read-only queries find them all busy, up to standby_max_conns. */
+static void
+grow_standbys(pgev_pool *pool, uint64_t now)
+{
+    bool wanted = pool->standby_wanted;
+    pool->standby_wanted = false;
+    if (!pool->standby_conninfo || pool->state != POOL_OPEN || now < pool->standby_backoff_until_ms)
+        return;
+    int live = live_slots(pool->nstandby);
+    int serving = live - pool->nstandby[SLOT_CLOSING];
+    int connecting = pool->nstandby[SLOT_CONNECTING] + pool->nstandby[SLOT_INIT];
+    int want = serving < pool->standby_min_conns ? pool->standby_min_conns - serving : 0;
+    if (wanted && connecting == 0 && want == 0)
+        want = 1;
+    if (want > pool->standby_max_conns - live)
+        want = pool->standby_max_conns - live;
+    int max_connecting = pool->standby_failures > 0 ? 1 : pool->max_connecting;
+    if (want > max_connecting - connecting)
+        want = max_connecting - connecting;
+    for (int i = 0; i < want; i++)
+        open_slot(pool, now, true);
+}
+
 /* Opens connections for min_conns and for demand, within max_conns,
  * max_connecting and the reconnect backoff. */
 static void
@@ -1030,9 +1171,7 @@ grow(pgev_pool *pool, uint64_t now)
 {
     if (pool->state == POOL_CLOSED || pool->free_requested)
         return;
-    int live = 0;
-    for (int st = 0; st < SLOT_NSTATES; st++)
-        live += st == SLOT_RETIRED ? 0 : pool->nslots[st];
+    int live = live_slots(pool->nslots);
     int serving = live - pool->nslots[SLOT_CLOSING];
     int connecting = pool->nslots[SLOT_CONNECTING] + pool->nslots[SLOT_INIT];
     int want = 0;
@@ -1041,7 +1180,7 @@ grow(pgev_pool *pool, uint64_t now)
     /* Waiters beyond what idle or arriving connections will cover. */
     int idle = 0;
     for (pool_slot *s = pool->slots; s; s = s->next)
-        if (s->state == SLOT_READY && s->outstanding == 0)
+        if (!s->standby && s->state == SLOT_READY && s->outstanding == 0)
             idle++;
     int supply = idle + connecting + pool->nslots[SLOT_RESETTING] + pool->nslots[SLOT_RESERVED];
     if (pool->nwaiters > supply && pool->nwaiters - supply > want)
@@ -1056,32 +1195,95 @@ grow(pgev_pool *pool, uint64_t now)
     int max_connecting = pool->connect_failures > 0 ? 1 : pool->max_connecting;
     if (want > max_connecting - connecting)
         want = max_connecting - connecting;
-    if (want <= 0 || now < pool->backoff_until_ms)
-        return;
-    for (int i = 0; i < want; i++)
-        open_slot(pool, now);
+    if (want > 0 && now >= pool->backoff_until_ms)
+        for (int i = 0; i < want; i++)
+            open_slot(pool, now, false);
+    grow_standbys(pool, now);
 }
 
-/* Maintenance: idle timeout, lifetime, init timeout. */
+/* The health check's verdict: back into service, or replaced. */
+static void
+on_health_checked(pgev_conn *conn, pgev_result *res, void *arg)
+{
+    pool_slot *slot = arg;
+    pgev_pool *pool = slot->pool;
+    (void)conn;
+    slot->checking = false;
+    if (pool->zombie)
+        return;
+    if (pgev_result_status(res) == PGEV_OK) {
+        slot->last_used_ms = now_ms();
+    } else {
+        pool->stats.health_check_failures++;
+        slot_retire(slot); /* its replacement is opened by grow() */
+    }
+    kick(pool);
+}
+
+/* Connections idle at least health_check_idle_ms answer an empty query
+ * before they take work again. */
+static void
+health_check(pgev_pool *pool, pool_slot *s, uint64_t now)
+{
+    if (pool->health_check_idle_ms <= 0 || s->state != SLOT_READY || s->checking || s->outstanding != 0 ||
+        now - s->last_used_ms < (uint64_t)pool->health_check_idle_ms)
+        return;
+    s->checking = true;
+    pool->stats.health_checks++;
+    pgev_query_args args = { .sql = "", .flags = PGEV_QUERY_NOCACHE, .timeout_ms = pool->connect_timeout_ms > 0 ? pool->connect_timeout_ms : PGEV_DEFAULT_CONNECT_TIMEOUT_MS, .on_done = on_health_checked, .arg = s };
+    if (pgev_conn_submit(s->conn, &args) < 0) {
+        s->checking = false;
+        pool->stats.health_check_failures++;
+        slot_retire(s);
+    }
+}
+
+/* Queued queries whose own timeout (query_timeout_ms, or theirs) passed
+ * complete with PGEV_ETIMEOUT; the queue is in submit order, not deadline
+ * order, so this walks it (each maintenance pass). */
+static void
+expire_query_deadlines(pgev_pool *pool, uint64_t now)
+{
+    pool_query **link = &pool->queue_head, *prev = NULL;
+    while (*link && !pool->free_requested) {
+        pool_query *pq = *link;
+        if (!pq->query_deadline_ms || pq->query_deadline_ms > now) {
+            prev = pq;
+            link = &pq->next;
+            continue;
+        }
+        *link = pq->next;
+        if (pool->queue_tail == pq)
+            pool->queue_tail = prev;
+        pool->queued--;
+        complete_query_error(pool, pq, PGEV_ETIMEOUT, "pool query timed out in the pool's queue, before any connection took it");
+    }
+}
+
+/* Maintenance: idle timeout, lifetime, init timeout, health checks, query
+ * timeouts in the queue. */
 static void
 maintain(pgev_pool *pool, uint64_t now)
 {
-    int serving = 0;
+    int serving[2] = { 0, 0 };  /* primary, standby */
     for (pool_slot *s = pool->slots; s; s = s->next)
         if (s->state != SLOT_RETIRED && s->state != SLOT_CLOSING)
-            serving++;
+            serving[s->standby]++;
     for (pool_slot *s = pool->slots; s; s = s->next) {
+        int min = s->standby ? pool->standby_min_conns : pool->min_conns;
         switch (s->state) {
         case SLOT_READY:
         case SLOT_RESERVED:
             if (slot_expired(s, now)) {
                 slot_close(s);
-                serving--;
-            } else if (s->state == SLOT_READY && s->outstanding == 0 &&
-                       pool->idle_timeout_ms > 0 && serving > pool->min_conns &&
+                serving[s->standby]--;
+            } else if (s->state == SLOT_READY && s->outstanding == 0 && !s->checking &&
+                       pool->idle_timeout_ms > 0 && serving[s->standby] > min &&
                        now - s->last_used_ms >= (uint64_t)pool->idle_timeout_ms) {
                 slot_close(s);
-                serving--;
+                serving[s->standby]--;
+            } else {
+                health_check(pool, s, now);
             }
             break;
         case SLOT_INIT:
@@ -1092,13 +1294,14 @@ maintain(pgev_pool *pool, uint64_t now)
                          "the init hook (on_conn_init) did not finish within %d ms",
                          pool->connect_timeout_ms);
                 slot_retire(s);
-                serving--;
+                serving[s->standby]--;
             }
             break;
         default:
             break;
         }
     }
+    expire_query_deadlines(pool, now);
 }
 
 /* Drain: once nothing is queued or waiting, close what is idle; once no
@@ -1220,10 +1423,14 @@ pgev_pool_new(struct event_base *base, const char *conninfo, const pgev_pool_opt
     if (opts->min_conns < 0 || opts->max_conns < 0 || opts->max_connecting < 0 ||
         opts->connect_timeout_ms < 0 || opts->conn_max_inflight < 0 ||
         opts->acquire_timeout_ms < 0 || opts->max_waiters < 0 || opts->queue_timeout_ms < 0 ||
-        opts->max_pending < 0 || opts->idle_timeout_ms < 0 || opts->max_lifetime_ms < 0)
+        opts->max_pending < 0 || opts->idle_timeout_ms < 0 || opts->max_lifetime_ms < 0 ||
+        opts->query_timeout_ms < 0 || opts->health_check_idle_ms < 0 || opts->standby_min_conns < 0 ||
+        opts->standby_max_conns < 0)
         return NULL;
     int max_conns = opts->max_conns > 0 ? opts->max_conns : PGEV_POOL_DEFAULT_MAX_CONNS;
     if (opts->min_conns > max_conns)
+        return NULL;
+    if (opts->standby_min_conns > (opts->standby_max_conns > 0 ? opts->standby_max_conns : max_conns))
         return NULL;
     pgev_pool *pool = calloc(1, sizeof(*pool));
     if (!pool)
@@ -1245,6 +1452,10 @@ pgev_pool_new(struct event_base *base, const char *conninfo, const pgev_pool_opt
     pool->max_pending = opts->max_pending > 0 ? opts->max_pending : PGEV_POOL_DEFAULT_MAX_PENDING;
     pool->idle_timeout_ms = opts->idle_timeout_ms;
     pool->max_lifetime_ms = opts->max_lifetime_ms;
+    pool->query_timeout_ms = opts->query_timeout_ms;
+    pool->health_check_idle_ms = opts->health_check_idle_ms;
+    pool->standby_min_conns = opts->standby_min_conns;
+    pool->standby_max_conns = opts->standby_max_conns > 0 ? opts->standby_max_conns : max_conns;
     pool->on_conn_init = opts->on_conn_init;
     pool->arg = opts->arg;
     pool->rng = now_ms() ^ (uint64_t)(uintptr_t)pool ^ 0x9e3779b97f4a7c15ull;
@@ -1252,11 +1463,13 @@ pgev_pool_new(struct event_base *base, const char *conninfo, const pgev_pool_opt
         pool->rng = 1;
     pool->conninfo = strdup(conninfo);
     pool->reset_query = opts->reset_query ? strdup(opts->reset_query) : NULL;
+    pool->standby_conninfo = opts->standby_conninfo ? strdup(opts->standby_conninfo) : NULL;
     pool->kick_ev = event_new(base, -1, 0, kick_cb, pool);
     pool->maint_ev = event_new(base, -1, EV_PERSIST, maint_cb, pool);
     pool->deadline_ev = evtimer_new(base, deadline_cb, pool);
     struct timeval period = { 0, PGEV_POOL_MAINTENANCE_MS * 1000 };
-    if (!pool->conninfo || (opts->reset_query && !pool->reset_query) || !pool->kick_ev ||
+    if (!pool->conninfo || (opts->reset_query && !pool->reset_query) ||
+        (opts->standby_conninfo && !pool->standby_conninfo) || !pool->kick_ev ||
         !pool->maint_ev || !pool->deadline_ev || event_add(pool->maint_ev, &period) != 0) {
         pool_destroy(pool);
         return NULL;
@@ -1283,6 +1496,7 @@ pool_destroy(pgev_pool *pool)
         event_free(pool->deadline_ev);
     free(pool->conninfo);
     free(pool->reset_query);
+    free(pool->standby_conninfo);
     free(pool);
 }
 
@@ -1372,8 +1586,10 @@ pgev_pool_stats(const pgev_pool *pool, pgev_pool_stats_t *out)
     *out = pool->stats;
     out->conns = out->conns_connecting = out->conns_idle = out->conns_busy = 0;
     out->conns_acquired = out->conns_other = 0;
+    out->conns_standby = 0;
     for (pool_slot *s = pool->slots; s; s = s->next) {
         out->conns++;
+        out->conns_standby += s->standby;
         switch (s->state) {
         case SLOT_CONNECTING:
         case SLOT_INIT:

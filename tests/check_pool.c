@@ -9,6 +9,7 @@
  */
 #include "testutil.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1105,6 +1106,149 @@ START_TEST(server_down_fails_fast_then_recovers)
 }
 END_TEST
 
+/* ---- lost connections, health checks, timeouts ------------------------- */
+
+static int64_t
+pool_submit_flags(const char *sql, unsigned flags, pool_rec *r)
+{
+    pgev_query_args args = { .sql = sql, .flags = flags, .on_done = pool_done_cb, .arg = r };
+    tu_in_call++;
+    r->id = pgev_pool_submit(pool, &args);
+    tu_in_call--;
+    return r->id;
+}
+
+static int
+active_backends(void)
+{
+    char *v = tu_exec_value("SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s' "
+                            "AND state = 'active'", APP_NAME);
+    int n = v ? atoi(v) : -1;
+    free(v);
+    return n;
+}
+
+/* Every backend of the pool is terminated while queries run: those marked
+ * safe to retry are sent again on new connections and succeed; the others
+ * fail with PGEV_ECONNLOST, once. */
+START_TEST(lost_connection_retries_only_safe_queries)
+{
+    pgev_pool_options opts = { .min_conns = 2, .max_conns = 2, .queue_timeout_ms = 15000 };
+    make_pool(&opts);
+    wait_idle(2);
+    enum { N = 8 };
+    pool_rec r[N];
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < N; i++) {
+        r[i].index = i;
+        bool safe = i % 2 == 1;
+        ck_assert_int_gt(pool_submit_flags(safe ? "SELECT 'safe', pg_sleep(1)" : "SELECT 'plain', pg_sleep(1)",
+                                           safe ? PGEV_QUERY_RETRY_SAFE : 0, &r[i]),
+                         0);
+    }
+    uint64_t deadline = mono_ms() + 10000;
+    while (active_backends() < 2) {
+        ck_assert_msg(mono_ms() < deadline, "the pool's queries never started");
+        tu_run_for(20);
+    }
+    tu_exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '%s'", APP_NAME);
+    wait_recs(r, N, TU_WAIT_MS);
+    for (int i = 0; i < N; i++) {
+        if (i % 2 == 1) {
+            assert_rec_ok(&r[i]);
+            ck_assert_str_eq(r[i].value, "safe");
+        } else {
+            ck_assert_msg(r[i].status == PGEV_ECONNLOST, "plain query %d: %s %s", i,
+                          pgev_strerror(r[i].status), r[i].message);
+        }
+    }
+    ck_assert_int_ge(stats().queries_retried, N / 2);
+    assert_recs_once(r, N);
+    free_pool();
+}
+END_TEST
+
+/* A connection idle past health_check_idle_ms answers an empty query first;
+ * one whose backend does not answer (stopped with SIGSTOP) is replaced, and
+ * the pool's queries go on. */
+START_TEST(health_check_replaces_unresponsive_connection)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1, .health_check_idle_ms = 100,
+                               .connect_timeout_ms = 400, .queue_timeout_ms = 15000 };
+    make_pool(&opts);
+    wait_idle(1);
+    pool_rec r;
+    memset(&r, 0, sizeof r);
+    ck_assert_int_gt(pool_sql("SELECT pg_backend_pid()", &r), 0);
+    wait_recs(&r, 1, TU_WAIT_MS);
+    assert_rec_ok(&r);
+    int pid = atoi(r.value);
+    /* Idle checks pass. */
+    tu_run_for(600);
+    ck_assert_int_ge(stats().health_checks, 1);
+    ck_assert_int_eq(stats().health_check_failures, 0);
+    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+    int64_t checks = stats().health_checks;
+    uint64_t deadline = mono_ms() + 15000;
+    while (stats().health_check_failures == 0) {
+        ck_assert_msg(mono_ms() < deadline, "the stopped backend was never found out");
+        tu_run_for(50);
+    }
+    ck_assert_int_gt(stats().health_checks, checks);
+    ck_assert_int_eq(kill(pid, SIGCONT), 0);
+    memset(&r, 0, sizeof r);
+    ck_assert_int_gt(pool_sql("SELECT pg_backend_pid()", &r), 0);
+    wait_recs(&r, 1, TU_WAIT_MS);
+    assert_rec_ok(&r);
+    ck_assert_int_ne(atoi(r.value), pid);       /* a new connection answered */
+    free_pool();
+}
+END_TEST
+
+/* query_timeout_ms counts from the submit, time in the pool's queue
+ * included: a query stuck behind a slow one times out in the queue. */
+START_TEST(query_timeout_counts_queue_time)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1, .conn_max_inflight = 1,
+                               .query_timeout_ms = 300, .queue_timeout_ms = 15000 };
+    make_pool(&opts);
+    wait_idle(1);
+    pool_rec r[2];
+    memset(r, 0, sizeof r);
+    uint64_t start = mono_ms();
+    /* The connection is busy for 2 s (its own timeout); the query behind it
+     * has the pool's 300 ms, spent waiting in the queue. */
+    pgev_query_args slow = { .sql = "SELECT pg_sleep(5)", .timeout_ms = 2000, .on_done = pool_done_cb,
+                             .arg = &r[0] };
+    tu_in_call++;
+    r[0].id = pgev_pool_submit(pool, &slow);
+    tu_in_call--;
+    ck_assert_int_gt(r[0].id, 0);
+    ck_assert_int_gt(pool_sql("SELECT 'queued'", &r[1]), 0);
+    ck_assert_int_eq(stats().queued, 1);
+    wait_recs(r, 2, TU_WAIT_MS);
+    for (int i = 0; i < 2; i++)
+        ck_assert_msg(r[i].status == PGEV_ETIMEOUT, "query %d: %s %s", i, pgev_strerror(r[i].status),
+                      r[i].message);
+    ck_assert_msg(strstr(r[1].message, "queue") != NULL, "message: %s", r[1].message);
+    ck_assert_msg(r[1].done_ms < r[0].done_ms, "the queued query outlived its timeout");
+    ck_assert_msg(r[1].done_ms - start < 1500, "the queued query timed out after %llu ms",
+                  (unsigned long long)(r[1].done_ms - start));
+    /* A query's own timeout_ms wins over the pool's default. */
+    pool_rec own;
+    memset(&own, 0, sizeof own);
+    pgev_query_args args = { .sql = "SELECT pg_sleep(0.5), 'slow but allowed'", .timeout_ms = -1,
+                             .on_done = pool_done_cb, .arg = &own };
+    tu_in_call++;
+    own.id = pgev_pool_submit(pool, &args);
+    tu_in_call--;
+    ck_assert_int_gt(own.id, 0);
+    wait_recs(&own, 1, TU_WAIT_MS);
+    assert_rec_ok(&own);
+    free_pool();
+}
+END_TEST
+
 static Suite *
 pool_suite(void)
 {
@@ -1134,6 +1278,9 @@ pool_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tu_tcase("faults", 240);
+    tcase_add_test(tc, lost_connection_retries_only_safe_queries);
+    tcase_add_test(tc, health_check_replaces_unresponsive_connection);
+    tcase_add_test(tc, query_timeout_counts_queue_time);
     tcase_add_test(tc, server_restart_under_load);
     tcase_add_test(tc, server_down_fails_fast_then_recovers);
     suite_add_tcase(s, tc);

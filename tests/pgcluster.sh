@@ -17,6 +17,11 @@
 #   pgcluster.sh bindir               print the directory of the server binaries
 #   pgcluster.sh ssl DIR              give the running primary TLS and password logins (see
 #                                     below); idempotent; prints the files it made on stdout
+#   pgcluster.sh promote DIR NODE     promote a standby (pg_ctl promote, waits until it accepts
+#                                     writes)
+#   pgcluster.sh pgbouncer DIR [MODE] start PgBouncer (pool_mode MODE, default "transaction",
+#                                     default_pool_size 2) on a free 127.0.0.1 port in front of
+#                                     the primary; writes DIR/pgbouncer.dsn and prints it
 #
 # stop also kills the process of any DIR/NAME.pid file whose command line names DIR: a test
 # that starts a helper (pgbouncer -d with its pidfile in DIR, a proxy) gets it cleaned up.
@@ -306,6 +311,61 @@ cmd_server_start() {
     }
 }
 
+cmd_promote() {
+    local node=${1:-}
+    [[ -n "$node" && "$node" != primary ]] || die "promote needs a standby's name"
+    USER_=$(cat "$DIR/user")
+    as "$USER_" "$BIN/pg_ctl" -D "$(node_datadir "$node")" -w -t 60 promote >/dev/null ||
+        die "could not promote $node"
+}
+
+cmd_pgbouncer() {
+    local mode=${1:-transaction} port try ini pgport i
+    command -v pgbouncer >/dev/null 2>&1 || die "pgbouncer not found (apt-get install pgbouncer)"
+    [[ -f "$DIR/dsn" ]] || die "no cluster in $DIR (run: $prog start $DIR)"
+    DIR=$(cd "$DIR" && pwd -P)
+    USER_=$(cat "$DIR/user")
+    pgport=$(cat "$DIR/port")
+    ini=$DIR/pgbouncer.ini
+    for ((try = 1; try <= START_TRIES; try++)); do
+        port=$(free_port)
+        printf '%s\n' \
+            "[databases]" \
+            "postgres = host=$DIR port=$pgport dbname=postgres user=postgres" \
+            "[pgbouncer]" \
+            "listen_addr = 127.0.0.1" \
+            "listen_port = $port" \
+            "unix_socket_dir =" \
+            "auth_type = any" \
+            "pool_mode = $mode" \
+            "default_pool_size = 2" \
+            "max_client_conn = 500" \
+            "server_reset_query =" \
+            "ignore_startup_parameters = extra_float_digits,options" \
+            "pidfile = $DIR/pgbouncer.pid" \
+            "logfile = $DIR/pgbouncer.log" >"$ini"
+        chmod 644 "$ini"
+        rm -f "$DIR/pgbouncer.pid"
+        as "$USER_" pgbouncer -d -q "$ini" || die "pgbouncer did not start (see $DIR/pgbouncer.log)"
+        for ((i = 0; i < 100; i++)); do
+            if port_in_use "$port"; then
+                echo "host=127.0.0.1 port=$port dbname=postgres user=postgres" >"$DIR/pgbouncer.dsn"
+                cat "$DIR/pgbouncer.dsn"
+                return 0
+            fi
+            if [[ -f "$DIR/pgbouncer.pid" ]] && ! kill -0 "$(cat "$DIR/pgbouncer.pid")" 2>/dev/null; then
+                break # it exited (the port was taken, say)
+            fi
+            sleep 0.1
+        done
+        note "pgbouncer did not listen on port $port, trying another"
+        if [[ -f "$DIR/pgbouncer.pid" ]]; then
+            kill "$(cat "$DIR/pgbouncer.pid")" 2>/dev/null || true
+        fi
+    done
+    die "could not start pgbouncer (see $DIR/pgbouncer.log)"
+}
+
 cmd_server_restart() {
     local node=${1:-primary}
     USER_=$(cat "$DIR/user")
@@ -471,7 +531,7 @@ main() {
     DIR=$1
     shift
     case $cmd in
-    start | stop | replica | server-stop | server-start | server-restart | runas | ssl) ;;
+    start | stop | replica | server-stop | server-start | server-restart | runas | ssl | promote | pgbouncer) ;;
     *) usage ;;
     esac
     # stop needs the binaries only if a server is still up (see stop_datadir).
@@ -484,6 +544,8 @@ main() {
     server-start) cmd_server_start "$@" ;;
     server-restart) cmd_server_restart "$@" ;;
     ssl) cmd_ssl ;;
+    promote) cmd_promote "$@" ;;
+    pgbouncer) cmd_pgbouncer "$@" ;;
     runas)
         [[ $# -ge 1 ]] || usage
         DIR=$(cd "$DIR" && pwd -P)
