@@ -2,7 +2,7 @@
 # compare.sh: pgev against the raw libpq pipeline loop, side by side on one server.
 #
 #   bench/compare.sh [--dsn DSN] [--rounds R] [--queries N] [--rows N] [--unnamed] [--pgbench]
-#                    [--copy [--copy-rows N]] [--keep-logs]
+#                    [--copy [--copy-rows N]] [--fanout N [--clients C]] [--keep-logs]
 #
 # Without --dsn it starts a throwaway cluster with tests/pgcluster.sh and always removes it.
 # It runs, interleaved, R rounds of each pair (the order inside a pair alternates between
@@ -21,6 +21,10 @@
 # its completion (raw-libpq's slot_p50_us/slot_p99_us, pgev-bench's p50_us/p99_us), so time
 # spent queued in the client counts the same whether pgev or the raw loop holds it.
 # --pgbench adds one `pgbench -n -S -M prepared -c 1 -T 5` run (no pipelining) as a reference.
+# --fanout N adds a pair per round: N raw-libpq processes at once (isolated queries, each on
+# its own connection, their queries/s added up: the machine's total) against pgev-bench
+# --workload fanout with a pool of N connections and --clients C logical clients (default 1000)
+# issuing the same statement back to back, --queries in all.
 # --copy adds a pair per round: `psql -c '\copy ... FROM file'` against pgev-bench --workload copy,
 # both loading the same --copy-rows rows (default 1,000,000; ~33 bytes each, generated once
 # into a file) into a fresh unlogged table; the psql side is timed around the psql process.
@@ -52,6 +56,8 @@ run_pgbench=no
 run_unnamed=no
 run_copy=no
 copy_rows=1000000
+fanout_conns=0
+fanout_clients=1000
 keep_logs=no
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -62,6 +68,8 @@ while [[ $# -gt 0 ]]; do
     --pgbench) run_pgbench=yes; shift ;;
     --unnamed) run_unnamed=yes; shift ;;
     --copy) run_copy=yes; shift ;;
+    --fanout) [[ $# -ge 2 ]] || die "--fanout needs a value"; fanout_conns=$2; shift 2 ;;
+    --clients) [[ $# -ge 2 ]] || die "--clients needs a value"; fanout_clients=$2; shift 2 ;;
     --copy-rows) [[ $# -ge 2 ]] || die "--copy-rows needs a value"; copy_rows=$2; shift 2 ;;
     --keep-logs) keep_logs=yes; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -72,6 +80,8 @@ done
 [[ "$queries" =~ ^[1-9][0-9]*$ ]] || die "--queries needs a positive integer"
 [[ "$rows" =~ ^[1-9][0-9]*$ ]] || die "--rows needs a positive integer"
 [[ "$copy_rows" =~ ^[1-9][0-9]*$ ]] || die "--copy-rows needs a positive integer"
+[[ "$fanout_conns" =~ ^[0-9]+$ ]] || die "--fanout needs a number of connections"
+[[ "$fanout_clients" =~ ^[1-9][0-9]*$ ]] || die "--clients needs a positive integer"
 
 # A relative BUILD is taken from the current directory, else from the source tree.
 build=${BUILD:-build}
@@ -150,6 +160,26 @@ raw_stream=("$raw_libpq" --dsn "$dsn" --workload stream --rows "$rows")
 pgev_stream=("$pgev_bench" --dsn "$dsn" --workload stream --rows "$rows")
 raw_unnamed=("$raw_libpq" --dsn "$dsn" --queries "$queries" --window 1000 --sync-every 1 --unnamed)
 pgev_copy=("$pgev_bench" --dsn "$dsn" --workload copy --rows "$copy_rows")
+pgev_fanout=("$pgev_bench" --dsn "$dsn" --workload fanout --conns "$fanout_conns" --clients "$fanout_clients"
+    --queries "$queries")
+
+# raw_parallel: $fanout_conns raw-libpq loops at once, queries split between them; one key=value
+# line with their queries/s added up.
+raw_parallel() {
+    local i pids=() per=$((queries / fanout_conns)) total=0 q
+    for ((i = 1; i <= fanout_conns; i++)); do
+        "$raw_libpq" --dsn "$dsn" --queries "$per" --window 1000 --sync-every 1 >"$logs/raw-par-$i.out" 2>&1 &
+        pids+=($!)
+    done
+    for i in "${pids[@]}"; do
+        wait "$i" || return 1
+    done
+    for ((i = 1; i <= fanout_conns; i++)); do
+        q=$(grep '^workload=' "$logs/raw-par-$i.out" | tail -n 1 | tr ' ' '\n' | sed -n 's/^qps=//p')
+        total=$(awk -v a="$total" -v b="${q:-0}" 'BEGIN { printf "%.0f", a + b }')
+    done
+    echo "workload=point impl=raw-parallel conns=$fanout_conns qps=$total"
+}
 
 # psql_copy: \copy of the generated file into a fresh table (made before the clock starts), with
 # the same key=value line as pgev-bench's copy workload.
@@ -190,6 +220,10 @@ for ((r = 1; r <= rounds; r++)); do
             run "psql-copy.r$r" psql_copy
             run "pgev-copy.r$r" "${pgev_copy[@]}"
         fi
+        if ((fanout_conns > 0)); then
+            run "raw-par.r$r" raw_parallel
+            run "pgev-fanout.r$r" "${pgev_fanout[@]}"
+        fi
     else
         run "pgev-iso.r$r" "${pgev_iso[@]}"
         run "raw-iso.r$r" "${raw_iso[@]}"
@@ -204,6 +238,10 @@ for ((r = 1; r <= rounds; r++)); do
         if [[ "$run_copy" = yes ]]; then
             run "pgev-copy.r$r" "${pgev_copy[@]}"
             run "psql-copy.r$r" psql_copy
+        fi
+        if ((fanout_conns > 0)); then
+            run "pgev-fanout.r$r" "${pgev_fanout[@]}"
+            run "raw-par.r$r" raw_parallel
         fi
     fi
 done
@@ -254,6 +292,14 @@ fi
 if [[ -n "$pgbench_tps" ]]; then
     printf '%-34s %12.0f\n' "pgbench -S -M prepared -c 1 tps" "$pgbench_tps"
 fi
+fanout_ratio=n/a
+if ((fanout_conns > 0)); then
+    echo
+    printf '%-34s %12s %12s %9s   %s\n' "" "raw x$fanout_conns" "pgev pool" "pgev/raw" "target"
+    row "fanout queries/s ($fanout_clients clients)" qps raw-par pgev-fanout ">= 0.85"
+    printf '%-34s %12s %12.0f\n' "  pgev p99 latency us" "" "$(median p99_us pgev-fanout)"
+    fanout_ratio=$(ratio "$(median qps pgev-fanout)" "$(median qps raw-par)")
+fi
 copy_ratio=n/a
 if [[ "$run_copy" = yes ]]; then
     echo
@@ -272,4 +318,4 @@ fi
 echo
 echo "compare rounds=$rounds queries=$queries rows=$rows isolated_ratio=$iso_ratio" \
     "batched_ratio=$batch_ratio stream_ratio=$stream_ratio stream_rss_kb=$(median rss_kb pgev-stream)" \
-    "unnamed_ratio=$unnamed_ratio copy_ratio=$copy_ratio pgbench_tps=${pgbench_tps:-0}"
+    "unnamed_ratio=$unnamed_ratio copy_ratio=$copy_ratio fanout_ratio=$fanout_ratio pgbench_tps=${pgbench_tps:-0}"

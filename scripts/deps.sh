@@ -14,6 +14,9 @@ PACKAGES=(
     postgresql pgbouncer                                 # servers for tests and the demo
     openssl                                              # throwaway CA and certificates (TLS tests)
 )
+# Wanted but not required: the fuzz targets (tests/fuzz/run.sh) skip without them. Installed
+# when the distribution has them under these names.
+OPTIONAL=(clang libclang-rt-dev)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "deps.sh: not a Debian/Ubuntu system (no dpkg-query); install by hand: ${PACKAGES[*]}" >&2
@@ -21,10 +24,17 @@ if ! command -v dpkg-query >/dev/null 2>&1; then
     exit 1
 fi
 
+installed() {
+    [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == "install ok installed" ]]
+}
 missing=()
 for pkg in "${PACKAGES[@]}"; do
-    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
-    [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
+    installed "$pkg" || missing+=("$pkg")
+done
+for pkg in "${OPTIONAL[@]}"; do
+    if ! installed "$pkg" && apt-cache show "$pkg" >/dev/null 2>&1; then
+        missing+=("$pkg")
+    fi
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
@@ -45,5 +55,12 @@ else
 fi
 
 "${sudo[@]}" apt-get update
+# Optional packages the package lists did not know before the update.
+for pkg in "${OPTIONAL[@]}"; do
+    if ! installed "$pkg" && [[ " ${missing[*]} " != *" $pkg "* ]] && apt-cache show "$pkg" >/dev/null 2>&1; then
+        missing+=("$pkg")
+        install+=("$pkg")
+    fi
+done
 "${sudo[@]}" "${install[@]}"
 echo "deps.sh: installed ${missing[*]}"

@@ -6,6 +6,8 @@
 #  3. build/       ../configure --enable-werror; make; make check
 #  4. build-asan/  the same with AddressSanitizer + UndefinedBehaviorSanitizer, static libpgev
 #  5. make distcheck in build/, when PGEV_DISTCHECK=1 or CI=true (PGEV_DISTCHECK=0 skips it)
+#  6. the libFuzzer targets, briefly (tests/fuzz/run.sh, PGEV_FUZZ_SECONDS per target, default 10;
+#     0 skips it); each target that runs clean counts as one passed test
 #
 # Every test program runs under tests/pg-harness.sh, which gives it a throwaway PostgreSQL
 # cluster (or the server of PGEV_TEST_DSN, when set). The Check summaries of both builds are
@@ -206,6 +208,24 @@ if [[ "$distcheck" == 1 ]]; then
     else
         step_failed "make distcheck not run: the normal build failed"
     fi
+fi
+
+# --- 6. fuzzing -------------------------------------------------------------------------------
+fuzz_seconds=${PGEV_FUZZ_SECONDS:-10}
+if [[ "$fuzz_seconds" != 0 ]]; then
+    section "fuzz (${fuzz_seconds}s per target)"
+    fuzz_log=$(mktemp /tmp/pgev-fuzz-log.XXXXXX)
+    fuzz_rc=0
+    bash tests/fuzz/run.sh "$fuzz_seconds" 2>&1 | tee "$fuzz_log" || fuzz_rc=$?
+    ok_targets=$(grep -c '^fuzz/run.sh: fuzz_[a-z_]*: ok$' "$fuzz_log" || true)
+    passed=$((passed + ok_targets))
+    if grep -q '^fuzz/run.sh: skipped' "$fuzz_log"; then
+        skipped=$((skipped + 1))
+    fi
+    if [[ $fuzz_rc -ne 0 ]]; then
+        step_failed "fuzzing failed (see the output above: tests/fuzz/run.sh)"
+    fi
+    rm -f "$fuzz_log"
 fi
 
 if ((passed + failed == 0)); then
