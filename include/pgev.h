@@ -1293,6 +1293,12 @@ typedef struct pgev_pool_stats_t {
     int64_t queries_retried; /**< pool queries sent again after their connection was lost */
     int64_t health_checks;  /**< health checks run (see health_check_idle_ms) */
     int64_t health_check_failures; /**< of which failed: the connection was replaced */
+    /** Latency of pool queries (submit to completion, queue time
+     * included, every outcome) and of acquires (call to grant), median
+     * and 99th percentile in microseconds since the pool was made, within
+     * 12.5 %; 0 before the first one. */
+    double query_p50_us, query_p99_us;
+    double acquire_wait_p50_us, acquire_wait_p99_us;
 } pgev_pool_stats_t;
 
 /**

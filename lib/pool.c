@@ -100,6 +100,7 @@ struct pool_query {
     uint64_t query_deadline_ms; /* its own timeout, from the submit; 0: none */
     uint64_t queue_deadline_ms; /* submit + queue_timeout_ms: a re-queued query keeps it */
     int retries;                /* times sent again after its connection lost it once sent */
+    uint64_t submitted_us;      /* for the latency percentiles */
     pgev_query_args args;       /* on_done/on_rows/arg are the user's; pointers into payload */
     char *payload;              /* NULL when dispatched at submit time (args not kept) */
 };
@@ -107,9 +108,67 @@ struct pool_query {
 struct pool_waiter {
     pool_waiter *next;
     uint64_t deadline_ms;
+    uint64_t created_us;        /* for the acquire-wait percentiles */
     pgev_pool_acquire_cb cb;
     void *arg;
 };
+
+/*
+ * Latency histogram for the statistics' percentiles: log-linear buckets of
+ * microseconds (exact below 16 us, then 8 buckets per power of two: within
+ * 12.5 %), fixed size, no allocation.
+ */
+#define LAT_LINEAR 16
+#define LAT_BUCKETS (LAT_LINEAR + 8 * 40)
+
+typedef struct lat_hist {
+    uint64_t count;
+    uint32_t buckets[LAT_BUCKETS];
+} lat_hist;
+
+static int
+lat_bucket(uint64_t us)
+{
+    if (us < LAT_LINEAR)
+        return (int)us;
+    int msb = 63 - __builtin_clzll(us);  /* >= 4 */
+    int b = LAT_LINEAR + (msb - 4) * 8 + (int)((us >> (msb - 3)) & 7);
+    return b < LAT_BUCKETS ? b : LAT_BUCKETS - 1;
+}
+
+/* The middle of bucket b, in microseconds. */
+static double
+lat_value(int b)
+{
+    if (b < LAT_LINEAR)
+        return b;
+    int msb = (b - LAT_LINEAR) / 8 + 4, sub = (b - LAT_LINEAR) % 8;
+    double low = (double)(1ull << msb) * (1.0 + sub / 8.0);
+    return low * (1.0 + 1.0 / 16.0);
+}
+
+static void
+lat_add(lat_hist *h, uint64_t us)
+{
+    uint32_t *b = &h->buckets[lat_bucket(us)];
+    if (*b < UINT32_MAX)
+        (*b)++;
+    h->count++;
+}
+
+static double
+lat_percentile(const lat_hist *h, double q)
+{
+    if (h->count == 0)
+        return 0.0;
+    uint64_t want = (uint64_t)(q * (double)h->count), seen = 0;
+    for (int b = 0; b < LAT_BUCKETS; b++) {
+        seen += h->buckets[b];
+        if (seen > want)
+            return lat_value(b);
+    }
+    return lat_value(LAT_BUCKETS - 1);
+}
 
 typedef enum pool_state {
     POOL_OPEN,
@@ -168,6 +227,8 @@ struct pgev_pool {
     int64_t next_id;
 
     pgev_pool_stats_t stats;    /* counters only; sizes are computed */
+    lat_hist query_latency;     /* pool queries: submit to completion */
+    lat_hist acquire_wait;      /* acquires: call to grant */
     char last_conn_error[256];
     char errmsg[PGEV_ERRMSG_MAX];
 };
@@ -177,6 +238,14 @@ static void pool_real_free(pgev_pool *pool);
 static void pool_destroy(pgev_pool *pool);
 
 /* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t
+now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 static uint64_t
 now_ms(void)
@@ -263,6 +332,7 @@ complete_query_error(pgev_pool *pool, pool_query *pq, int code, const char *fmt,
     pool->stats.queries_failed++;
     if (code == PGEV_ETIMEOUT)
         pool->stats.queries_timed_out++;
+    lat_add(&pool->query_latency, now_us() - pq->submitted_us);
     pgev_result_cb cb = pq->args.on_done;
     void *arg = pq->args.arg;
     free(pq->payload);
@@ -618,6 +688,8 @@ on_query_done(pgev_conn *conn, pgev_result *res, void *arg)
     }
     pgev_result_cb cb = pq->args.on_done;
     void *user = pq->args.arg;
+    if (!pool->zombie)
+        lat_add(&pool->query_latency, now_us() - pq->submitted_us);
     free(pq->payload);
     free(pq);
     slot->outstanding--;
@@ -819,6 +891,7 @@ pgev_pool_submit(pgev_pool *pool, const pgev_query_args *args)
         return PGEV_ENOMEM;
     }
     pq->id = ++pool->next_id;
+    pq->submitted_us = now_us();
     /* Kept until it completes: it may have to go to another connection. */
     int rc = copy_args(pq, args);
     if (rc < 0) {
@@ -929,6 +1002,7 @@ pgev_pool_acquire(pgev_pool *pool, pgev_pool_acquire_cb cb, void *arg)
     w->cb = cb;
     w->arg = arg;
     w->deadline_ms = now_ms() + (uint64_t)pool->acquire_timeout_ms;
+    w->created_us = now_us();
     if (pool->waiters_tail)
         pool->waiters_tail->next = w;
     else
@@ -1068,6 +1142,7 @@ grant_waiters(pgev_pool *pool)
         pool->nwaiters--;
         slot_set_state(slot, SLOT_ACQUIRED);
         pool->stats.acquires++;
+        lat_add(&pool->acquire_wait, now_us() - w->created_us);
         pgev_pool_acquire_cb cb = w->cb;
         void *arg = w->arg;
         free(w);
@@ -1613,6 +1688,10 @@ pgev_pool_stats(const pgev_pool *pool, pgev_pool_stats_t *out)
     out->waiters = pool->nwaiters;
     out->queued = pool->queued;
     out->outstanding = pool->outstanding;
+    out->query_p50_us = lat_percentile(&pool->query_latency, 0.50);
+    out->query_p99_us = lat_percentile(&pool->query_latency, 0.99);
+    out->acquire_wait_p50_us = lat_percentile(&pool->acquire_wait, 0.50);
+    out->acquire_wait_p99_us = lat_percentile(&pool->acquire_wait, 0.99);
     return PGEV_OK;
 }
 

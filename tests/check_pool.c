@@ -1106,6 +1106,38 @@ START_TEST(server_down_fails_fast_then_recovers)
 }
 END_TEST
 
+/* The statistics' latency percentiles: queries that each take >= 20 ms,
+ * queued one behind the other, and an acquire that waits for them. */
+START_TEST(latency_percentiles)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1, .conn_max_inflight = 1 };
+    make_pool(&opts);
+    wait_idle(1);
+    ck_assert(stats().query_p50_us == 0.0);
+    enum { N = 20 };
+    pool_rec r[N];
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_gt(pool_sql("SELECT pg_sleep(0.02)", &r[i]), 0);
+    /* The acquire is granted once the query running now finishes (waiters
+     * go before queued pool queries); the rest run after its release. */
+    acq_rec a = { .index = 0 };
+    ck_assert_int_eq(acquire(&a), PGEV_OK);
+    wait_acquired(&a);
+    ck_assert_int_eq(a.code, PGEV_OK);
+    ck_assert_int_eq(release(a.conn), PGEV_OK);
+    wait_recs(r, N, TU_WAIT_MS);
+    pgev_pool_stats_t st = stats();
+    ck_assert_msg(st.query_p50_us >= 20000 * 0.875, "p50 %.0f us", st.query_p50_us);
+    ck_assert_msg(st.query_p99_us >= st.query_p50_us, "p99 %.0f < p50 %.0f", st.query_p99_us, st.query_p50_us);
+    ck_assert_msg(st.query_p99_us >= N * 20000 * 0.875 * 0.9, "p99 %.0f us: the last query waited for all", st.query_p99_us);
+    ck_assert_msg(st.query_p99_us < 60e6, "p99 %.0f us", st.query_p99_us);
+    /* The acquire waited for the query that was running to finish. */
+    ck_assert_msg(st.acquire_wait_p50_us >= 20000 * 0.875, "acquire wait %.0f us", st.acquire_wait_p50_us);
+    free_pool();
+}
+END_TEST
+
 /* ---- lost connections, health checks, timeouts ------------------------- */
 
 static int64_t
@@ -1260,6 +1292,7 @@ pool_suite(void)
     tcase_add_test(tc, idle_timeout_shrinks_to_min);
     tcase_add_test(tc, max_lifetime_replaces);
     tcase_add_test(tc, init_hook_runs_on_every_connection);
+    tcase_add_test(tc, latency_percentiles);
     suite_add_tcase(s, tc);
 
     tc = tu_tcase("acquire", 60);
