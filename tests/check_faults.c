@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -173,44 +172,6 @@ is_lost(int status, const char *sqlstate)
     return status == PGEV_ECONNLOST || (status == PGEV_ESERVER && strncmp(sqlstate, "57P", 3) == 0);
 }
 
-/* ---- pgcluster.sh in a child, while the loop runs ----------------------- */
-
-struct child {
-    pid_t pid;
-    int status;
-    bool done;
-};
-
-static pid_t
-cluster_cmd_start(const char *cmd, const char *arg1, const char *arg2)
-{
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        execlp("bash", "bash", getenv("PGEV_TEST_PGCLUSTER"), cmd, getenv("PGEV_TEST_CLUSTER_DIR"),
-               arg1, arg2, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-static bool
-child_exited(void *arg)
-{
-    struct child *c = arg;
-    if (!c->done && waitpid(c->pid, &c->status, WNOHANG) == c->pid)
-        c->done = true;
-    return c->done;
-}
-
-static void
-wait_child(pid_t pid, const char *what)
-{
-    struct child c = { .pid = pid };
-    tu_run_until(child_exited, &c, 90000, what);
-    ck_assert_msg(WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0, "%s failed", what);
-}
-
 /* ---- pool queries ------------------------------------------------------- */
 
 static pgev_pool *pool;
@@ -250,7 +211,7 @@ pool_done_cb(pgev_conn *conn, pgev_result *res, void *arg)
             snprintf(r->value, sizeof(r->value), "%s", PQgetvalue(pg, 0, 0));
     }
     if (pool_stop_at > 0 && pool_done_total == pool_stop_at)
-        pool_fault_pid = cluster_cmd_start("server-stop", "primary", "immediate");
+        pool_fault_pid = tu_cluster_start("server-stop", "primary", "immediate");
 }
 
 static int64_t
@@ -448,8 +409,8 @@ START_TEST(pool_survives_server_crash_and_restart)
     /* Wait for the crash, then bring the server back while the queued
      * queries wait in the pool. */
     tu_run_until(fault_started, NULL, TU_WAIT_MS, "the first queries");
-    wait_child(pool_fault_pid, "pgcluster.sh server-stop immediate");
-    wait_child(cluster_cmd_start("server-start", NULL, NULL), "pgcluster.sh server-start");
+    tu_cluster_wait(pool_fault_pid, "pgcluster.sh server-stop immediate");
+    tu_cluster("server-start", NULL, NULL);
     wait_recs(r, N, 120000);
     assert_recs_once(r, N);
     int ok = 0, lost = 0;

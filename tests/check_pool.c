@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -925,52 +924,6 @@ END_TEST
 
 /* ---- faults ------------------------------------------------------------- */
 
-static const char *
-cluster_tool(void)
-{
-    const char *tool = getenv("PGEV_TEST_PGCLUSTER");
-    const char *dir = getenv("PGEV_TEST_CLUSTER_DIR");
-    return tool && *tool && dir && *dir ? tool : NULL;
-}
-
-/* Starts `pgcluster.sh CMD DIR` in a child process; returns its pid. */
-static pid_t
-cluster_cmd_start(const char *cmd)
-{
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        execlp("bash", "bash", cluster_tool(), cmd, getenv("PGEV_TEST_CLUSTER_DIR"), (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-struct child {
-    pid_t pid;
-    int status;
-    bool done;
-};
-
-static bool
-child_exited(void *arg)
-{
-    struct child *c = arg;
-    if (!c->done && waitpid(c->pid, &c->status, WNOHANG) == c->pid)
-        c->done = true;
-    return c->done;
-}
-
-/* Runs the command while the loop keeps running. */
-static void
-cluster_cmd(const char *cmd)
-{
-    struct child c = { .pid = cluster_cmd_start(cmd) };
-    tu_run_until(child_exited, &c, 90000, cmd);
-    ck_assert_msg(WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0, "pgcluster.sh %s failed",
-                  cmd);
-}
-
 static bool
 is_lost(const pool_rec *r)
 {
@@ -988,12 +941,12 @@ restart_when_due(pgev_conn *conn, pgev_result *res, pool_rec *r)
     (void)res;
     (void)r;
     if (tu_done_total == restart_at)
-        restart_pid = cluster_cmd_start("server-restart");
+        restart_pid = tu_cluster_start("server-restart", NULL, NULL);
 }
 
 START_TEST(server_restart_under_load)
 {
-    if (!cluster_tool())
+    if (!tu_have_cluster("restarts or stops the server"))
         return;
     pgev_pool_options opts = { .min_conns = 4, .max_conns = 4, .conn_max_inflight = 20 };
     make_pool(&opts);
@@ -1010,9 +963,7 @@ START_TEST(server_restart_under_load)
     }
     wait_recs(r, N, 120000);
     ck_assert_int_gt(restart_pid, 0);
-    struct child c = { .pid = restart_pid };
-    tu_run_until(child_exited, &c, 90000, "server-restart");
-    ck_assert(WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0);
+    tu_cluster_wait(restart_pid, "server-restart");
     assert_recs_once(r, N);
     int ok = 0, lost = 0;
     for (int i = 0; i < N; i++) {
@@ -1056,7 +1007,7 @@ all_lost(void *arg)
 
 START_TEST(server_down_fails_fast_then_recovers)
 {
-    if (!cluster_tool())
+    if (!tu_have_cluster("restarts or stops the server"))
         return;
     pgev_pool_options opts = {
         .min_conns = 2, .max_conns = 2, .queue_timeout_ms = 800, .acquire_timeout_ms = 800,
@@ -1064,7 +1015,7 @@ START_TEST(server_down_fails_fast_then_recovers)
     };
     make_pool(&opts);
     wait_idle(2);
-    cluster_cmd("server-stop");
+    tu_cluster("server-stop", NULL, NULL);
     tu_run_until(all_lost, NULL, TU_WAIT_MS, "the pool to notice the server is gone");
     int64_t failures_before = stats().connect_failures;
     enum { N = 20 };
@@ -1092,7 +1043,7 @@ START_TEST(server_down_fails_fast_then_recovers)
     ck_assert_int_eq(st.queued, 0);
     ck_assert_int_eq(st.waiters, 0);
 
-    cluster_cmd("server-start");
+    tu_cluster("server-start", NULL, NULL);
     wait_idle(2);
     wait_backends(2);
     pool_rec after = { .index = 99 };

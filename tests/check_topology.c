@@ -13,20 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/types.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static bool
-have_cluster(void)
-{
-    const char *tool = getenv("PGEV_TEST_PGCLUSTER"), *dir = getenv("PGEV_TEST_CLUSTER_DIR");
-    if (tool && *tool && dir && *dir)
-        return true;
-    fprintf(stderr, "skipped: needs the harness's own cluster (PGEV_TEST_PGCLUSTER)\n");
-    return false;
-}
 
 static uint64_t
 mono_ms(void)
@@ -34,53 +22,6 @@ mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* ---- pgcluster.sh, run while the loop keeps running --------------------- */
-
-struct child {
-    pid_t pid;
-    int status;
-    bool done;
-};
-
-static bool
-child_exited(void *arg)
-{
-    struct child *c = arg;
-    if (!c->done && waitpid(c->pid, &c->status, WNOHANG) == c->pid)
-        c->done = true;
-    return c->done;
-}
-
-static void
-ticker_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-}
-
-/* `pgcluster.sh CMD DIR [ARG]`; the loop runs meanwhile (a ticker keeps
- * it waking up to look at the child). Fails the test unless it exits 0. */
-static void
-cluster(const char *cmd, const char *arg)
-{
-    struct child c = { 0 };
-    c.pid = fork();
-    ck_assert_int_ge(c.pid, 0);
-    if (c.pid == 0) {
-        execlp("bash", "bash", getenv("PGEV_TEST_PGCLUSTER"), cmd, getenv("PGEV_TEST_CLUSTER_DIR"), arg,
-               (char *)NULL);
-        _exit(127);
-    }
-    struct event *tick = event_new(tu_base, -1, EV_PERSIST, ticker_cb, NULL);
-    struct timeval tv = { 0, 20000 };
-    ck_assert_int_eq(event_add(tick, &tv), 0);
-    tu_run_until(child_exited, &c, 120000, cmd);
-    event_free(tick);
-    ck_assert_msg(WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0, "pgcluster.sh %s %s failed", cmd,
-                  arg ? arg : "");
 }
 
 /* The first line of DIR/NAME (a DSN file the cluster tool wrote); free() it. */
@@ -178,9 +119,9 @@ free_pool(pgev_pool *pool)
  * standby goes away they fall back to the primary. */
 START_TEST(read_routing_to_standby)
 {
-    if (!have_cluster())
+    if (!tu_have_cluster("starts standbys and PgBouncer beside it"))
         return;
-    cluster("replica", "ro_standby");
+    tu_cluster("replica", "ro_standby", NULL);
     char *standby = cluster_file("ro_standby.dsn");
     tu_exec("DROP TABLE IF EXISTS route_t");
     tu_exec("CREATE TABLE route_t (v int)");
@@ -229,7 +170,7 @@ START_TEST(read_routing_to_standby)
     }
 
     /* The standby stops: read-only queries go to the primary. */
-    cluster("server-stop", "ro_standby");
+    tu_cluster("server-stop", "ro_standby", NULL);
     deadline = mono_ms() + 20000;
     int fallbacks = 0;
     while (fallbacks < 10) {
@@ -254,9 +195,9 @@ END_TEST
  * target_session_attrs=read-write, finds the new primary by itself. */
 START_TEST(failover_to_promoted_standby)
 {
-    if (!have_cluster())
+    if (!tu_have_cluster("starts standbys and PgBouncer beside it"))
         return;
-    cluster("replica", "fo_standby");
+    tu_cluster("replica", "fo_standby", NULL);
     char *primary_port = cluster_file("port");
     char *standby_port = cluster_file("fo_standby.port");
     char conninfo[1024];
@@ -288,8 +229,8 @@ START_TEST(failover_to_promoted_standby)
     }
 
     /* A fast stop ships all WAL to the standby before the server exits. */
-    cluster("server-stop", "primary");
-    cluster("promote", "fo_standby");
+    tu_cluster("server-stop", "primary", NULL);
+    tu_cluster("promote", "fo_standby", NULL);
 
     /* The pool recovers on its own: writes go through again, on the
      * promoted standby, within a bounded time. */
@@ -346,9 +287,9 @@ conn_set(void *arg)
  * statement cache off. */
 START_TEST(pgbouncer_transaction_mode)
 {
-    if (!have_cluster())
+    if (!tu_have_cluster("starts standbys and PgBouncer beside it"))
         return;
-    cluster("pgbouncer", "transaction");
+    tu_cluster("pgbouncer", "transaction", NULL);
     char *bouncer = cluster_file("pgbouncer.dsn");
     pgev_pool_options opts = { .min_conns = 4, .max_conns = 4, .stmt_cache_size = PGEV_STMT_CACHE_OFF };
     pgev_pool *pool = pgev_pool_new(tu_base, bouncer, &opts);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -585,4 +586,65 @@ bool tu_sanitized(void)
 #else
     return false;
 #endif
+}
+
+/* ---- the harness's cluster ---------------------------------------------- */
+
+bool tu_have_cluster(const char *why)
+{
+    const char *tool = getenv("PGEV_TEST_PGCLUSTER"), *dir = getenv("PGEV_TEST_CLUSTER_DIR");
+    if (tool && *tool && dir && *dir)
+        return true;
+    fprintf(stderr, "skipped: needs the harness's own cluster (%s)\n", why);
+    return false;
+}
+
+pid_t tu_cluster_start(const char *cmd, const char *arg1, const char *arg2)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        execlp("bash", "bash", getenv("PGEV_TEST_PGCLUSTER"), cmd, getenv("PGEV_TEST_CLUSTER_DIR"), arg1, arg2,
+               (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+struct tu_child {
+    pid_t pid;
+    int status;
+    bool done;
+};
+
+static bool child_exited(void *arg)
+{
+    struct tu_child *c = arg;
+    if (!c->done && waitpid(c->pid, &c->status, WNOHANG) == c->pid)
+        c->done = true;
+    return c->done;
+}
+
+static void ticker_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+void tu_cluster_wait(pid_t pid, const char *what)
+{
+    struct tu_child c = { .pid = pid };
+    struct event *tick = event_new(tu_base, -1, EV_PERSIST, ticker_cb, NULL);
+    ck_assert_ptr_nonnull(tick);
+    struct timeval every = { 0, 20000 };
+    ck_assert_int_eq(event_add(tick, &every), 0);
+    tu_run_until(child_exited, &c, 120000, what);
+    event_free(tick);
+    ck_assert_msg(WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0, "pgcluster.sh %s failed", what);
+}
+
+void tu_cluster(const char *cmd, const char *arg1, const char *arg2)
+{
+    tu_cluster_wait(tu_cluster_start(cmd, arg1, arg2), cmd);
 }

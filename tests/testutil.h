@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <check.h>
 #include <event2/event.h>
@@ -204,6 +205,24 @@ void tu_assert_ok(const tu_query *q);
  * error. tu_exec_value returns row 0 col 0 (malloc'd) or NULL. */
 void tu_exec(const char *fmt, ...) TU_PRINTF(1, 2);
 char *tu_exec_value(const char *fmt, ...) TU_PRINTF(1, 2);
+
+/* ---- the harness's cluster (tests/pgcluster.sh) --------------------------- */
+
+/* True when the harness started the server (PGEV_TEST_PGCLUSTER and
+ * PGEV_TEST_CLUSTER_DIR are set); otherwise prints "skipped: ..." with
+ * `why` and returns false. */
+bool tu_have_cluster(const char *why);
+
+/* Starts `pgcluster.sh CMD DIR [ARG1 [ARG2]]` in a child process (the
+ * loop keeps running meanwhile); returns its pid. */
+pid_t tu_cluster_start(const char *cmd, const char *arg1, const char *arg2);
+
+/* Runs the loop until that child has exited (a ticker keeps the loop
+ * waking up to look) and fails the test unless it exited 0. */
+void tu_cluster_wait(pid_t pid, const char *what);
+
+/* tu_cluster_start() and tu_cluster_wait(). */
+void tu_cluster(const char *cmd, const char *arg1, const char *arg2);
 
 /* ---- sockets, memory ---------------------------------------------------- */
 
