@@ -86,6 +86,7 @@ struct pool_slot {
     bool reset_failed;
     bool lost;                  /* ACQUIRED: the connection died while held */
     bool standby;               /* a standby_conninfo connection: read-only queries only */
+    bool refusing;              /* its connection refused a submit (broken, about to fail) */
     bool checking;              /* READY, running the health check: takes nothing */
     uint64_t created_ms;
     uint64_t expires_ms;        /* 0: no lifetime limit */
@@ -455,7 +456,7 @@ slot_expired(const pool_slot *slot, uint64_t now)
 static bool
 slot_dispatchable(const pool_slot *slot)
 {
-    return slot->state == SLOT_READY && !slot->checking &&
+    return slot->state == SLOT_READY && !slot->checking && !slot->refusing &&
            slot->outstanding < slot->pool->conn_max_inflight &&
            pgev_conn_state(slot->conn) == PGEV_CONN_READY;
 }
@@ -786,6 +787,10 @@ dispatch(pgev_pool *pool, pool_slot *slot, pool_query *pq)
     if (rc < 0) {
         pq->slot = NULL;
         pool_refuse(pool, "%s", pgev_conn_errmsg(slot->conn));
+        /* A connection that broke but has not failed yet (that happens from
+         * its loop): it takes nothing more; the query goes elsewhere. */
+        if (rc == PGEV_ECLOSED)
+            slot->refusing = true;
         return rc;
     }
     if (slot->standby)
@@ -907,9 +912,11 @@ pgev_pool_submit(pgev_pool *pool, const pgev_query_args *args)
     pq->queue_deadline_ms = now + (uint64_t)pool->queue_timeout_ms;
 
     /* Straight to a connection when nothing queued is ahead of it. */
-    pool_slot *slot = pool->queue_head ? NULL : pick_slot(pool, pq);
-    if (slot) {
+    pool_slot *slot;
+    while (!pool->queue_head && (slot = pick_slot(pool, pq)) != NULL) {
         int64_t drc = dispatch(pool, slot, pq);
+        if (drc == PGEV_ECLOSED)
+            continue;   /* that connection is going away: another one, or the queue */
         if (drc < 0) {
             free(pq->payload);
             free(pq);
@@ -1210,7 +1217,9 @@ dispatch_queue(pgev_pool *pool)
         pool->queued--;
         pq->next = NULL;
         int64_t rc = dispatch(pool, slot, pq);
-        if (rc < 0)
+        if (rc == PGEV_ECLOSED)
+            requeue_front(pool, pq);    /* never sent: it waits for another connection */
+        else if (rc < 0)
             complete_query_error(pool, pq, (int)rc, "%s", pool->errmsg);
     }
 }
