@@ -455,6 +455,8 @@ typedef void (*pgev_result_cb)(pgev_conn *conn, pgev_result *res, void *arg);
 #define PGEV_DEFAULT_STMT_CACHE_SIZE 100
 /** pgev_conn_options.stmt_cache_size: no statement cache. */
 #define PGEV_STMT_CACHE_OFF (-1)
+/** pgev_conn_options.stmt_cache_size: larger values are taken as this. */
+#define PGEV_STMT_CACHE_MAX 65536
 
 /**
  * Connection options. Zero-initialise and set what you need; every 0/NULL

@@ -355,7 +355,9 @@ pgev_conn_new(struct event_base *base, const char *conninfo, const pgev_conn_opt
     conn->cancel_grace_ms = opts->cancel_grace_ms > 0 ? opts->cancel_grace_ms
                                                       : PGEV_DEFAULT_CANCEL_GRACE_MS;
     int cache_size = opts->stmt_cache_size == 0 ? PGEV_DEFAULT_STMT_CACHE_SIZE
-                   : opts->stmt_cache_size < 0 ? 0 : opts->stmt_cache_size;
+                   : opts->stmt_cache_size < 0 ? 0
+                   : opts->stmt_cache_size > PGEV_STMT_CACHE_MAX ? PGEV_STMT_CACHE_MAX
+                                                                 : opts->stmt_cache_size;
     if (pgev_stmt_cache_init(&conn->stmts, cache_size) != 0) {
         free(conn);
         return NULL;

@@ -290,6 +290,24 @@ query_result(pgev_conn *conn, pgev_node *node, PGresult *res)
     }
 }
 
+/*
+ * libpq 15 can leave a pipelined connection busy for good when it runs out
+ * of memory while parsing: for a Sync's ReadyForQuery it appends "out of
+ * memory" to its error message and returns no result, so PQisBusy() stays
+ * true with nothing more to come. The only trace is that message: when it
+ * grew with such a text while libpq waits, the connection cannot go on.
+ * (After an out-of-memory that libpq did report as a result, the same
+ * check closes the connection at its next wait: its state is not trusted.)
+ */
+static bool
+libpq_out_of_memory(pgev_conn *conn)
+{
+    const char *msg = PQerrorMessage(conn->pg);
+    size_t len = strlen(msg), seen = conn->libpq_errlen;
+    conn->libpq_errlen = len;
+    return len > seen && strstr(msg + seen, "out of memory") != NULL;
+}
+
 void
 pgev_read_results(pgev_conn *conn)
 {
@@ -335,8 +353,15 @@ pgev_read_results(pgev_conn *conn)
                 return;
             }
         }
-        if (PQisBusy(conn->pg))
+        if (PQisBusy(conn->pg)) {
+            if (libpq_out_of_memory(conn)) {
+                pgev_error err;
+                pgev_error_set(&err, PGEV_ECONNLOST, "libpq ran out of memory reading results; the connection cannot go on");
+                lost(conn, &err);
+                return;
+            }
             break;
+        }
         PGresult *res = PQgetResult(conn->pg);
 
         if (want_sync) {

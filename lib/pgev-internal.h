@@ -338,6 +338,7 @@ struct pgev_conn {
     int max_inflight;
     int connect_timeout_ms;
     size_t unflushed_bytes; /* estimate, to flush libpq's buffer before it grows large */
+    size_t libpq_errlen;    /* length of PQerrorMessage() last looked at (dispatch.c) */
 
     pgev_conn_cb on_connect;
     pgev_conn_cb on_disconnect;
