@@ -351,6 +351,17 @@ pgev_conn_copy_out(pgev_conn *conn, const char *sql, pgev_copy_data_cb on_data, 
     return pgev_conn_copy(conn, &args);
 }
 
+/* libpq could not make room for a write (or the end): returns 1, and
+ * on_ready runs once its buffer has drained. */
+static int
+copy_wait_drain(pgev_copy *copy)
+{
+    copy->blocked = true;
+    copy->conn->want_write = true;
+    pgev_conn_update_watch(copy->conn);
+    return 1;
+}
+
 /* Data is accepted only while the server is in COPY IN and the COPY has
  * neither ended nor completed. */
 static bool
@@ -380,13 +391,8 @@ pgev_copy_write(pgev_copy *copy, const void *data, size_t len)
     int rc = PQputCopyData(conn->pg, data, (int)len);
     if (rc < 0)
         return copy_broken(copy, "could not send COPY data");
-    if (rc == 0) {
-        /* libpq could not make room: try again once the buffer drained. */
-        copy->blocked = true;
-        conn->want_write = true;
-        pgev_conn_update_watch(conn);
-        return 1;
-    }
+    if (rc == 0)
+        return copy_wait_drain(copy);
     copy->unflushed += len;
     if (copy->unflushed >= COPY_FLUSH_BYTES) {
         copy->unflushed = 0;
@@ -422,12 +428,8 @@ pgev_copy_end(pgev_copy *copy, const char *errmsg)
     int rc = PQputCopyEnd(conn->pg, errmsg);
     if (rc < 0)
         return copy_broken(copy, "could not end the COPY");
-    if (rc == 0) {
-        copy->blocked = true;
-        conn->want_write = true;
-        pgev_conn_update_watch(conn);
-        return 1;
-    }
+    if (rc == 0)
+        return copy_wait_drain(copy);
     copy->ended_by_user = errmsg != NULL;
     copy->phase = COPY_RESULT;
     copy->unflushed = 0;

@@ -251,9 +251,7 @@ now_us(void)
 static uint64_t
 now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return now_us() / 1000u;
 }
 
 /* xorshift64*: jitter only, per pool (no global state). */
@@ -906,7 +904,7 @@ pgev_pool_submit(pgev_pool *pool, const pgev_query_args *args)
         return rc;
     }
     int timeout_ms = args->timeout_ms == 0 ? pool->query_timeout_ms : args->timeout_ms;
-    uint64_t now = now_ms();
+    uint64_t now = pq->submitted_us / 1000u;   /* one clock read per submit */
     if (timeout_ms > 0)
         pq->query_deadline_ms = now + (uint64_t)timeout_ms;
     pq->queue_deadline_ms = now + (uint64_t)pool->queue_timeout_ms;
