@@ -317,7 +317,7 @@ pgev_conn_copy(pgev_conn *conn, const pgev_copy_args *args)
         .arg = args->arg,
         .timeout_ms = args->timeout_ms,
     };
-    int64_t id = pgev_submit_node(conn, PGEV_NODE_COPY, &qargs, copy);
+    int64_t id = pgev_submit_node(conn, PGEV_NODE_COPY, &qargs, copy, false);
     if (id <= 0)
         free(copy);
     return id;

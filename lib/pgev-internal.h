@@ -90,6 +90,11 @@ typedef struct pgev_timer pgev_timer;
 typedef struct pgev_cancel_job pgev_cancel_job;
 typedef struct pgev_listener pgev_listener;
 
+/* Bytes of a query's own copy of its arguments kept inside the node (and
+ * the pool's query) instead of in an allocation of their own: enough for a
+ * statement name and a few short parameters. */
+#define PGEV_INLINE_PAYLOAD 96
+
 struct pgev_node {
     pgev_node *next;
     enum pgev_node_kind kind;
@@ -140,6 +145,9 @@ struct pgev_node {
     const int *param_lengths;
     const int *param_formats;
     int result_format;
+    /* Small payloads live here instead of in a separate allocation (last:
+     * pgev_node_alloc() clears only what comes before it). */
+    char inline_payload[PGEV_INLINE_PAYLOAD];
 };
 
 /* A FIFO of nodes with O(1) push and pop. */
@@ -462,7 +470,17 @@ void pgev_listeners_free(pgev_conn *conn);
 /* The submit path behind pgev_conn_submit() and friends; `copy` (for
  * PGEV_NODE_COPY, else NULL) is owned by the node once this succeeds. */
 int64_t pgev_submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_args *args,
-                         pgev_copy *copy);
+                         pgev_copy *copy, bool args_stable);
+/* pgev_conn_submit() for arguments that stay valid, unchanged, until the
+ * query's on_done has run (the pool's own copy): they are never copied. */
+int64_t pgev_conn_submit_stable(pgev_conn *conn, const pgev_query_args *args);
+/* Copies the strings and arrays `in` points to (sql, stmt, the parameters)
+ * into one block and points `out` (otherwise a copy of `in`) at them: into
+ * `inline_buf` when they fit in `inline_size` bytes, else into a new
+ * allocation stored in *heap (NULL when inline). Binary parameters need
+ * their lengths (checked by the callers). Returns PGEV_OK or PGEV_ENOMEM. */
+int pgev_args_pack(const pgev_query_args *in, pgev_query_args *out, char *inline_buf,
+                   size_t inline_size, char **heap);
 bool pgev_is_copy_statement(const char *sql);
 /* Leaves pipeline mode and sends the COPY (from send_node). */
 bool pgev_copy_send(pgev_conn *conn, pgev_node *node);

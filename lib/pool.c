@@ -40,6 +40,7 @@
 
 #include <assert.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,8 +103,10 @@ struct pool_query {
     uint64_t queue_deadline_ms; /* submit + queue_timeout_ms: a re-queued query keeps it */
     int retries;                /* times sent again after its connection lost it once sent */
     uint64_t submitted_us;      /* for the latency percentiles */
-    pgev_query_args args;       /* on_done/on_rows/arg are the user's; pointers into payload */
-    char *payload;              /* NULL when dispatched at submit time (args not kept) */
+    pgev_query_args args;       /* on_done/on_rows/arg are the user's; pointers into our copy */
+    char *payload;              /* that copy when it did not fit in inline_payload, else NULL */
+    /* Last: pool_query_new() clears only what comes before it. */
+    char inline_payload[PGEV_INLINE_PAYLOAD];
 };
 
 struct pool_waiter {
@@ -226,6 +229,8 @@ struct pgev_pool {
     uint64_t rng;
     bool grow_wanted;           /* dispatch found every connection busy */
     int64_t next_id;
+    pool_query *free_queries;   /* recycled, at most QUERY_CACHE_MAX */
+    int nfree_queries;
 
     pgev_pool_stats_t stats;    /* counters only; sizes are computed */
     lat_hist query_latency;     /* pool queries: submit to completion */
@@ -237,6 +242,36 @@ struct pgev_pool {
 static void service(pgev_pool *pool);
 static void pool_real_free(pgev_pool *pool);
 static void pool_destroy(pgev_pool *pool);
+
+/* Recycled query records kept per pool. */
+#define QUERY_CACHE_MAX 1024
+
+static pool_query *
+pool_query_new(pgev_pool *pool)
+{
+    pool_query *pq = pool->free_queries;
+    if (pq) {
+        pool->free_queries = pq->next;
+        pool->nfree_queries--;
+    } else if (!(pq = malloc(sizeof(*pq)))) {
+        return NULL;
+    }
+    memset(pq, 0, offsetof(pool_query, inline_payload));
+    return pq;
+}
+
+static void
+pool_query_free(pgev_pool *pool, pool_query *pq)
+{
+    free(pq->payload);
+    if (pool->nfree_queries < QUERY_CACHE_MAX) {
+        pq->next = pool->free_queries;
+        pool->free_queries = pq;
+        pool->nfree_queries++;
+    } else {
+        free(pq);
+    }
+}
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -334,8 +369,7 @@ complete_query_error(pgev_pool *pool, pool_query *pq, int code, const char *fmt,
     lat_add(&pool->query_latency, now_us() - pq->submitted_us);
     pgev_result_cb cb = pq->args.on_done;
     void *arg = pq->args.arg;
-    free(pq->payload);
-    free(pq);
+    pool_query_free(pool, pq);
     if (cb)
         cb(NULL, &res, arg);
 }
@@ -689,8 +723,7 @@ on_query_done(pgev_conn *conn, pgev_result *res, void *arg)
     void *user = pq->args.arg;
     if (!pool->zombie)
         lat_add(&pool->query_latency, now_us() - pq->submitted_us);
-    free(pq->payload);
-    free(pq);
+    pool_query_free(pool, pq);
     slot->outstanding--;
     if (pool->zombie) {
         if (cb)
@@ -781,7 +814,8 @@ dispatch(pgev_pool *pool, pool_slot *slot, pool_query *pq)
         args.timeout_ms = pq->query_deadline_ms > now ? (int)(pq->query_deadline_ms - now) : 1;
     }
     pq->slot = slot;
-    int64_t rc = pgev_conn_submit(slot->conn, &args);
+    /* The connection borrows pq's copy: it outlives the query there. */
+    int64_t rc = pgev_conn_submit_stable(slot->conn, &args);
     if (rc < 0) {
         pq->slot = NULL;
         pool_refuse(pool, "%s", pgev_conn_errmsg(slot->conn));
@@ -800,68 +834,6 @@ dispatch(pgev_pool *pool, pool_slot *slot, pool_query *pq)
     slot->outstanding++;
     pool->outstanding++;
     return rc;
-}
-
-/* Copies what args points to into one allocation owned by pq. */
-static int
-copy_args(pool_query *pq, const pgev_query_args *args)
-{
-    int n = args->nparams;
-    size_t sql_len = args->sql ? strlen(args->sql) + 1 : 0;
-    size_t stmt_len = args->stmt ? strlen(args->stmt) + 1 : 0;
-    size_t size = sql_len + stmt_len;
-    size_t values_len = 0;
-    for (int i = 0; i < n; i++) {
-        const char *v = args->param_values[i];
-        if (!v)
-            continue;
-        bool binary = args->param_formats && args->param_formats[i] == 1;
-        if (binary && (!args->param_lengths || args->param_lengths[i] < 0))
-            return PGEV_EINVAL;
-        values_len += binary ? (size_t)args->param_lengths[i] : strlen(v) + 1;
-    }
-    /* Arrays first (aligned), then the bytes. */
-    size_t arrays = (size_t)n * (sizeof(Oid) + sizeof(char *) + 2 * sizeof(int));
-    arrays = (arrays + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *);
-    char *buf = malloc(arrays + size + values_len + 1);
-    if (!buf)
-        return PGEV_ENOMEM;
-    const char **values = (const char **)(void *)buf;
-    Oid *types = (Oid *)(void *)(values + n);
-    int *lengths = (int *)(void *)(types + n);
-    int *formats = lengths + n;
-    char *p = buf + arrays;
-    pq->args = *args;
-    if (args->sql) {
-        memcpy(p, args->sql, sql_len);
-        pq->args.sql = p;
-        p += sql_len;
-    }
-    if (args->stmt) {
-        memcpy(p, args->stmt, stmt_len);
-        pq->args.stmt = p;
-        p += stmt_len;
-    }
-    for (int i = 0; i < n; i++) {
-        types[i] = args->param_types ? args->param_types[i] : 0;
-        formats[i] = args->param_formats ? args->param_formats[i] : 0;
-        lengths[i] = args->param_lengths ? args->param_lengths[i] : 0;
-        const char *v = args->param_values[i];
-        if (!v) {
-            values[i] = NULL;
-            continue;
-        }
-        size_t len = formats[i] == 1 ? (size_t)lengths[i] : strlen(v) + 1;
-        memcpy(p, v, len);
-        values[i] = p;
-        p += len;
-    }
-    pq->args.param_values = n ? values : NULL;
-    pq->args.param_types = n && args->param_types ? types : NULL;
-    pq->args.param_lengths = n && args->param_lengths ? lengths : NULL;
-    pq->args.param_formats = n && args->param_formats ? formats : NULL;
-    pq->payload = buf;
-    return PGEV_OK;
 }
 
 int64_t
@@ -888,21 +860,25 @@ pgev_pool_submit(pgev_pool *pool, const pgev_query_args *args)
                     PGEV_MAX_PARAMS);
         return PGEV_EINVAL;
     }
-    pool_query *pq = calloc(1, sizeof(*pq));
-    if (!pq) {
+    for (int i = 0; args->param_formats && i < args->nparams; i++) {
+        if (args->param_formats[i] == 1 && args->param_values[i] &&
+            (!args->param_lengths || args->param_lengths[i] < 0)) {
+            pool_refuse(pool, "binary parameter $%d needs a length (param_lengths)", i + 1);
+            return PGEV_EINVAL;
+        }
+    }
+    pool_query *pq = pool_query_new(pool);
+    /* Its own copy of the arguments, kept until it completes: it may have
+     * to go to another connection. */
+    if (!pq || pgev_args_pack(args, &pq->args, pq->inline_payload, sizeof(pq->inline_payload),
+                              &pq->payload) != PGEV_OK) {
+        if (pq)
+            pool_query_free(pool, pq);
         pool_refuse(pool, "out of memory");
         return PGEV_ENOMEM;
     }
     pq->id = ++pool->next_id;
     pq->submitted_us = now_us();
-    /* Kept until it completes: it may have to go to another connection. */
-    int rc = copy_args(pq, args);
-    if (rc < 0) {
-        free(pq);
-        pool_refuse(pool, "%s", rc == PGEV_ENOMEM ? "out of memory"
-                                                  : "binary parameter without a length");
-        return rc;
-    }
     int timeout_ms = args->timeout_ms == 0 ? pool->query_timeout_ms : args->timeout_ms;
     uint64_t now = pq->submitted_us / 1000u;   /* one clock read per submit */
     if (timeout_ms > 0)
@@ -916,8 +892,7 @@ pgev_pool_submit(pgev_pool *pool, const pgev_query_args *args)
         if (drc == PGEV_ECLOSED)
             continue;   /* that connection is going away: another one, or the queue */
         if (drc < 0) {
-            free(pq->payload);
-            free(pq);
+            pool_query_free(pool, pq);
             return drc;
         }
         pool->stats.queries++;
@@ -927,8 +902,7 @@ pgev_pool_submit(pgev_pool *pool, const pgev_query_args *args)
     }
 
     if (pool->queued >= pool->max_pending) {
-        free(pq->payload);
-        free(pq);
+        pool_query_free(pool, pq);
         pool_refuse(pool, "the pool's queue is full (%d queries waiting for a connection)",
                     pool->queued);
         return PGEV_EQUEUEFULL;
@@ -1569,6 +1543,11 @@ pool_destroy(pgev_pool *pool)
         pool_slot *s = pool->slots;
         pool->slots = s->next;
         free(s);
+    }
+    while (pool->free_queries) {
+        pool_query *pq = pool->free_queries;
+        pool->free_queries = pq->next;
+        free(pq);
     }
     if (pool->kick_ev)
         event_free(pool->kick_ev);

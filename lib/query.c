@@ -9,6 +9,7 @@
  */
 #include "pgev-internal.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,7 @@ pgev_node_alloc(pgev_conn *conn)
         if (!node)
             return NULL;
     }
-    memset(node, 0, sizeof(*node));
+    memset(node, 0, offsetof(pgev_node, inline_payload));
     return node;
 }
 
@@ -347,75 +348,116 @@ pgev_send_pending(pgev_conn *conn)
     }
 }
 
-/* Copies what the node borrows into one allocation owned by the node. */
+static size_t
+align_up(size_t n)
+{
+    return (n + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *);
+}
+
+int
+pgev_args_pack(const pgev_query_args *in, pgev_query_args *out, char *inline_buf,
+               size_t inline_size, char **heap)
+{
+    int n = in->nparams > 0 ? in->nparams : 0;
+    size_t sql_len = in->sql ? strlen(in->sql) + 1 : 0;
+    size_t stmt_len = in->stmt ? strlen(in->stmt) + 1 : 0;
+    /* The arrays first, each aligned, then the bytes. */
+    size_t off_types = align_up(in->param_values ? (size_t)n * sizeof(char *) : 0);
+    size_t off_lengths = off_types + align_up(in->param_types ? (size_t)n * sizeof(Oid) : 0);
+    size_t off_formats = off_lengths + align_up(in->param_lengths ? (size_t)n * sizeof(int) : 0);
+    size_t off_bytes = off_formats + (in->param_formats ? (size_t)n * sizeof(int) : 0);
+    size_t size = off_bytes + sql_len + stmt_len;
+    size_t lens[PGEV_INLINE_PAYLOAD / sizeof(char *)];   /* the first values' lengths */
+    size_t nlens = sizeof(lens) / sizeof(lens[0]);
+    for (int i = 0; in->param_values && i < n; i++) {
+        const char *v = in->param_values[i];
+        bool binary = in->param_formats && in->param_formats[i] == 1;
+        size_t len = !v ? 0 : binary ? (size_t)in->param_lengths[i] : strlen(v) + 1;
+        if ((size_t)i < nlens)
+            lens[i] = len;
+        size += len;
+    }
+
+    char *buf = inline_buf;
+    *heap = NULL;
+    if (size > inline_size) {
+        buf = malloc(size);
+        if (!buf)
+            return PGEV_ENOMEM;
+        *heap = buf;
+    }
+    *out = *in;
+    char *bytes = buf + off_bytes;
+    if (in->sql) {
+        memcpy(bytes, in->sql, sql_len);
+        out->sql = bytes;
+        bytes += sql_len;
+    }
+    if (in->stmt) {
+        memcpy(bytes, in->stmt, stmt_len);
+        out->stmt = bytes;
+        bytes += stmt_len;
+    }
+    if (!n) {
+        out->param_types = NULL;
+        out->param_values = NULL;
+        out->param_lengths = NULL;
+        out->param_formats = NULL;
+        return PGEV_OK;
+    }
+    const char **values = (const char **)(void *)buf;
+    for (int i = 0; in->param_values && i < n; i++) {
+        const char *v = in->param_values[i];
+        if (!v) {
+            values[i] = NULL;
+            continue;
+        }
+        bool binary = in->param_formats && in->param_formats[i] == 1;
+        size_t len = (size_t)i < nlens ? lens[i] : binary ? (size_t)in->param_lengths[i] : strlen(v) + 1;
+        memcpy(bytes, v, len);
+        values[i] = bytes;
+        bytes += len;
+    }
+    if (in->param_values)
+        out->param_values = values;
+    if (in->param_types) {
+        memcpy(buf + off_types, in->param_types, (size_t)n * sizeof(Oid));
+        out->param_types = (const Oid *)(void *)(buf + off_types);
+    }
+    if (in->param_lengths) {
+        memcpy(buf + off_lengths, in->param_lengths, (size_t)n * sizeof(int));
+        out->param_lengths = (const int *)(void *)(buf + off_lengths);
+    }
+    if (in->param_formats) {
+        memcpy(buf + off_formats, in->param_formats, (size_t)n * sizeof(int));
+        out->param_formats = (const int *)(void *)(buf + off_formats);
+    }
+    return PGEV_OK;
+}
+
+/* Gives the node its own copy of what it borrows: in the node itself when
+ * small, else in one allocation (`payload`) owned by the node. */
 static int
 copy_payload(pgev_node *node)
 {
-    int n = node->nparams;
-    size_t sql_len = node->sql ? strlen(node->sql) + 1 : 0;
-    size_t stmt_len = node->stmt_sql ? strlen(node->stmt_sql) + 1 : 0;
-    size_t size = 0;
-    size_t off_values = size;
-    size += node->param_values ? (size_t)n * sizeof(char *) : 0;
-    size_t off_types = size;
-    size += node->param_types ? (size_t)n * sizeof(Oid) : 0;
-    size_t off_lengths = size;
-    size += node->param_lengths ? (size_t)n * sizeof(int) : 0;
-    size_t off_formats = size;
-    size += node->param_formats ? (size_t)n * sizeof(int) : 0;
-    size_t off_bytes = size;
-    for (int i = 0; node->param_values && i < n; i++) {
-        const char *v = node->param_values[i];
-        if (!v)
-            continue;
-        bool binary = node->param_formats && node->param_formats[i] == 1;
-        size += binary ? (size_t)node->param_lengths[i] : strlen(v) + 1;
-    }
-    size_t off_sql = size;
-    size += sql_len + stmt_len;
-
-    char *buf = malloc(size ? size : 1);
-    if (!buf)
+    pgev_query_args in = {
+        .sql = node->sql,
+        .stmt = node->stmt_sql,
+        .nparams = node->nparams,
+        .param_types = node->param_types,
+        .param_values = node->param_values,
+        .param_lengths = node->param_lengths,
+        .param_formats = node->param_formats,
+    }, out;
+    if (pgev_args_pack(&in, &out, node->inline_payload, sizeof(node->inline_payload),
+                       &node->payload) != PGEV_OK)
         return PGEV_ENOMEM;
-    char *bytes = buf + off_bytes;
-    if (node->param_values) {
-        const char **values = (const char **)(void *)(buf + off_values);
-        for (int i = 0; i < n; i++) {
-            const char *v = node->param_values[i];
-            if (!v) {
-                values[i] = NULL;
-                continue;
-            }
-            bool binary = node->param_formats && node->param_formats[i] == 1;
-            size_t len = binary ? (size_t)node->param_lengths[i] : strlen(v) + 1;
-            memcpy(bytes, v, len);
-            values[i] = bytes;
-            bytes += len;
-        }
-        node->param_values = values;
-    }
-    if (node->param_types) {
-        memcpy(buf + off_types, node->param_types, (size_t)n * sizeof(Oid));
-        node->param_types = (const Oid *)(void *)(buf + off_types);
-    }
-    if (node->param_lengths) {
-        memcpy(buf + off_lengths, node->param_lengths, (size_t)n * sizeof(int));
-        node->param_lengths = (const int *)(void *)(buf + off_lengths);
-    }
-    if (node->param_formats) {
-        memcpy(buf + off_formats, node->param_formats, (size_t)n * sizeof(int));
-        node->param_formats = (const int *)(void *)(buf + off_formats);
-    }
-    char *sql = buf + off_sql;
-    if (node->sql) {
-        memcpy(sql, node->sql, sql_len);
-        node->sql = sql;
-    }
-    if (node->stmt_sql) {
-        memcpy(sql + sql_len, node->stmt_sql, stmt_len);
-        node->stmt_sql = sql + sql_len;
-    }
-    node->payload = buf;
+    node->sql = out.sql;
+    node->stmt_sql = out.stmt;
+    node->param_types = out.param_types;
+    node->param_values = out.param_values;
+    node->param_lengths = out.param_lengths;
+    node->param_formats = out.param_formats;
     return PGEV_OK;
 }
 
@@ -751,7 +793,7 @@ pgev_conn_cancel(pgev_conn *conn, int64_t query_id)
 
 int64_t
 pgev_submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_args *args,
-                 pgev_copy *copy)
+                 pgev_copy *copy, bool args_stable)
 {
     const char *why = refusal(conn);
     /* An open transaction may still be used and ended while closing. */
@@ -838,7 +880,8 @@ pgev_submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_arg
     node->shared = readonly && node->sync_after && !conn->in_batch && !conn->txn_submitting;
     if (node->shared)
         node->sync_after = false;
-    if (node->keep_payload || conn->pending.head || !can_send(conn, node) || pgev_txn_holds(conn)) {
+    if (!args_stable &&
+        (node->keep_payload || conn->pending.head || !can_send(conn, node) || pgev_txn_holds(conn))) {
         if (copy_payload(node) != PGEV_OK) {
             pgev_node_release(conn, node);
             conn->next_id--;
@@ -854,7 +897,13 @@ pgev_submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_arg
 static int64_t
 submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_args *args)
 {
-    return pgev_submit_node(conn, kind, args, NULL);
+    return pgev_submit_node(conn, kind, args, NULL, false);
+}
+
+int64_t
+pgev_conn_submit_stable(pgev_conn *conn, const pgev_query_args *args)
+{
+    return pgev_submit_node(conn, args->sql ? PGEV_NODE_QUERY : PGEV_NODE_EXECUTE, args, NULL, true);
 }
 
 int64_t

@@ -409,6 +409,65 @@ START_TEST(least_loaded_dispatch)
 }
 END_TEST
 
+/*
+ * The pool keeps its own copy of every query's arguments (inline when
+ * small, else allocated) and its connections borrow that copy instead of
+ * copying again: queries queued in the pool before any connection is up,
+ * each from a buffer the caller overwrites right after the submit. They
+ * are read-only, so they share Sync segments on the connection; every
+ * seventh fails, and the queries behind it in its segment are sent again
+ * from the same borrowed copy.
+ */
+START_TEST(queued_queries_keep_their_arguments)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1, .conn_max_inflight = 16 };
+    make_pool(&opts);
+    enum { N = 150 };
+    static pool_rec r[N];
+    memset(r, 0, sizeof r);
+    char *text = malloc(N + 1);
+    ck_assert_ptr_nonnull(text);
+    for (int i = 0; i < N; i++) {
+        char len[16];
+        snprintf(len, sizeof len, "%d", i);
+        memset(text, 'a' + i % 26, (size_t)i);
+        text[i] = '\0';
+        const char *values[] = { text, len };
+        pgev_query_args args = {
+            .sql = "SELECT CASE WHEN $2::int % 7 = 3 THEN (1 / ($2::int - $2::int))::text "
+                   "ELSE ($1::text = repeat(chr(97 + $2::int % 26), $2::int))::text END",
+            .nparams = 2,
+            .param_values = values,
+            .flags = PGEV_QUERY_READONLY,
+            .on_done = pool_done_cb,
+            .arg = &r[i],
+        };
+        r[i].index = i;
+        tu_in_call++;
+        r[i].id = pgev_pool_submit(pool, &args);
+        tu_in_call--;
+        ck_assert_int_gt(r[i].id, 0);
+        memset(text, '#', N);
+        memset(len, '9', sizeof len - 1);
+    }
+    ck_assert_int_eq(stats().queued, N);
+    wait_recs(r, N, TU_WAIT_MS);
+    for (int i = 0; i < N; i++) {
+        if (i % 7 == 3) {
+            ck_assert_msg(r[i].done_calls == 1 && strcmp(r[i].sqlstate, "22012") == 0,
+                          "query %d: want division_by_zero, got %s", i, pgev_strerror(r[i].status));
+            continue;
+        }
+        assert_rec_ok(&r[i]);
+        ck_assert_msg(strcmp(r[i].value, "true") == 0, "%d bytes: got \"%s\"", i, r[i].value);
+    }
+    free(text);
+    free_pool();
+    assert_recs_once(r, N);
+    tu_assert_base_idle();
+}
+END_TEST
+
 START_TEST(idle_timeout_shrinks_to_min)
 {
     max_conns_seen = 0;
@@ -1253,6 +1312,7 @@ pool_suite(void)
     tcase_add_test(tc, min_size_reached);
     tcase_add_test(tc, max_never_exceeded);
     tcase_add_test(tc, least_loaded_dispatch);
+    tcase_add_test(tc, queued_queries_keep_their_arguments);
     tcase_add_test(tc, idle_timeout_shrinks_to_min);
     tcase_add_test(tc, max_lifetime_replaces);
     tcase_add_test(tc, init_hook_runs_on_every_connection);

@@ -194,6 +194,87 @@ static void check_binary_result(pgev_conn *c, pgev_result *res, tu_query *q)
     ck_assert(memcmp(PQgetvalue(pg, 0, 2), "abc", 3) == 0);
 }
 
+/*
+ * Queries queued while connecting keep their own copy of the arguments:
+ * small ones inside the query's record, larger ones in an allocation. Every
+ * size around that boundary (a prepared statement's short name and two
+ * parameters: inline up to ~50 bytes of text), then a NULL and a binary
+ * parameter beside a long SQL text, all from one buffer the caller
+ * overwrites after each submit.
+ */
+START_TEST(queued_copies_every_size)
+{
+    static const int sizes[] = { 0, 1, 40, 60, 64, 70, 72, 80, 88, 95, 96, 97, 100, 128, 200, 5000 };
+    enum { N = sizeof(sizes) / sizeof(sizes[0]) };
+    conn = tu_conn_new(tu_dsn(), NULL);
+    ck_assert_ptr_nonnull(conn);
+    ck_assert_int_eq(pgev_conn_state(conn), PGEV_CONN_CONNECTING);
+    enum { NP = 121 };
+    tu_query q[N], p[NP];
+    memset(q, 0, sizeof q);
+    memset(p, 0, sizeof p);
+    char *text = malloc(5001);
+    ck_assert_ptr_nonnull(text);
+    static const Oid ptypes[] = { TEXTOID, INT4OID };
+    ck_assert_int_gt(pgev_conn_prepare(conn, "qsize", "SELECT ($1 = repeat(chr(97 + $2 % 26), $2))::text",
+                                       2, ptypes, NULL, NULL), 0);
+    for (int i = 0; i < NP; i++) {
+        char len[16];
+        snprintf(len, sizeof len, "%d", i);
+        memset(text, 'a' + i % 26, (size_t)i);
+        text[i] = '\0';
+        const char *values[] = { text, len };
+        pgev_query_args args = { .stmt = "qsize", .nparams = 2, .param_values = values };
+        p[i].index = i;
+        ck_assert_int_gt(tu_submit(conn, &args, &p[i], false), 0);
+        memset(text, '#', 5000);
+        memset(len, '9', sizeof len - 1);
+    }
+    for (int i = 0; i < N; i++) {
+        char len[16];
+        uint32_t net = htonl((uint32_t)(i + 1000));
+        snprintf(len, sizeof len, "%d", sizes[i]);
+        memset(text, 'a' + sizes[i] % 26, (size_t)sizes[i]);
+        text[sizes[i]] = '\0';
+        const char *values[] = { text, (const char *)&net, NULL, len };
+        const int lengths[] = { 0, 4, 0, 0 };
+        const int formats[] = { 0, 1, 0, 0 };
+        const Oid types[] = { TEXTOID, INT4OID, TEXTOID, INT4OID };
+        pgev_query_args args = {
+            .sql = "SELECT ($1 = repeat(chr(97 + $4 % 26), $4))::text || '|' || $2 || '|' || "
+                   "($3 IS NULL)::text",
+            .nparams = 4,
+            .param_types = types,
+            .param_values = values,
+            .param_lengths = lengths,
+            .param_formats = formats,
+        };
+        q[i].index = i;
+        ck_assert_int_gt(tu_submit(conn, &args, &q[i], false), 0);
+        memset(text, '#', 5000);    /* the caller reuses its buffer at once */
+        net = 0;
+    }
+    ck_assert_int_eq(pgev_conn_pending(conn), 1 + NP + N);
+    tu_wait_queries(p, NP, TU_WAIT_MS);
+    tu_wait_queries(q, N, TU_WAIT_MS);
+    for (int i = 0; i < NP; i++) {
+        tu_assert_ok(&p[i]);
+        ck_assert_msg(strcmp(p[i].value, "true") == 0, "prepared, %d bytes: got \"%s\"", i, p[i].value);
+    }
+    for (int i = 0; i < N; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "true|%d|true", i + 1000);
+        tu_assert_ok(&q[i]);
+        ck_assert_msg(strcmp(q[i].value, want) == 0, "size %d: got \"%s\", want \"%s\"", sizes[i],
+                      q[i].value, want);
+    }
+    free(text);
+    free_conn();
+    tu_assert_all_once(p, NP);
+    tu_assert_all_once(q, N);
+}
+END_TEST
+
 START_TEST(binary_results)
 {
     open_conn();
@@ -1256,6 +1337,7 @@ static Suite *query_suite(void)
     tcase_add_test(tc, params_text_and_null);
     tcase_add_test(tc, params_explicit_types);
     tcase_add_test(tc, params_binary);
+    tcase_add_test(tc, queued_copies_every_size);
     tcase_add_test(tc, binary_results);
     tcase_add_test(tc, prepare_and_execute);
     tcase_add_test(tc, execute_unknown_statement);
