@@ -1,37 +1,54 @@
 #!/usr/bin/env bash
-# compare.sh: pgev against the raw libpq pipeline loop, side by side on one server.
+# compare.sh: pgev side by side with raw libpq, pgbench, postgres.js and asyncpg on one server.
 #
-#   bench/compare.sh [--dsn DSN] [--rounds R] [--queries N] [--rows N] [--unnamed] [--pgbench]
-#                    [--copy [--copy-rows N]] [--fanout N [--clients C]] [--keep-logs]
+#   bench/compare.sh [--all] [--dsn DSN] [--rounds R] [--queries N] [--rows N]
+#                    [--readonly] [--unnamed] [--copy [--copy-rows N]] [--fanout N [--clients C]]
+#                    [--peers] [--pgbench] [--callgrind] [--plot DIR] [--keep-logs]
 #
+# `make bench` runs `bench/compare.sh --all`: every comparison below, three rounds, and the plots.
 # Without --dsn it starts a throwaway cluster with tests/pgcluster.sh and always removes it.
-# It runs, interleaved, R rounds of each pair (the order inside a pair alternates between
-# rounds so neither side always runs on a warmer server):
+#
+# Each round runs every group below once, one member after the other; the order inside a group
+# is reversed every other round, so no side always runs on a warmer server. The table shows the
+# median of the rounds for each member and the ratio of pgev's median to the anchor's:
 #
 #   isolated   raw-libpq --sync-every 1     vs  pgev-bench              (a Sync per query)
 #   batched    raw-libpq --sync-every 1000  vs  pgev-bench --batch 1000 (atomic batches)
 #   stream     raw-libpq single-row mode    vs  pgev-bench --workload stream
-#   unnamed    raw-libpq --unnamed          vs  pgev-bench --unnamed    (only with --unnamed;
-#              isolated queries sent with PQsendQueryParams, parsed by the server each time)
+#   --readonly raw-libpq --sync-every 1000  vs  pgev-bench --readonly: isolated queries flagged
+#              PGEV_QUERY_READONLY, which share Sync segments (a failure re-sends the aborted
+#              followers), against the raw loop's fastest Sync policy
+#   --unnamed  raw-libpq --unnamed          vs  pgev-bench --unnamed (PQsendQueryParams, isolated)
+#   --copy     `psql -c '\copy ... FROM file'` vs pgev-bench --workload copy: --copy-rows rows
+#              (default 1,000,000; ~33 bytes each, generated once into a file) into a fresh
+#              unlogged table; the psql side is timed around the psql process
+#   --fanout N N raw-libpq processes at once (isolated, queries split between them, their
+#              queries/s added up: the machine's total) vs pgev-bench --workload fanout with a
+#              pool of N connections and --clients C logical clients (default 1000)
+#   --peers    one connection shared by 1000 concurrent logical clients issuing prepared
+#              `SELECT $1::int4` back to back: pgev-bench --workload fanout --conns 1 vs
+#              postgres.js (`max: 1`; installed from npm into a scratch directory) vs asyncpg
+#              (Debian's python3-asyncpg; a pool of one connection, and its best case, one
+#              client). A peer that is not installed, or cannot be, is skipped with a message.
 #
-# and prints the medians and the ratio pgev/raw for each pair. Both sides of a pair use the
-# same window: 1000 queries outstanding for isolated queries, 2000 for batches of 1000 (two
-# Sync segments in flight, which is what keeps a batched pipeline busy on either side).
-# Latency is closed-loop on both sides: from the moment the window had room for a query to
-# its completion (raw-libpq's slot_p50_us/slot_p99_us, pgev-bench's p50_us/p99_us), so time
-# spent queued in the client counts the same whether pgev or the raw loop holds it.
-# --pgbench adds one `pgbench -n -S -M prepared -c 1 -T 5` run (no pipelining) as a reference.
-# --fanout N adds a pair per round: N raw-libpq processes at once (isolated queries, each on
-# its own connection, their queries/s added up: the machine's total) against pgev-bench
-# --workload fanout with a pool of N connections and --clients C logical clients (default 1000)
-# issuing the same statement back to back, --queries in all.
-# --copy adds a pair per round: `psql -c '\copy ... FROM file'` against pgev-bench --workload copy,
-# both loading the same --copy-rows rows (default 1,000,000; ~33 bytes each, generated once
-# into a file) into a fresh unlogged table; the psql side is timed around the psql process.
+# Both sides of a point pair use the same window: 1000 queries outstanding for isolated queries,
+# 2000 for batches of 1000. Latency is closed-loop on both sides: from the moment the window had
+# room for a query to its completion.
+#
+# --pgbench (after the rounds; needs pgbench): initialises pgbench_accounts at scale 10, then
+#   `pgbench -n -S -M prepared -c 1 -T 5` (no pipelining) vs pgev-bench --query accounts
+#   (the same random-key lookup, pipelined, one connection), `pgbench ... -c 4 -j 2` vs
+#   pgev-bench --query accounts --conns 4 --pool, and pgbench with a \startpipeline script of
+#   100 lookups per transaction (one Sync per 100) vs pgev-bench --query accounts --batch 100.
+# --callgrind (after the rounds; needs valgrind): client instructions per query, libpq included,
+#   of raw-libpq and pgev-bench, isolated and batched: each runs under callgrind twice (20,000
+#   and 60,000 queries) and the difference is divided by 40,000, so start-up cost cancels out.
+# --plot DIR: pgev-bench draws (gnuplot) DIR/point.png (isolated queries) and DIR/rate.png (a
+#   fixed 50,000 queries/s for 5 s): latency distribution and throughput over time.
 #
 # Environment: BUILD (default "build"): the build directory holding tools/pgev-bench and
 # bench/raw-libpq. Every run's full output is kept in a temporary directory, printed when a
-# run fails and removed at exit unless --keep-logs.
+# run fails and removed at exit unless --keep-logs. The last line is one key=value summary.
 set -euo pipefail
 
 prog=compare.sh
@@ -41,6 +58,10 @@ top=$(dirname "$here")
 die() {
     echo "$prog: error: $*" >&2
     exit 1
+}
+
+note() {
+    echo "$prog: $*" >&2
 }
 
 usage() {
@@ -54,20 +75,33 @@ queries=300000
 rows=2000000
 run_pgbench=no
 run_unnamed=no
+run_readonly=no
 run_copy=no
+run_peers=no
+run_callgrind=no
+plot_dir=""
 copy_rows=1000000
 fanout_conns=0
 fanout_clients=1000
 keep_logs=no
 while [[ $# -gt 0 ]]; do
     case "$1" in
+    --all)
+        run_pgbench=yes run_unnamed=yes run_readonly=yes run_copy=yes run_peers=yes run_callgrind=yes
+        [[ "$fanout_conns" != 0 ]] || fanout_conns=4
+        [[ -n "$plot_dir" ]] || plot_dir=$top/bench/plots
+        shift ;;
     --dsn) [[ $# -ge 2 ]] || die "--dsn needs a value"; dsn=$2; have_dsn=yes; shift 2 ;;
     --rounds) [[ $# -ge 2 ]] || die "--rounds needs a value"; rounds=$2; shift 2 ;;
     --queries) [[ $# -ge 2 ]] || die "--queries needs a value"; queries=$2; shift 2 ;;
     --rows) [[ $# -ge 2 ]] || die "--rows needs a value"; rows=$2; shift 2 ;;
     --pgbench) run_pgbench=yes; shift ;;
     --unnamed) run_unnamed=yes; shift ;;
+    --readonly) run_readonly=yes; shift ;;
     --copy) run_copy=yes; shift ;;
+    --peers) run_peers=yes; shift ;;
+    --callgrind) run_callgrind=yes; shift ;;
+    --plot) [[ $# -ge 2 ]] || die "--plot needs a directory"; plot_dir=$2; shift 2 ;;
     --fanout) [[ $# -ge 2 ]] || die "--fanout needs a value"; fanout_conns=$2; shift 2 ;;
     --clients) [[ $# -ge 2 ]] || die "--clients needs a value"; fanout_clients=$2; shift 2 ;;
     --copy-rows) [[ $# -ge 2 ]] || die "--copy-rows needs a value"; copy_rows=$2; shift 2 ;;
@@ -88,6 +122,7 @@ build=${BUILD:-build}
 if [[ "$build" != /* && ! -d "$build" && -d "$top/$build" ]]; then
     build=$top/$build
 fi
+build=$(cd "$build" 2>/dev/null && pwd) || die "build directory ${BUILD:-build} not found: build first"
 pgev_bench=$build/tools/pgev-bench
 raw_libpq=$build/bench/raw-libpq
 [[ -x "$pgev_bench" ]] || die "$pgev_bench not found: build first (make), or set BUILD"
@@ -100,7 +135,7 @@ cleanup() {
         bash "$top/tests/pgcluster.sh" stop "$cluster" >/dev/null 2>&1 || true
     fi
     if [[ "$keep_logs" = yes ]]; then
-        echo "$prog: logs kept in $logs" >&2
+        note "logs kept in $logs"
     else
         rm -rf "$logs"
     fi
@@ -110,18 +145,21 @@ trap 'exit 130' INT TERM
 
 if [[ "$have_dsn" = no ]]; then
     cluster=$(mktemp -d /tmp/pgev-compare.XXXXXX)
-    echo "$prog: starting a throwaway cluster in $cluster" >&2
+    note "starting a throwaway cluster in $cluster"
     dsn=$(bash "$top/tests/pgcluster.sh" start "$cluster") || die "could not start a cluster"
 fi
 
+# conninfo KEY: one keyword's value from a keyword=value DSN (the peers take them apart)
+conninfo() {
+    tr ' ' '\n' <<<"$dsn" | sed -n "s/^$1=//p" | head -n 1
+}
+
 # --- running and parsing ---------------------------------------------------------------------
 
-run_count=0
 # run NAME CMD...: runs one benchmark; its key=value line is left in $logs/NAME.kv
 run() {
     local name=$1
     shift
-    run_count=$((run_count + 1))
     local log="$logs/$name.log"
     if ! "$@" >"$log" 2>&1; then
         echo "$prog: FAILED: $*" >&2
@@ -130,7 +168,7 @@ run() {
     fi
     grep '^workload=' "$log" | tail -n 1 >"$logs/$name.kv"
     [[ -s "$logs/$name.kv" ]] || die "$name printed no key=value line (see $log)"
-    printf '  %-24s %s\n' "$name" "$(cat "$logs/$name.kv")" >&2
+    printf '  %-24s %s\n' "$name" "$(cut -c1-150 "$logs/$name.kv")" >&2
 }
 
 # kv NAME KEY: one value from a run's key=value line
@@ -138,11 +176,11 @@ kv() {
     tr ' ' '\n' <"$logs/$1.kv" | sed -n "s/^$2=//p" | head -n 1
 }
 
-# median KEY NAME_PREFIX: the median of KEY over the rounds of one benchmark
+# median KEY NAME: the median of KEY over the rounds of one benchmark
 median() {
-    local key=$1 prefix=$2 r
+    local key=$1 name=$2 r
     for ((r = 1; r <= rounds; r++)); do
-        kv "$prefix.r$r" "$key"
+        [[ -f "$logs/$name.r$r.kv" ]] && kv "$name.r$r" "$key"
     done | sort -g | awk '{ v[NR] = $1 } END {
         if (NR == 0) { print 0; exit }
         if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
@@ -152,16 +190,31 @@ ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'
 }
 
-raw_iso=("$raw_libpq" --dsn "$dsn" --queries "$queries" --window 1000 --sync-every 1)
-pgev_iso=("$pgev_bench" --dsn "$dsn" --queries "$queries" --window 1000)
-raw_batch=("$raw_libpq" --dsn "$dsn" --queries "$queries" --window 2000 --sync-every 1000)
-pgev_batch=("$pgev_bench" --dsn "$dsn" --queries "$queries" --window 2000 --batch 1000)
-raw_stream=("$raw_libpq" --dsn "$dsn" --workload stream --rows "$rows")
-pgev_stream=("$pgev_bench" --dsn "$dsn" --workload stream --rows "$rows")
-raw_unnamed=("$raw_libpq" --dsn "$dsn" --queries "$queries" --window 1000 --sync-every 1 --unnamed)
-pgev_copy=("$pgev_bench" --dsn "$dsn" --workload copy --rows "$copy_rows")
-pgev_fanout=("$pgev_bench" --dsn "$dsn" --workload fanout --conns "$fanout_conns" --clients "$fanout_clients"
-    --queries "$queries")
+# --- what runs -------------------------------------------------------------------------------
+# Each benchmark is an array named cmd_NAME; groups lists the names run together each round.
+
+cmd_raw_iso=("$raw_libpq" --dsn "$dsn" --queries "$queries" --window 1000 --sync-every 1)
+cmd_pgev_iso=("$pgev_bench" --dsn "$dsn" --queries "$queries" --window 1000)
+cmd_raw_batch=("$raw_libpq" --dsn "$dsn" --queries "$queries" --window 2000 --sync-every 1000)
+cmd_pgev_batch=("$pgev_bench" --dsn "$dsn" --queries "$queries" --window 2000 --batch 1000)
+cmd_raw_stream=("$raw_libpq" --dsn "$dsn" --workload stream --rows "$rows")
+cmd_pgev_stream=("$pgev_bench" --dsn "$dsn" --workload stream --rows "$rows")
+cmd_pgev_readonly=("$pgev_bench" --dsn "$dsn" --queries "$queries" --window 1000 --readonly)
+cmd_raw_unnamed=("$raw_libpq" --dsn "$dsn" --queries "$queries" --window 1000 --sync-every 1 --unnamed)
+cmd_pgev_unnamed=("$pgev_bench" --dsn "$dsn" --queries "$queries" --window 1000 --unnamed)
+cmd_psql_copy=(psql_copy)
+cmd_pgev_copy=("$pgev_bench" --dsn "$dsn" --workload copy --rows "$copy_rows")
+cmd_raw_par=(raw_parallel)
+cmd_pgev_fanout=("$pgev_bench" --dsn "$dsn" --workload fanout --conns "$fanout_conns"
+    --clients "$fanout_clients" --queries "$queries")
+cmd_pgev_one=("$pgev_bench" --dsn "$dsn" --workload fanout --conns 1 --clients 1000 --queries "$queries")
+cmd_pgjs=(postgresjs_run)
+cmd_apg=(asyncpg_run --clients 1000 --queries 20000)
+cmd_apg_seq=(asyncpg_run --clients 1 --queries 20000)
+
+groups=("raw_iso pgev_iso" "raw_batch pgev_batch" "raw_stream pgev_stream")
+[[ "$run_readonly" = no ]] || groups+=("raw_batch pgev_readonly")
+[[ "$run_unnamed" = no ]] || groups+=("raw_unnamed pgev_unnamed")
 
 # raw_parallel: $fanout_conns raw-libpq loops at once, queries split between them; one key=value
 # line with their queries/s added up.
@@ -180,10 +233,11 @@ raw_parallel() {
     done
     echo "workload=point impl=raw-parallel conns=$fanout_conns qps=$total"
 }
+((fanout_conns == 0)) || groups+=("raw_par pgev_fanout")
 
 # psql_copy: \copy of the generated file into a fresh table (made before the clock starts), with
 # the same key=value line as pgev-bench's copy workload.
-copy_file=""
+copy_file=$logs/copy-rows.txt
 psql_copy() {
     psql -X -q -v ON_ERROR_STOP=1 "$dsn" \
         -c "DROP TABLE IF EXISTS pgev_bench_copy" \
@@ -197,125 +251,255 @@ psql_copy() {
 }
 if [[ "$run_copy" = yes ]]; then
     command -v psql >/dev/null 2>&1 || die "--copy needs psql"
-    copy_file=$logs/copy-rows.txt
     awk -v n="$copy_rows" 'BEGIN { for (i = 1; i <= n; i++) printf "%d\tname-%020d\n", i, i }' >"$copy_file"
+    groups+=("psql_copy pgev_copy")
 fi
-pgev_unnamed=("$pgev_bench" --dsn "$dsn" --queries "$queries" --window 1000 --unnamed)
 
-echo "$prog: $rounds rounds, $queries queries per point run, $rows rows per stream" >&2
-for ((r = 1; r <= rounds; r++)); do
-    echo "$prog: round $r/$rounds" >&2
-    if ((r % 2)); then
-        run "raw-iso.r$r" "${raw_iso[@]}"
-        run "pgev-iso.r$r" "${pgev_iso[@]}"
-        run "raw-batch.r$r" "${raw_batch[@]}"
-        run "pgev-batch.r$r" "${pgev_batch[@]}"
-        run "raw-stream.r$r" "${raw_stream[@]}"
-        run "pgev-stream.r$r" "${pgev_stream[@]}"
-        if [[ "$run_unnamed" = yes ]]; then
-            run "raw-unnamed.r$r" "${raw_unnamed[@]}"
-            run "pgev-unnamed.r$r" "${pgev_unnamed[@]}"
-        fi
-        if [[ "$run_copy" = yes ]]; then
-            run "psql-copy.r$r" psql_copy
-            run "pgev-copy.r$r" "${pgev_copy[@]}"
-        fi
-        if ((fanout_conns > 0)); then
-            run "raw-par.r$r" raw_parallel
-            run "pgev-fanout.r$r" "${pgev_fanout[@]}"
-        fi
+# The peers: set up once, skipped (with the reason) when they cannot be had.
+pgjs_dir="" pgjs_version="" apg_version="" peers_group=""
+postgresjs_run() {
+    (cd "$pgjs_dir" && node postgresjs-bench.mjs --host "$(conninfo host)" --port "$(conninfo port)" \
+        --user "$(conninfo user)" --dbname "$(conninfo dbname)" --clients 1000 --queries 100000)
+}
+asyncpg_run() {
+    /usr/bin/python3 "$here/peers/asyncpg-bench.py" --host "$(conninfo host)" --port "$(conninfo port)" \
+        --user "$(conninfo user)" --dbname "$(conninfo dbname)" "$@"
+}
+if [[ "$run_peers" = yes ]]; then
+    peers_group="pgev_one"
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        note "postgres.js skipped: node and npm are not installed (apt-get install nodejs npm)"
     else
-        run "pgev-iso.r$r" "${pgev_iso[@]}"
-        run "raw-iso.r$r" "${raw_iso[@]}"
-        run "pgev-batch.r$r" "${pgev_batch[@]}"
-        run "raw-batch.r$r" "${raw_batch[@]}"
-        run "pgev-stream.r$r" "${pgev_stream[@]}"
-        run "raw-stream.r$r" "${raw_stream[@]}"
-        if [[ "$run_unnamed" = yes ]]; then
-            run "pgev-unnamed.r$r" "${pgev_unnamed[@]}"
-            run "raw-unnamed.r$r" "${raw_unnamed[@]}"
-        fi
-        if [[ "$run_copy" = yes ]]; then
-            run "pgev-copy.r$r" "${pgev_copy[@]}"
-            run "psql-copy.r$r" psql_copy
-        fi
-        if ((fanout_conns > 0)); then
-            run "pgev-fanout.r$r" "${pgev_fanout[@]}"
-            run "raw-par.r$r" raw_parallel
+        pgjs_dir=$logs/postgresjs
+        mkdir -p "$pgjs_dir"
+        cp "$here/peers/postgresjs-bench.mjs" "$pgjs_dir/"
+        note "installing postgres.js from npm into $pgjs_dir"
+        if (cd "$pgjs_dir" && timeout 300 npm install --no-audit --no-fund --silent postgres@3 \
+                >"$logs/npm.log" 2>&1); then
+            pgjs_version=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' \
+                "$pgjs_dir/node_modules/postgres/package.json" | head -n 1)
+            peers_group+=" pgjs"
+        else
+            note "postgres.js skipped: npm install postgres failed (see below)"
+            sed 's/^/    /' "$logs/npm.log" >&2
         fi
     fi
+    if [[ -x /usr/bin/python3 ]] &&
+        apg_version=$(/usr/bin/python3 -c 'import asyncpg; print(asyncpg.__version__)' 2>/dev/null); then
+        peers_group+=" apg apg_seq"
+    else
+        apg_version=""
+        note "asyncpg skipped: /usr/bin/python3 cannot import it (apt-get install python3-asyncpg)"
+    fi
+    groups+=("$peers_group")
+fi
+
+# --- the rounds ------------------------------------------------------------------------------
+
+note "$rounds rounds, $queries queries per point run, $rows rows per stream"
+for ((r = 1; r <= rounds; r++)); do
+    note "round $r/$rounds"
+    for group in "${groups[@]}"; do
+        read -r -a members <<<"$group"
+        if ((r % 2 == 0)); then
+            # reversed every other round
+            for ((i = 0, j = ${#members[@]} - 1; i < j; i++, j--)); do
+                t=${members[i]} members[i]=${members[j]} members[j]=$t
+            done
+        fi
+        for name in "${members[@]}"; do
+            declare -n cmd="cmd_$name"
+            run "$name.r$r" "${cmd[@]}"
+            unset -n cmd
+        done
+    done
 done
 
-pgbench_tps=""
+# --- pgbench ---------------------------------------------------------------------------------
+
+pgbench_ok=no
 if [[ "$run_pgbench" = yes ]]; then
-    if command -v pgbench >/dev/null 2>&1; then
-        echo "$prog: pgbench reference (initialising scale 1)" >&2
-        if pgbench -i -q -s 1 "$dsn" >"$logs/pgbench-init.log" 2>&1 &&
-            pgbench -n -S -M prepared -c 1 -T 5 "$dsn" >"$logs/pgbench.log" 2>&1; then
-            pgbench_tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$logs/pgbench.log" | head -n 1)
-        else
-            echo "$prog: pgbench failed; see $logs/pgbench*.log" >&2
-        fi
+    if ! command -v pgbench >/dev/null 2>&1; then
+        note "pgbench skipped: not installed (apt-get install postgresql-contrib)"
     else
-        echo "$prog: pgbench not installed; skipped" >&2
+        note "pgbench: initialising pgbench_accounts at scale 10"
+        pgbench -i -q -s 10 "$dsn" >"$logs/pgbench-init.log" 2>&1 ||
+            { sed 's/^/    /' "$logs/pgbench-init.log" >&2; die "pgbench -i failed"; }
+        {
+            for ((i = 1; i <= 100; i++)); do echo "\\set a$i random(1, 100000 * :scale)"; done
+            echo '\startpipeline'
+            for ((i = 1; i <= 100; i++)); do echo "SELECT abalance FROM pgbench_accounts WHERE aid = :a$i;"; done
+            echo '\endpipeline'
+        } >"$logs/pipeline.sql"
+        # pgbench_kv NAME MULT: a pgbench run's tps times MULT (queries per transaction) as a
+        # key=value line
+        pgbench_kv() {
+            local tps
+            tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$logs/$1.log" | head -n 1)
+            [[ -n "$tps" ]] || die "$1 printed no tps (see $logs/$1.log)"
+            awk -v t="$tps" -v m="$2" 'BEGIN { printf "workload=pgbench impl=pgbench qps=%.0f\n", t * m }' >"$logs/$1.kv"
+            printf '  %-24s %s\n' "$1" "$(cat "$logs/$1.kv")" >&2
+        }
+        accounts=("$pgev_bench" --dsn "$dsn" --query accounts --scale 10 --queries "$queries")
+        for ((r = 1; r <= rounds; r++)); do
+            note "pgbench round $r/$rounds"
+            pgbench -n -S -M prepared -c 1 -T 5 "$dsn" >"$logs/pgb_c1.r$r.log" 2>&1 || die "pgbench failed"
+            pgbench_kv "pgb_c1.r$r" 1
+            run "pgev_acc.r$r" "${accounts[@]}"
+            pgbench -n -S -M prepared -c 4 -j 2 -T 5 "$dsn" >"$logs/pgb_c4.r$r.log" 2>&1 || die "pgbench failed"
+            pgbench_kv "pgb_c4.r$r" 1
+            run "pgev_acc4.r$r" "${accounts[@]}" --conns 4 --pool
+            pgbench -n -M prepared -c 1 -T 5 -f "$logs/pipeline.sql" "$dsn" >"$logs/pgb_pipe.r$r.log" 2>&1 ||
+                die "pgbench (pipelined) failed"
+            pgbench_kv "pgb_pipe.r$r" 100
+            run "pgev_accb.r$r" "${accounts[@]}" --batch 100
+        done
+        pgbench_ok=yes
+    fi
+fi
+
+# --- callgrind -------------------------------------------------------------------------------
+
+# instructions NAME CMD...: instructions per query of CMD (with --queries appended), from two
+# callgrind runs of 20,000 and 60,000 queries.
+instructions() {
+    local name=$1 n total=() libtool=()
+    shift
+    # pgev-bench is a libtool wrapper script: valgrind must see the real binary.
+    [[ "$1" != "$pgev_bench" || ! -x "$build/libtool" ]] || libtool=("$build/libtool" --mode=execute)
+    for n in 20000 60000; do
+        "${libtool[@]}" valgrind --tool=callgrind --callgrind-out-file="$logs/cg.$name.$n" \
+            "$@" --queries "$n" >"$logs/cg.$name.$n.log" 2>&1 ||
+            { sed 's/^/    /' "$logs/cg.$name.$n.log" >&2; die "callgrind run of $name failed"; }
+        total+=("$(sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p' "$logs/cg.$name.$n.log" | tail -n 1)")
+    done
+    [[ -n "${total[0]}" && -n "${total[1]}" ]] || die "callgrind printed no totals for $name"
+    awk -v a="${total[0]}" -v b="${total[1]}" 'BEGIN { printf "%.0f", (b - a) / 40000 }'
+}
+cg_raw_iso="" cg_pgev_iso="" cg_raw_batch="" cg_pgev_batch=""
+if [[ "$run_callgrind" = yes ]]; then
+    if ! command -v valgrind >/dev/null 2>&1; then
+        note "callgrind skipped: valgrind is not installed (apt-get install valgrind)"
+    else
+        note "callgrind: instructions per query (four programs, two runs each)"
+        cg_raw_iso=$(instructions raw_iso "$raw_libpq" --dsn "$dsn" --window 1000 --sync-every 1)
+        cg_pgev_iso=$(instructions pgev_iso "$pgev_bench" --dsn "$dsn" --window 1000)
+        cg_raw_batch=$(instructions raw_batch "$raw_libpq" --dsn "$dsn" --window 2000 --sync-every 1000)
+        cg_pgev_batch=$(instructions pgev_batch "$pgev_bench" --dsn "$dsn" --window 2000 --batch 1000)
+    fi
+fi
+
+# --- plots -----------------------------------------------------------------------------------
+
+if [[ -n "$plot_dir" ]]; then
+    if ! command -v gnuplot >/dev/null 2>&1; then
+        note "plots skipped: gnuplot is not installed (apt-get install gnuplot-nox)"
+        plot_dir=""
+    else
+        mkdir -p "$plot_dir"
+        run plot_point "$pgev_bench" --dsn "$dsn" --queries "$queries" --window 1000 --plot "$plot_dir/point.png"
+        run plot_rate "$pgev_bench" --dsn "$dsn" --workload rate --rate 50000 --duration 5 \
+            --plot "$plot_dir/rate.png"
     fi
 fi
 
 # --- the table -------------------------------------------------------------------------------
 
-# row LABEL RAW_KEY[:PGEV_KEY] RAW_PREFIX PGEV_PREFIX TARGET
+# row LABEL KEY[:PGEV_KEY] ANCHOR PGEV TARGET: medians, and the ratio pgev/anchor
 row() {
-    local raw_key=${2%%:*} pgev_key=${2#*:} raw pgev
-    raw=$(median "$raw_key" "$3")
-    pgev=$(median "$pgev_key" "$4")
-    printf '%-34s %12.0f %12.0f %9s   %s\n' "$1" "$raw" "$pgev" "$(ratio "$pgev" "$raw")" "$5"
+    local anchor_key=${2%%:*} pgev_key=${2#*:} a p
+    a=$(median "$anchor_key" "$3")
+    p=$(median "$pgev_key" "$4")
+    printf '%-44s %12.0f %12.0f %9s   %s\n' "$1" "$a" "$p" "$(ratio "$p" "$a")" "$5"
+}
+header() {
+    echo
+    printf '%-44s %12s %12s %9s   %s\n' "" "$1" "$2" "ratio" "target"
+}
+summary=(rounds="$rounds" queries="$queries")
+sum_ratio() {
+    summary+=("$1=$(ratio "$(median "$2" "$4")" "$(median "$2" "$3")")")
 }
 
 echo
-echo "pgev vs raw libpq: medians of $rounds rounds ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs)"
-printf '%-34s %12s %12s %9s   %s\n' "" "raw libpq" "pgev" "pgev/raw" "target"
-row "isolated queries/s (Sync each)" qps raw-iso pgev-iso ">= 0.95"
-row "  p50 latency us" slot_p50_us:p50_us raw-iso pgev-iso ""
-row "  p99 latency us" slot_p99_us:p99_us raw-iso pgev-iso ""
-row "  client CPU %" cpu_pct raw-iso pgev-iso ""
-row "batched queries/s (1000 per Sync)" qps raw-batch pgev-batch ">= 0.90"
-row "  p50 latency us" slot_p50_us:p50_us raw-batch pgev-batch ""
-row "  p99 latency us" slot_p99_us:p99_us raw-batch pgev-batch ""
-row "  client CPU %" cpu_pct raw-batch pgev-batch ""
-row "stream rows/s ($rows rows)" rows_per_s raw-stream pgev-stream ">= 0.90"
-row "  peak RSS KB" rss_kb raw-stream pgev-stream "< 16384 (pgev)"
-row "  client CPU %" cpu_pct raw-stream pgev-stream ""
+echo "pgev side by side: medians of $rounds rounds ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs," \
+    "$(psql -X -At "$dsn" -c 'SHOW server_version' 2>/dev/null || echo 'server ?'))"
+header "raw libpq" "pgev"
+row "isolated queries/s (Sync each)" qps raw_iso pgev_iso ">= 0.95"
+row "  p50 latency us" slot_p50_us:p50_us raw_iso pgev_iso ""
+row "  p99 latency us" slot_p99_us:p99_us raw_iso pgev_iso ""
+row "  client CPU %" cpu_pct raw_iso pgev_iso ""
+row "batched queries/s (1000 per Sync)" qps raw_batch pgev_batch ">= 0.90"
+row "  client CPU %" cpu_pct raw_batch pgev_batch ""
+row "stream rows/s ($rows rows)" rows_per_s raw_stream pgev_stream ">= 0.90"
+row "  peak RSS KB" rss_kb raw_stream pgev_stream "< 16384 (pgev)"
+sum_ratio isolated_ratio qps raw_iso pgev_iso
+sum_ratio batched_ratio qps raw_batch pgev_batch
+sum_ratio stream_ratio rows_per_s raw_stream pgev_stream
+summary+=("stream_rss_kb=$(median rss_kb pgev_stream)")
+if [[ "$run_readonly" = yes ]]; then
+    header "raw batched" "pgev ro"
+    row "read-only isolated queries/s vs batched raw" qps raw_batch pgev_readonly ">= 0.90"
+    row "  client CPU %" cpu_pct raw_batch pgev_readonly ""
+    sum_ratio readonly_ratio qps raw_batch pgev_readonly
+fi
 if [[ "$run_unnamed" = yes ]]; then
-    row "unnamed isolated queries/s" qps raw-unnamed pgev-unnamed ""
-    row "  client CPU %" cpu_pct raw-unnamed pgev-unnamed ""
+    header "raw libpq" "pgev"
+    row "unnamed isolated queries/s" qps raw_unnamed pgev_unnamed ""
+    sum_ratio unnamed_ratio qps raw_unnamed pgev_unnamed
 fi
-if [[ -n "$pgbench_tps" ]]; then
-    printf '%-34s %12.0f\n' "pgbench -S -M prepared -c 1 tps" "$pgbench_tps"
-fi
-fanout_ratio=n/a
 if ((fanout_conns > 0)); then
-    echo
-    printf '%-34s %12s %12s %9s   %s\n' "" "raw x$fanout_conns" "pgev pool" "pgev/raw" "target"
-    row "fanout queries/s ($fanout_clients clients)" qps raw-par pgev-fanout ">= 0.85"
-    printf '%-34s %12s %12.0f\n' "  pgev p99 latency us" "" "$(median p99_us pgev-fanout)"
-    fanout_ratio=$(ratio "$(median qps pgev-fanout)" "$(median qps raw-par)")
+    header "raw x$fanout_conns" "pgev pool"
+    row "fanout queries/s ($fanout_clients clients, pool of $fanout_conns)" qps raw_par pgev_fanout ">= 0.85"
+    printf '%-44s %12s %12.0f\n' "  pgev p99 latency us" "" "$(median p99_us pgev_fanout)"
+    sum_ratio fanout_ratio qps raw_par pgev_fanout
 fi
-copy_ratio=n/a
 if [[ "$run_copy" = yes ]]; then
-    echo
-    printf '%-34s %12s %12s %9s\n' "" "psql \\copy" "pgev" "pgev/psql"
-    row "COPY FROM STDIN rows/s ($copy_rows)" rows_per_s psql-copy pgev-copy ""
-    copy_ratio=$(ratio "$(median rows_per_s pgev-copy)" "$(median rows_per_s psql-copy)")
+    header "psql \\copy" "pgev"
+    row "COPY FROM STDIN rows/s ($copy_rows rows)" rows_per_s psql_copy pgev_copy ""
+    sum_ratio copy_ratio rows_per_s psql_copy pgev_copy
 fi
-
-iso_ratio=$(ratio "$(median qps pgev-iso)" "$(median qps raw-iso)")
-batch_ratio=$(ratio "$(median qps pgev-batch)" "$(median qps raw-batch)")
-stream_ratio=$(ratio "$(median rows_per_s pgev-stream)" "$(median rows_per_s raw-stream)")
-unnamed_ratio=n/a
-if [[ "$run_unnamed" = yes ]]; then
-    unnamed_ratio=$(ratio "$(median qps pgev-unnamed)" "$(median qps raw-unnamed)")
+if [[ "$run_peers" = yes ]]; then
+    echo
+    echo "one connection, 1000 concurrent clients, prepared SELECT \$1::int4 (queries/s; ratio: pgev/peer)"
+    pgev_one=$(median qps pgev_one)
+    printf '%-44s %12.0f\n' "pgev (pgev_pool of 1)" "$pgev_one"
+    if [[ "$peers_group" == *pgjs* ]]; then
+        printf '%-44s %12.0f %12s %9s   %s\n' "postgres.js $pgjs_version (max: 1), node $(node --version)" \
+            "$(median qps pgjs)" "" "$(ratio "$pgev_one" "$(median qps pgjs)")" ">= 2.5"
+        summary+=("postgresjs_ratio=$(ratio "$pgev_one" "$(median qps pgjs)")")
+    fi
+    if [[ -n "$apg_version" ]]; then
+        printf '%-44s %12.0f %12s %9s   %s\n' "asyncpg $apg_version, pool of 1, 1000 clients" \
+            "$(median qps apg)" "" "$(ratio "$pgev_one" "$(median qps apg)")" ">= 20"
+        printf '%-44s %12.0f %12s %9s   %s\n' "asyncpg $apg_version, one client (its best)" \
+            "$(median qps apg_seq)" "" "$(ratio "$pgev_one" "$(median qps apg_seq)")" ">= 20"
+        best=$(awk -v a="$(median qps apg)" -v b="$(median qps apg_seq)" 'BEGIN { print (a > b ? a : b) }')
+        summary+=("asyncpg_ratio=$(ratio "$pgev_one" "$best")")
+    fi
+fi
+if [[ "$pgbench_ok" = yes ]]; then
+    header "pgbench" "pgev"
+    row "accounts lookup, 1 conn (pgbench: no pipeline)" qps pgb_c1 pgev_acc ""
+    row "accounts lookup, 4 conns (pgev: a pool of 4)" qps pgb_c4 pgev_acc4 ""
+    row "accounts lookup, pipelined, 100 per Sync" qps pgb_pipe pgev_accb ""
+    sum_ratio pgbench_ratio qps pgb_c1 pgev_acc
+    sum_ratio pgbench_pipeline_ratio qps pgb_pipe pgev_accb
+fi
+if [[ -n "$cg_raw_iso" ]]; then
+    echo
+    printf '%-44s %12s %12s %9s   %s\n' "client instructions per query (callgrind)" "raw libpq" "pgev" "pgev-raw" "target"
+    for k in iso batch; do
+        declare -n cr="cg_raw_$k" cp="cg_pgev_$k"
+        printf '%-44s %12s %12s %9s   %s\n' "  $([[ $k = iso ]] && echo isolated || echo batched)" \
+            "$cr" "$cp" "$((cp - cr))" "<= 1000"
+        summary+=("instr_${k}_raw=$cr" "instr_${k}_pgev=$cp")
+        unset -n cr cp
+    done
+fi
+if [[ -n "$plot_dir" ]]; then
+    echo
+    echo "plots: $plot_dir/point.png, $plot_dir/rate.png"
 fi
 echo
-echo "compare rounds=$rounds queries=$queries rows=$rows isolated_ratio=$iso_ratio" \
-    "batched_ratio=$batch_ratio stream_ratio=$stream_ratio stream_rss_kb=$(median rss_kb pgev-stream)" \
-    "unnamed_ratio=$unnamed_ratio copy_ratio=$copy_ratio fanout_ratio=$fanout_ratio pgbench_tps=${pgbench_tps:-0}"
+echo "compare ${summary[*]}"
