@@ -24,7 +24,10 @@
 #              unlogged table; the psql side is timed around the psql process
 #   --fanout N N raw-libpq processes at once (isolated, queries split between them, their
 #              queries/s added up: the machine's total) vs pgev-bench --workload fanout with a
-#              pool of N connections and --clients C logical clients (default 1000)
+#              pool of N connections and --clients C logical clients (default 1000), and vs
+#              the same split over two threads (--threads 2: two loops, two pools of N/2);
+#              then pgev-bench fanout with 100 vs 10,000 clients (throughput, heap bytes per
+#              queued query, peak RSS)
 #   --peers    one connection shared by 1000 concurrent logical clients issuing prepared
 #              `SELECT $1::int4` back to back: pgev-bench --workload fanout --conns 1 vs
 #              postgres.js (`max: 1`; installed from npm into a scratch directory) vs asyncpg
@@ -207,6 +210,12 @@ cmd_pgev_copy=("$pgev_bench" --dsn "$dsn" --workload copy --rows "$copy_rows")
 cmd_raw_par=(raw_parallel)
 cmd_pgev_fanout=("$pgev_bench" --dsn "$dsn" --workload fanout --conns "$fanout_conns"
     --clients "$fanout_clients" --queries "$queries")
+cmd_pgev_fan100=("$pgev_bench" --dsn "$dsn" --workload fanout --conns "$fanout_conns" --clients 100
+    --queries "$queries")
+cmd_pgev_fan10k=("$pgev_bench" --dsn "$dsn" --workload fanout --conns "$fanout_conns" --clients 10000
+    --queries "$queries")
+cmd_pgev_fanthr=("$pgev_bench" --dsn "$dsn" --workload fanout --conns "$fanout_conns"
+    --clients "$fanout_clients" --queries "$queries" --threads 2)
 cmd_pgev_one=("$pgev_bench" --dsn "$dsn" --workload fanout --conns 1 --clients 1000 --queries "$queries")
 cmd_pgjs=(postgresjs_run)
 cmd_apg=(asyncpg_run --clients 1000 --queries 20000)
@@ -233,7 +242,9 @@ raw_parallel() {
     done
     echo "workload=point impl=raw-parallel conns=$fanout_conns qps=$total"
 }
-((fanout_conns == 0)) || groups+=("raw_par pgev_fanout")
+if ((fanout_conns > 0)); then
+    groups+=("raw_par pgev_fanout pgev_fanthr" "pgev_fan100 pgev_fan10k")
+fi
 
 # psql_copy: \copy of the generated file into a fresh table (made before the clock starts), with
 # the same key=value line as pgev-bench's copy workload.
@@ -452,7 +463,16 @@ if ((fanout_conns > 0)); then
     header "raw x$fanout_conns" "pgev pool"
     row "fanout queries/s ($fanout_clients clients, pool of $fanout_conns)" qps raw_par pgev_fanout ">= 0.85"
     printf '%-44s %12s %12.0f\n' "  pgev p99 latency us" "" "$(median p99_us pgev_fanout)"
+    printf '%-44s %12s %12.0f\n' "  pgev client CPU %" "" "$(median cpu_pct pgev_fanout)"
+    row "  the same on 2 threads (2 loops, 2 pools)" qps raw_par pgev_fanthr ""
     sum_ratio fanout_ratio qps raw_par pgev_fanout
+    sum_ratio fanout_threads_ratio qps raw_par pgev_fanthr
+    header "100 clients" "10,000"
+    row "fanout queries/s, pool of $fanout_conns" qps pgev_fan100 pgev_fan10k ">= 0.90"
+    row "  heap bytes per queued query" bytes_per_queued pgev_fan100 pgev_fan10k ""
+    row "  peak RSS KB" rss_kb pgev_fan100 pgev_fan10k ""
+    sum_ratio fanout_10k_ratio qps pgev_fan100 pgev_fan10k
+    summary+=("bytes_per_queued_10k=$(median bytes_per_queued pgev_fan10k)")
 fi
 if [[ "$run_copy" = yes ]]; then
     header "psql \\copy" "pgev"

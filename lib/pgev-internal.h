@@ -147,7 +147,7 @@ struct pgev_node {
     int result_format;
     /* Small payloads live here instead of in a separate allocation (last:
      * pgev_node_alloc() clears only what comes before it). */
-    char inline_payload[PGEV_INLINE_PAYLOAD];
+    _Alignas(void *) char inline_payload[PGEV_INLINE_PAYLOAD];
 };
 
 /* A FIFO of nodes with O(1) push and pop. */

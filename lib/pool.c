@@ -106,7 +106,7 @@ struct pool_query {
     pgev_query_args args;       /* on_done/on_rows/arg are the user's; pointers into our copy */
     char *payload;              /* that copy when it did not fit in inline_payload, else NULL */
     /* Last: pool_query_new() clears only what comes before it. */
-    char inline_payload[PGEV_INLINE_PAYLOAD];
+    _Alignas(void *) char inline_payload[PGEV_INLINE_PAYLOAD];
 };
 
 struct pool_waiter {

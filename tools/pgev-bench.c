@@ -29,6 +29,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -81,6 +82,7 @@ typedef struct bench_options {
     int64_t scale;      /* pgbench scale of pgbench_accounts */
     double stall_s;     /* fail when nothing completes for this long */
     const char *plot;   /* PNG to draw, or NULL */
+    int threads;        /* point, fanout: loops on their own threads, the work split between them */
 } bench_options;
 
 typedef struct bench bench;
@@ -943,7 +945,16 @@ static void describe(const bench *b)
            o->window);
     if (o->workload == WORKLOAD_RATE)
         printf(", offered %" PRId64 "/s", o->rate);
-    printf(", %s%s\n", o->batch > 1 ? "atomic batches" : "isolated queries", o->readonly ? ", read-only" : "");
+    printf(", %s%s", o->batch > 1 ? "atomic batches" : "isolated queries", o->readonly ? ", read-only" : "");
+    if (o->threads > 1)
+        printf(", %d threads (a loop%s each)", o->threads, o->pool ? " and a pool" : "");
+    printf("\n");
+}
+
+/* `part` of `total` split `n` ways, the remainder to the first parts. */
+static int64_t share(int64_t total, int n, int part)
+{
+    return total / n + (part < total % n ? 1 : 0);
 }
 
 static int query_report(bench *b)
@@ -969,8 +980,8 @@ static int query_report(bench *b)
     printf("  %-16s %12ld\n", "peak RSS KB", s.rss_kb);
     printf("  %-16s %12.1f\n", "loop lag ms", s.lag_ms);
     if (o->workload == WORKLOAD_FANOUT)
-        printf("  %-16s %12.0f   (heap growth with %" PRId64 " queries queued at once)\n", "bytes/queued",
-               b->bytes_per_query, o->clients);
+        printf("  %-16s %12.0f   (heap growth with %" PRId64 " queries queued at once%s)\n", "bytes/queued",
+               b->bytes_per_query, share(o->clients, o->threads, 0), o->threads > 1 ? ", thread 1" : "");
     if (o->workload == WORKLOAD_RATE)
         printf("  %-16s %12" PRId64 "   (most queries due but not yet sent)\n", "max backlog", b->max_backlog);
     printf("  %-16s %12" PRId64 " errors, %" PRId64 " aborted, %" PRId64 " wrong results\n", "failures", b->errors,
@@ -978,12 +989,12 @@ static int query_report(bench *b)
     printf("workload=%s impl=pgev query=%s conns=%d pool=%d clients=%" PRId64 " batch=%" PRId64 " window=%" PRId64
            " stmt=%s format=%s readonly=%d rate=%" PRId64 " queries=%" PRId64
            " qps=%.0f p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f cpu_pct=%.1f rss_kb=%ld"
-           " loop_lag_ms=%.1f bytes_per_queued=%.0f max_backlog=%" PRId64 " errors=%" PRId64 "\n",
+           " loop_lag_ms=%.1f bytes_per_queued=%.0f max_backlog=%" PRId64 " threads=%d errors=%" PRId64 "\n",
            workload_names[o->workload], o->query == QUERY_ACCOUNTS ? "accounts" : "int4", o->conns, o->pool ? 1 : 0,
            o->workload == WORKLOAD_FANOUT ? o->clients : 0, batch, o->window, o->unnamed ? "unnamed" : "prepared",
            o->binary ? "binary" : "text", o->readonly ? 1 : 0, o->workload == WORKLOAD_RATE ? o->rate : 0,
            b->completed, s.per_s, s.p50, s.p90, s.p99, s.p999, s.max_us, s.cpu_pct, s.rss_kb, s.lag_ms,
-           b->bytes_per_query, b->max_backlog, b->errors + b->aborted + b->mismatches);
+           b->bytes_per_query, b->max_backlog, o->threads, b->errors + b->aborted + b->mismatches);
     return b->errors || b->aborted || b->mismatches ? 1 : 0;
 }
 
@@ -1083,7 +1094,10 @@ static int plot(const bench *b, const char *path)
         fprintf(gp, "%.3f %.6f\n", (double)hist_value(i) / 1000.0, 100.0 * (double)seen / (double)b->latency.count);
     }
     fputs("EOD\n$throughput << EOD\n", gp);
-    for (size_t i = 0; i < b->throughput.len; i++)
+    /* The last interval is cut short by the end of the run: drawn as a full
+     * one it would show a drop that never happened. */
+    size_t intervals = b->throughput.len > 1 ? b->throughput.len - 1 : b->throughput.len;
+    for (size_t i = 0; i < intervals; i++)
         fprintf(gp, "%.2f %.0f\n", (double)(i + 1) * TIMELINE_STEP_MS / 1000.0,
                 (double)b->throughput.counts[i] * (1000.0 / TIMELINE_STEP_MS));
     fputs("EOD\n", gp);
@@ -1156,6 +1170,9 @@ static void usage(FILE *out)
             "  --plot FILE.png    draw the latency distribution and the throughput over\n"
             "                     time with gnuplot\n"
             "  --stall-timeout S  fail when nothing completes for S seconds (default 30)\n"
+            "  --threads T        point, fanout: T event loops on T threads, each with its\n"
+            "                     share of --conns, --clients and --queries (its own pool\n"
+            "                     with --pool or fanout); one report for them all\n"
             "  --help             this text\n"
             "\n"
             "On a terminal, a progress line on stderr shows the rate so far.\n"
@@ -1229,6 +1246,13 @@ static int check_options(bench_options *opt, bool queries_given, bool window_giv
         fprintf(stderr, "pgev-bench: --batch applies to the point workload on separate connections only\n");
         return 2;
     }
+    if (opt->threads > 1 && ((opt->workload != WORKLOAD_POINT && opt->workload != WORKLOAD_FANOUT) ||
+                             opt->conns < opt->threads || (opt->workload == WORKLOAD_FANOUT && opt->clients < opt->threads) ||
+                             (opt->queries > 0 && opt->queries < opt->threads))) {
+        fprintf(stderr, "pgev-bench: --threads applies to point and fanout, with at least one connection, "
+                        "client and query per thread\n");
+        return 2;
+    }
     if ((opt->workload == WORKLOAD_STREAM || opt->workload == WORKLOAD_COPY) && (opt->conns != 1 || opt->pool)) {
         fprintf(stderr, "pgev-bench: the %s workload uses one connection\n", workload_names[opt->workload]);
         return 2;
@@ -1257,6 +1281,7 @@ static int parse_options(int argc, char **argv, bench_options *opt)
         {"rows", required_argument, NULL, 'r'},
         {"plot", required_argument, NULL, 'P'},
         {"stall-timeout", required_argument, NULL, 's'},
+        {"threads", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1278,6 +1303,7 @@ static int parse_options(int argc, char **argv, bench_options *opt)
         .rows = 2000000,
         .scale = 10,
         .stall_s = 30,
+        .threads = 1,
     };
     while ((ch = getopt_long(argc, argv, "", options, NULL)) != -1) {
         bool ok = true;
@@ -1339,6 +1365,10 @@ static int parse_options(int argc, char **argv, bench_options *opt)
         case 's':
             ok = parse_seconds(optarg, "--stall-timeout", &opt->stall_s);
             break;
+        case 'T':
+            if ((ok = parse_count(optarg, "--threads", 1, 64, &value)))
+                opt->threads = (int)value;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -1387,7 +1417,7 @@ static bool make_requests(bench *b)
     return true;
 }
 
-static int run(bench *b)
+static int run_loop(bench *b)
 {
     b->base = event_base_new();
     if (!b->base || !make_requests(b)) {
@@ -1405,8 +1435,11 @@ static int run(bench *b)
     bool opened = b->opt.pool ? open_pool(b) : open_conns(b);
     if (opened && !b->failed && event_base_dispatch(b->base) < 0)
         bench_fail(b, "event loop", "event_base_dispatch failed");
-    if (!opened || b->failed)
-        return 1;
+    return !opened || b->failed ? 1 : 0;
+}
+
+static int report(bench *b)
+{
     int status = b->opt.workload == WORKLOAD_STREAM ? stream_report(b)
                : b->opt.workload == WORKLOAD_COPY ? copy_report(b)
                                                   : query_report(b);
@@ -1437,6 +1470,100 @@ static void cleanup(bench *b)
     free(b->copy_chunk);
 }
 
+/* ------------------------------------------------------------------------
+ * --threads: one bench per thread, each on its own event loop; their
+ * counts and histograms are added up into one report.
+ * ------------------------------------------------------------------------ */
+
+static void *thread_main(void *arg)
+{
+    bench *b = arg;
+    return (void *)(intptr_t)run_loop(b);
+}
+
+static void merge(bench *into, const bench *b)
+{
+    into->completed += b->completed;
+    into->submitted += b->submitted;
+    into->errors += b->errors;
+    into->aborted += b->aborted;
+    into->mismatches += b->mismatches;
+    into->batches += b->batches;
+    into->batch_failures += b->batch_failures;
+    if (b->started_ns < into->started_ns)
+        into->started_ns = b->started_ns;
+    if (b->finished_ns > into->finished_ns)
+        into->finished_ns = b->finished_ns;
+    if (b->cpu_at_start < into->cpu_at_start)
+        into->cpu_at_start = b->cpu_at_start; /* the process's CPU time: all threads */
+    if (b->max_loop_lag_ns > into->max_loop_lag_ns)
+        into->max_loop_lag_ns = b->max_loop_lag_ns;
+    if (b->max_backlog > into->max_backlog)
+        into->max_backlog = b->max_backlog;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++)
+        into->latency.buckets[i] += b->latency.buckets[i];
+    into->latency.count += b->latency.count;
+    if (b->latency.max_ns > into->latency.max_ns)
+        into->latency.max_ns = b->latency.max_ns;
+    /* Throughput over time, each thread's from its own start (they start
+     * within milliseconds of each other). */
+    for (size_t i = 0; i < b->throughput.len; i++)
+        if (b->throughput.counts[i] && !timeline_add(&into->throughput, i * TIMELINE_STEP_MS * 1000000u,
+                                                     b->throughput.counts[i]))
+            into->failed = true;
+}
+
+static int run_threads(const bench_options *opt, const bench *proto)
+{
+    int n = opt->threads;
+    bench *benches = calloc((size_t)n, sizeof *benches);
+    pthread_t *threads = calloc((size_t)n, sizeof *threads);
+    int status = 0, started = 0;
+    if (!benches || !threads) {
+        fprintf(stderr, "pgev-bench: out of memory\n");
+        free(benches);
+        free(threads);
+        return 1;
+    }
+    for (int i = 0; i < n; i++) {
+        bench *b = &benches[i];
+        *b = *proto;
+        b->progress_line = false;
+        b->opt.plot = NULL;
+        b->opt.conns = (int)share(opt->conns, n, i);
+        b->opt.clients = share(opt->clients, n, i);
+        b->opt.queries = opt->queries > 0 ? share(opt->queries, n, i) : 0;
+        if (pthread_create(&threads[i], NULL, thread_main, b) != 0) {
+            fprintf(stderr, "pgev-bench: cannot start thread %d\n", i + 1);
+            status = 1;
+            break;
+        }
+        started++;
+    }
+    for (int i = 0; i < started; i++) {
+        void *rc;
+        pthread_join(threads[i], &rc);
+        if ((intptr_t)rc != 0)
+            status = 1;
+    }
+    if (status == 0) {
+        static bench total; /* the histogram is large: keep it off the stack */
+        total = *proto;
+        total.started_ns = UINT64_MAX;
+        total.cpu_at_start = 1e300;
+        total.bytes_per_query = benches[0].bytes_per_query; /* heap growth is per process: thread 1's */
+        for (int i = 0; i < n; i++)
+            merge(&total, &benches[i]);
+        status = total.failed ? 1 : report(&total);
+        timeline_free(&total.throughput);
+    }
+    for (int i = 0; i < n; i++)
+        cleanup(&benches[i]);
+    free(benches);
+    free(threads);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     static bench b; /* the histogram is large: keep it off the stack */
@@ -1446,8 +1573,12 @@ int main(int argc, char **argv)
     b.naccounts = (uint32_t)(b.opt.scale * ACCOUNTS_PER_SCALE);
     b.query_flags = (b.opt.binary ? PGEV_QUERY_BINARY : 0u) | (b.opt.readonly ? PGEV_QUERY_READONLY : 0u) |
                     (b.opt.unnamed ? PGEV_QUERY_NOCACHE : 0u); /* --unnamed: parsed every time */
+    if (b.opt.threads > 1)
+        return run_threads(&b.opt, &b);
     b.progress_line = isatty(STDERR_FILENO) != 0;
-    status = run(&b);
+    status = run_loop(&b);
+    if (status == 0)
+        status = report(&b);
     cleanup(&b);
     return status;
 }
