@@ -5,7 +5,8 @@
 #                    [--readonly] [--unnamed] [--copy [--copy-rows N]] [--fanout N [--clients C]]
 #                    [--peers] [--pgbench] [--callgrind] [--plot DIR] [--keep-logs]
 #
-# `make bench` runs `bench/compare.sh --all`: every comparison below, three rounds, and the plots.
+# `make bench` runs `bench/compare.sh --all`: every comparison below, five rounds (three without
+# --all), and the plots.
 # Without --dsn it starts a throwaway cluster with tests/pgcluster.sh and always removes it.
 #
 # Each round runs every group below once, one member after the other; the order inside a group
@@ -73,7 +74,7 @@ usage() {
 
 dsn=""
 have_dsn=no
-rounds=3
+rounds=""
 queries=300000
 rows=2000000
 run_pgbench=no
@@ -84,15 +85,16 @@ run_peers=no
 run_callgrind=no
 plot_dir=""
 copy_rows=1000000
-fanout_conns=0
+fanout_list=""
 fanout_clients=1000
 keep_logs=no
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --all)
         run_pgbench=yes run_unnamed=yes run_readonly=yes run_copy=yes run_peers=yes run_callgrind=yes
-        [[ "$fanout_conns" != 0 ]] || fanout_conns=4
+        [[ -n "$fanout_list" ]] || fanout_list="2,4"
         [[ -n "$plot_dir" ]] || plot_dir=$top/bench/plots
+        [[ -n "$rounds" ]] || rounds=5
         shift ;;
     --dsn) [[ $# -ge 2 ]] || die "--dsn needs a value"; dsn=$2; have_dsn=yes; shift 2 ;;
     --rounds) [[ $# -ge 2 ]] || die "--rounds needs a value"; rounds=$2; shift 2 ;;
@@ -105,7 +107,7 @@ while [[ $# -gt 0 ]]; do
     --peers) run_peers=yes; shift ;;
     --callgrind) run_callgrind=yes; shift ;;
     --plot) [[ $# -ge 2 ]] || die "--plot needs a directory"; plot_dir=$2; shift 2 ;;
-    --fanout) [[ $# -ge 2 ]] || die "--fanout needs a value"; fanout_conns=$2; shift 2 ;;
+    --fanout) [[ $# -ge 2 ]] || die "--fanout needs a value"; fanout_list=$2; shift 2 ;;
     --clients) [[ $# -ge 2 ]] || die "--clients needs a value"; fanout_clients=$2; shift 2 ;;
     --copy-rows) [[ $# -ge 2 ]] || die "--copy-rows needs a value"; copy_rows=$2; shift 2 ;;
     --keep-logs) keep_logs=yes; shift ;;
@@ -113,11 +115,16 @@ while [[ $# -gt 0 ]]; do
     *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
+rounds=${rounds:-3}
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "--rounds needs a positive integer"
 [[ "$queries" =~ ^[1-9][0-9]*$ ]] || die "--queries needs a positive integer"
 [[ "$rows" =~ ^[1-9][0-9]*$ ]] || die "--rows needs a positive integer"
 [[ "$copy_rows" =~ ^[1-9][0-9]*$ ]] || die "--copy-rows needs a positive integer"
-[[ "$fanout_conns" =~ ^[0-9]+$ ]] || die "--fanout needs a number of connections"
+[[ -z "$fanout_list" || "$fanout_list" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] ||
+    die "--fanout needs a number of connections, or a list: 2,4"
+IFS=, read -r -a fanouts <<<"$fanout_list"
+fanout_max=0
+for n in "${fanouts[@]}"; do ((n <= fanout_max)) || fanout_max=$n; done
 [[ "$fanout_clients" =~ ^[1-9][0-9]*$ ]] || die "--clients needs a positive integer"
 
 # A relative BUILD is taken from the current directory, else from the source tree.
@@ -189,8 +196,20 @@ median() {
         if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-ratio() {
-    awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'
+# pair_ratio KEY[:PGEV_KEY] ANCHOR PGEV: the median over the rounds of each round's ratio
+# pgev/anchor. The two ran back to back in every round, so this follows the pairs when the
+# machine's speed drifts between rounds (it does, by 2x at times), where a ratio of medians
+# would pair one round's anchor with another round's pgev.
+pair_ratio() {
+    local anchor_key=${1%%:*} pgev_key=${1#*:} r a p
+    for ((r = 1; r <= rounds; r++)); do
+        [[ -f "$logs/$2.r$r.kv" && -f "$logs/$3.r$r.kv" ]] || continue
+        a=$(kv "$2.r$r" "$anchor_key")
+        p=$(kv "$3.r$r" "$pgev_key")
+        awk -v a="${a:-0}" -v p="${p:-0}" 'BEGIN { if (a > 0) printf "%.6f\n", p / a }'
+    done | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) { print "n/a"; exit }
+        if (NR % 2) printf "%.3f\n", v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 # --- what runs -------------------------------------------------------------------------------
@@ -202,49 +221,57 @@ cmd_raw_batch=("$raw_libpq" --dsn "$dsn" --queries "$queries" --window 2000 --sy
 cmd_pgev_batch=("$pgev_bench" --dsn "$dsn" --queries "$queries" --window 2000 --batch 1000)
 cmd_raw_stream=("$raw_libpq" --dsn "$dsn" --workload stream --rows "$rows")
 cmd_pgev_stream=("$pgev_bench" --dsn "$dsn" --workload stream --rows "$rows")
+cmd_raw_batch_ro=("${cmd_raw_batch[@]}")
 cmd_pgev_readonly=("$pgev_bench" --dsn "$dsn" --queries "$queries" --window 1000 --readonly)
 cmd_raw_unnamed=("$raw_libpq" --dsn "$dsn" --queries "$queries" --window 1000 --sync-every 1 --unnamed)
 cmd_pgev_unnamed=("$pgev_bench" --dsn "$dsn" --queries "$queries" --window 1000 --unnamed)
 cmd_psql_copy=(psql_copy)
 cmd_pgev_copy=("$pgev_bench" --dsn "$dsn" --workload copy --rows "$copy_rows")
-cmd_raw_par=(raw_parallel)
-cmd_pgev_fanout=("$pgev_bench" --dsn "$dsn" --workload fanout --conns "$fanout_conns"
-    --clients "$fanout_clients" --queries "$queries")
-cmd_pgev_fan100=("$pgev_bench" --dsn "$dsn" --workload fanout --conns "$fanout_conns" --clients 100
-    --queries "$queries")
-cmd_pgev_fan10k=("$pgev_bench" --dsn "$dsn" --workload fanout --conns "$fanout_conns" --clients 10000
-    --queries "$queries")
-cmd_pgev_fanthr=("$pgev_bench" --dsn "$dsn" --workload fanout --conns "$fanout_conns"
-    --clients "$fanout_clients" --queries "$queries" --threads 2)
+fanout_cmd=("$pgev_bench" --dsn "$dsn" --workload fanout --queries "$queries")
+for n in "${fanouts[@]}"; do
+    declare -a "cmd_raw_par$n=(raw_parallel $n)"
+    declare -n cmd="cmd_pgev_fanout$n"
+    cmd=("${fanout_cmd[@]}" --conns "$n" --clients "$fanout_clients")
+    declare -n cmd="cmd_pgev_fanthr$n"
+    ((n < 2)) || cmd=("${fanout_cmd[@]}" --conns "$n" --clients "$fanout_clients" --threads 2)
+    unset -n cmd
+done
+cmd_pgev_fan100=("${fanout_cmd[@]}" --conns "$fanout_max" --clients 100)
+cmd_pgev_fan10k=("${fanout_cmd[@]}" --conns "$fanout_max" --clients 10000)
 cmd_pgev_one=("$pgev_bench" --dsn "$dsn" --workload fanout --conns 1 --clients 1000 --queries "$queries")
 cmd_pgjs=(postgresjs_run)
 cmd_apg=(asyncpg_run --clients 1000 --queries 20000)
 cmd_apg_seq=(asyncpg_run --clients 1 --queries 20000)
 
 groups=("raw_iso pgev_iso" "raw_batch pgev_batch" "raw_stream pgev_stream")
-[[ "$run_readonly" = no ]] || groups+=("raw_batch pgev_readonly")
+[[ "$run_readonly" = no ]] || groups+=("raw_batch_ro pgev_readonly")
 [[ "$run_unnamed" = no ]] || groups+=("raw_unnamed pgev_unnamed")
 
-# raw_parallel: $fanout_conns raw-libpq loops at once, queries split between them; one key=value
-# line with their queries/s added up.
+# raw_parallel N: N raw-libpq loops at once, queries split between them; one key=value line
+# with their queries/s added up.
 raw_parallel() {
-    local i pids=() per=$((queries / fanout_conns)) total=0 q
-    for ((i = 1; i <= fanout_conns; i++)); do
+    local n=$1 i pids=() per=$((queries / $1)) total=0 q
+    for ((i = 1; i <= n; i++)); do
         "$raw_libpq" --dsn "$dsn" --queries "$per" --window 1000 --sync-every 1 >"$logs/raw-par-$i.out" 2>&1 &
         pids+=($!)
     done
     for i in "${pids[@]}"; do
         wait "$i" || return 1
     done
-    for ((i = 1; i <= fanout_conns; i++)); do
+    for ((i = 1; i <= n; i++)); do
         q=$(grep '^workload=' "$logs/raw-par-$i.out" | tail -n 1 | tr ' ' '\n' | sed -n 's/^qps=//p')
         total=$(awk -v a="$total" -v b="${q:-0}" 'BEGIN { printf "%.0f", a + b }')
     done
-    echo "workload=point impl=raw-parallel conns=$fanout_conns qps=$total"
+    echo "workload=point impl=raw-parallel conns=$n qps=$total"
 }
-if ((fanout_conns > 0)); then
-    groups+=("raw_par pgev_fanout pgev_fanthr" "pgev_fan100 pgev_fan10k")
-fi
+for n in "${fanouts[@]}"; do
+    if ((n >= 2)); then
+        groups+=("raw_par$n pgev_fanout$n pgev_fanthr$n")
+    else
+        groups+=("raw_par$n pgev_fanout$n")
+    fi
+done
+((fanout_max == 0)) || groups+=("pgev_fan100 pgev_fan10k")
 
 # psql_copy: \copy of the generated file into a fresh table (made before the clock starts), with
 # the same key=value line as pgev-bench's copy workload.
@@ -416,12 +443,13 @@ fi
 
 # --- the table -------------------------------------------------------------------------------
 
-# row LABEL KEY[:PGEV_KEY] ANCHOR PGEV TARGET: medians, and the ratio pgev/anchor
+# row LABEL KEY[:PGEV_KEY] ANCHOR PGEV TARGET: each side's median, and the median of the
+# per-round ratios pgev/anchor
 row() {
     local anchor_key=${2%%:*} pgev_key=${2#*:} a p
     a=$(median "$anchor_key" "$3")
     p=$(median "$pgev_key" "$4")
-    printf '%-44s %12.0f %12.0f %9s   %s\n' "$1" "$a" "$p" "$(ratio "$p" "$a")" "$5"
+    printf '%-44s %12.0f %12.0f %9s   %s\n' "$1" "$a" "$p" "$(pair_ratio "$2" "$3" "$4")" "$5"
 }
 header() {
     echo
@@ -429,12 +457,13 @@ header() {
 }
 summary=(rounds="$rounds" queries="$queries")
 sum_ratio() {
-    summary+=("$1=$(ratio "$(median "$2" "$4")" "$(median "$2" "$3")")")
+    summary+=("$1=$(pair_ratio "$2" "$3" "$4")")
 }
 
 echo
-echo "pgev side by side: medians of $rounds rounds ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs," \
-    "$(psql -X -At "$dsn" -c 'SHOW server_version' 2>/dev/null || echo 'server ?'))"
+echo "pgev side by side: medians of $rounds rounds; ratio = median of the rounds' ratios" \
+    "($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, PostgreSQL" \
+    "$(psql -X -At "$dsn" -c 'SHOW server_version' 2>/dev/null || echo '?'))"
 header "raw libpq" "pgev"
 row "isolated queries/s (Sync each)" qps raw_iso pgev_iso ">= 0.95"
 row "  p50 latency us" slot_p50_us:p50_us raw_iso pgev_iso ""
@@ -450,25 +479,29 @@ sum_ratio stream_ratio rows_per_s raw_stream pgev_stream
 summary+=("stream_rss_kb=$(median rss_kb pgev_stream)")
 if [[ "$run_readonly" = yes ]]; then
     header "raw batched" "pgev ro"
-    row "read-only isolated queries/s vs batched raw" qps raw_batch pgev_readonly ">= 0.90"
-    row "  client CPU %" cpu_pct raw_batch pgev_readonly ""
-    sum_ratio readonly_ratio qps raw_batch pgev_readonly
+    row "read-only isolated queries/s vs batched raw" qps raw_batch_ro pgev_readonly ">= 0.90"
+    row "  client CPU %" cpu_pct raw_batch_ro pgev_readonly ""
+    sum_ratio readonly_ratio qps raw_batch_ro pgev_readonly
 fi
 if [[ "$run_unnamed" = yes ]]; then
     header "raw libpq" "pgev"
     row "unnamed isolated queries/s" qps raw_unnamed pgev_unnamed ""
     sum_ratio unnamed_ratio qps raw_unnamed pgev_unnamed
 fi
-if ((fanout_conns > 0)); then
-    header "raw x$fanout_conns" "pgev pool"
-    row "fanout queries/s ($fanout_clients clients, pool of $fanout_conns)" qps raw_par pgev_fanout ">= 0.85"
-    printf '%-44s %12s %12.0f\n' "  pgev p99 latency us" "" "$(median p99_us pgev_fanout)"
-    printf '%-44s %12s %12.0f\n' "  pgev client CPU %" "" "$(median cpu_pct pgev_fanout)"
-    row "  the same on 2 threads (2 loops, 2 pools)" qps raw_par pgev_fanthr ""
-    sum_ratio fanout_ratio qps raw_par pgev_fanout
-    sum_ratio fanout_threads_ratio qps raw_par pgev_fanthr
+for n in "${fanouts[@]}"; do
+    header "raw x$n" "pgev pool"
+    row "fanout queries/s ($fanout_clients clients, pool of $n)" qps "raw_par$n" "pgev_fanout$n" ">= 0.85"
+    printf '%-44s %12s %12.0f\n' "  pgev p99 latency us" "" "$(median p99_us "pgev_fanout$n")"
+    printf '%-44s %12s %12.0f\n' "  pgev client CPU %" "" "$(median cpu_pct "pgev_fanout$n")"
+    sum_ratio "fanout${n}_ratio" qps "raw_par$n" "pgev_fanout$n"
+    if ((n >= 2)); then
+        row "  the same split over 2 threads (2 loops)" qps "raw_par$n" "pgev_fanthr$n" ""
+        sum_ratio "fanout${n}_threads_ratio" qps "raw_par$n" "pgev_fanthr$n"
+    fi
+done
+if ((fanout_max > 0)); then
     header "100 clients" "10,000"
-    row "fanout queries/s, pool of $fanout_conns" qps pgev_fan100 pgev_fan10k ">= 0.90"
+    row "fanout queries/s, pool of $fanout_max" qps pgev_fan100 pgev_fan10k ">= 0.90"
     row "  heap bytes per queued query" bytes_per_queued pgev_fan100 pgev_fan10k ""
     row "  peak RSS KB" rss_kb pgev_fan100 pgev_fan10k ""
     sum_ratio fanout_10k_ratio qps pgev_fan100 pgev_fan10k
@@ -486,16 +519,17 @@ if [[ "$run_peers" = yes ]]; then
     printf '%-44s %12.0f\n' "pgev (pgev_pool of 1)" "$pgev_one"
     if [[ "$peers_group" == *pgjs* ]]; then
         printf '%-44s %12.0f %12s %9s   %s\n' "postgres.js $pgjs_version (max: 1), node $(node --version)" \
-            "$(median qps pgjs)" "" "$(ratio "$pgev_one" "$(median qps pgjs)")" ">= 2.5"
-        summary+=("postgresjs_ratio=$(ratio "$pgev_one" "$(median qps pgjs)")")
+            "$(median qps pgjs)" "" "$(pair_ratio qps pgjs pgev_one)" ">= 2.5"
+        summary+=("postgresjs_ratio=$(pair_ratio qps pgjs pgev_one)")
     fi
     if [[ -n "$apg_version" ]]; then
         printf '%-44s %12.0f %12s %9s   %s\n' "asyncpg $apg_version, pool of 1, 1000 clients" \
-            "$(median qps apg)" "" "$(ratio "$pgev_one" "$(median qps apg)")" ">= 20"
-        printf '%-44s %12.0f %12s %9s   %s\n' "asyncpg $apg_version, one client (its best)" \
-            "$(median qps apg_seq)" "" "$(ratio "$pgev_one" "$(median qps apg_seq)")" ">= 20"
-        best=$(awk -v a="$(median qps apg)" -v b="$(median qps apg_seq)" 'BEGIN { print (a > b ? a : b) }')
-        summary+=("asyncpg_ratio=$(ratio "$pgev_one" "$best")")
+            "$(median qps apg)" "" "$(pair_ratio qps apg pgev_one)" ">= 20"
+        printf '%-44s %12.0f %12s %9s   %s\n' "asyncpg $apg_version, one client" \
+            "$(median qps apg_seq)" "" "$(pair_ratio qps apg_seq pgev_one)" ">= 20"
+        # the conservative one: against whichever way asyncpg did better
+        summary+=("asyncpg_ratio=$(awk -v a="$(pair_ratio qps apg pgev_one)" -v b="$(pair_ratio qps apg_seq pgev_one)" \
+            'BEGIN { print (a < b ? a : b) }')")
     fi
 fi
 if [[ "$pgbench_ok" = yes ]]; then
