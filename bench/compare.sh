@@ -46,7 +46,8 @@
 #   100 lookups per transaction (one Sync per 100) vs pgev-bench --query accounts --batch 100.
 # --callgrind (after the rounds; needs valgrind): client instructions per query, libpq included,
 #   of raw-libpq and pgev-bench, isolated and batched: each runs under callgrind twice (20,000
-#   and 60,000 queries) and the difference is divided by 40,000, so start-up cost cancels out.
+#   and 60,000 queries) and the difference is divided by 40,000, so start-up cost cancels out;
+#   the median of three such pairs.
 # --plot DIR: pgev-bench draws (gnuplot) DIR/point.png (isolated queries) and DIR/rate.png (a
 #   fixed 50,000 queries/s for 5 s): latency distribution and throughput over time.
 #
@@ -398,28 +399,33 @@ fi
 
 # --- callgrind -------------------------------------------------------------------------------
 
-# instructions NAME CMD...: instructions per query of CMD (with --queries appended), from two
-# callgrind runs of 20,000 and 60,000 queries.
+# instructions NAME CMD...: instructions per query of CMD (with --queries appended): the
+# difference between callgrind runs of 20,000 and 60,000 queries over 40,000, the median of three
+# such pairs (how many results each wakeup finds varies from run to run, and with it the
+# per-wakeup cost each query carries).
 instructions() {
-    local name=$1 n total=() libtool=()
+    local name=$1 n k total libtool=()
     shift
     # pgev-bench is a libtool wrapper script: valgrind must see the real binary.
     [[ "$1" != "$pgev_bench" || ! -x "$build/libtool" ]] || libtool=("$build/libtool" --mode=execute)
-    for n in 20000 60000; do
-        "${libtool[@]}" valgrind --tool=callgrind --callgrind-out-file="$logs/cg.$name.$n" \
-            "$@" --queries "$n" >"$logs/cg.$name.$n.log" 2>&1 ||
-            { sed 's/^/    /' "$logs/cg.$name.$n.log" >&2; die "callgrind run of $name failed"; }
-        total+=("$(sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p' "$logs/cg.$name.$n.log" | tail -n 1)")
-    done
-    [[ -n "${total[0]}" && -n "${total[1]}" ]] || die "callgrind printed no totals for $name"
-    awk -v a="${total[0]}" -v b="${total[1]}" 'BEGIN { printf "%.0f", (b - a) / 40000 }'
+    for k in 1 2 3; do
+        total=()
+        for n in 20000 60000; do
+            "${libtool[@]}" valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+                "$@" --queries "$n" >"$logs/cg.$name.$k.$n.log" 2>&1 ||
+                { sed 's/^/    /' "$logs/cg.$name.$k.$n.log" >&2; die "callgrind run of $name failed"; }
+            total+=("$(sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p' "$logs/cg.$name.$k.$n.log" | tail -n 1)")
+        done
+        [[ -n "${total[0]}" && -n "${total[1]}" ]] || die "callgrind printed no totals for $name"
+        awk -v a="${total[0]}" -v b="${total[1]}" 'BEGIN { printf "%.0f\n", (b - a) / 40000 }'
+    done | sort -n | sed -n 2p
 }
 cg_raw_iso="" cg_pgev_iso="" cg_raw_batch="" cg_pgev_batch=""
 if [[ "$run_callgrind" = yes ]]; then
     if ! command -v valgrind >/dev/null 2>&1; then
         note "callgrind skipped: valgrind is not installed (apt-get install valgrind)"
     else
-        note "callgrind: instructions per query (four programs, two runs each)"
+        note "callgrind: instructions per query (four programs, six runs each)"
         cg_raw_iso=$(instructions raw_iso "$raw_libpq" --dsn "$dsn" --window 1000 --sync-every 1)
         cg_pgev_iso=$(instructions pgev_iso "$pgev_bench" --dsn "$dsn" --window 1000)
         cg_raw_batch=$(instructions raw_batch "$raw_libpq" --dsn "$dsn" --window 2000 --sync-every 1000)

@@ -515,13 +515,14 @@ refusal(const pgev_conn *conn)
     }
 }
 
-/* Sends the node now or queues it. The node is accepted either way. */
+/* Sends the node now, holds it for its transaction or queues it, as the
+ * caller decided. The node is accepted either way. */
 static void
-enqueue(pgev_conn *conn, pgev_node *node)
+place(pgev_conn *conn, pgev_node *node, bool held, bool send_now)
 {
-    if (pgev_txn_holds(conn)) {
+    if (held) {
         pgev_fifo_push(&conn->held, node);  /* sent once the transaction ends (txn.c) */
-    } else if (!conn->pending.head && can_send(conn, node)) {
+    } else if (send_now) {
         send_node(conn, node);
     } else {
         pgev_fifo_push(&conn->pending, node);
@@ -530,6 +531,15 @@ enqueue(pgev_conn *conn, pgev_node *node)
      * inside a submit. In a pgev callback the running dispatch does it. */
     if (conn->dispatch_depth == 0 && (conn->flush_needed || conn->want_write || conn->broken))
         pgev_loop_defer(conn->loop);
+}
+
+/* Where a new node goes: held by a transaction, sent now (when nothing is
+ * queued ahead of it and it can go), or queued. */
+static void
+enqueue(pgev_conn *conn, pgev_node *node)
+{
+    bool held = pgev_txn_holds(conn);
+    place(conn, node, held, !held && !conn->pending.head && can_send(conn, node));
 }
 
 /* ---- deadlines and cancellation ---------------------------------------- */
@@ -880,8 +890,11 @@ pgev_submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_arg
     node->shared = readonly && node->sync_after && !conn->in_batch && !conn->txn_submitting;
     if (node->shared)
         node->sync_after = false;
-    if (!args_stable &&
-        (node->keep_payload || conn->pending.head || !can_send(conn, node) || pgev_txn_holds(conn))) {
+    /* Sent during this call, it borrows the caller's arrays; otherwise it
+     * needs its own copy (unless they are stable: the pool's). */
+    bool held = pgev_txn_holds(conn);
+    bool send_now = !held && !conn->pending.head && can_send(conn, node);
+    if (!args_stable && (node->keep_payload || !send_now)) {
         if (copy_payload(node) != PGEV_OK) {
             pgev_node_release(conn, node);
             conn->next_id--;
@@ -890,7 +903,7 @@ pgev_submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_arg
         }
     }
     node->copy = copy;
-    enqueue(conn, node);
+    place(conn, node, held, send_now);
     return node->id;
 }
 
