@@ -1110,10 +1110,11 @@ static int plot(const bench *b, const char *path)
         fputs("set title 'latency distribution'\nset logscale x\nset xlabel 'latency (us)'\n"
               "set ylabel '% of queries completed within'\nset yrange [0:100]\n"
               "plot $latency using 1:2 with steps linewidth 2 notitle\n"
-              "unset logscale x\nset yrange [*:*]\n",
+              "unset logscale x\n",
               gp);
     }
-    fprintf(gp, "set title 'throughput every %d ms'\nset xlabel 'seconds since start'\nset ylabel '%s per second'\n",
+    fprintf(gp, "set title 'throughput every %d ms'\nset xlabel 'seconds since start'\nset ylabel '%s per second'\n"
+                "set yrange [0:*]\n",
             TIMELINE_STEP_MS, rows ? "rows" : "queries");
     fputs("plot $throughput using 1:2 with lines linewidth 2 notitle\nunset multiplot\n", gp);
     int rc = pclose(gp);
