@@ -1,5 +1,9 @@
 /*
- * Allocation failure at every allocation site on a query's path.
+ * Allocation failure at every allocation site on a query's path: plain,
+ * streamed with parameters and the statement cache, in an atomic batch,
+ * prepared and executed, queued behind a full window with its own copy of
+ * a long parameter, and through a pool (one dispatched, one queued in the
+ * pool). Connecting is not walked.
  *
  * This program interposes malloc, calloc, realloc and free (through
  * glibc's __libc_* entry points). While armed, the Nth allocation fails;
@@ -214,15 +218,81 @@ typedef struct outcome {
     long leaked;
 } outcome;
 
-enum scenario { PLAIN, PARAMS_STREAM, BATCH, PREPARE_EXECUTE };
+enum scenario { PLAIN, PARAMS_STREAM, BATCH, PREPARE_EXECUTE, QUEUED_COPY, POOL };
+
+/* A parameter too long for a query's inline copy of its arguments: the
+ * copy is then an allocation of its own. */
+static char long_param[300];
+
+/* Pool completions carry the connection's query id, not the pool's: their
+ * own recorder (tu_done_cb checks the id). */
+static void
+pool_done_cb(pgev_conn *conn, pgev_result *res, void *arg)
+{
+    tu_query *q = arg;
+    (void)conn;
+    TU_CHECK(tu_in_call == 0, "pool query %d: on_done ran inside the submitting call", q->index);
+    q->done_calls++;
+    q->status = pgev_result_status(res);
+    TU_CHECK(q->status == PGEV_OK || pgev_result_error(res) != NULL, "pool query %d: status %d without an error",
+             q->index, q->status);
+}
+
+static bool
+pool_idle(void *arg)
+{
+    pgev_pool_stats_t st;
+    return pgev_pool_stats(arg, &st) == PGEV_OK && st.conns_idle >= 1;
+}
+
+/* POOL: a pool of one connection (up before arming) with a window of one:
+ * the first query is dispatched at once, the second waits in the pool's
+ * queue with its copy until the first completes. */
+static outcome
+run_pool(long n)
+{
+    outcome o = { 0 };
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1, .conn_max_inflight = 1 };
+    pgev_pool *pool = pgev_pool_new(tu_base, tu_dsn(), &opts);
+    ck_assert_ptr_nonnull(pool);
+    tu_run_until(pool_idle, pool, 10000, "the pool's connection");
+    tu_query q[3];
+    memset(q, 0, sizeof q);
+    const char *params[1] = { long_param };
+    struct event *wake = evtimer_new(tu_base, wake_cb, NULL);
+    ck_assert_ptr_nonnull(wake);
+    arm(n);
+    tu_in_call++;
+    q[0].id = pgev_pool_query_params(pool, "SELECT length($1::text)", 1, params, pool_done_cb, &q[0]);
+    q[1].id = pgev_pool_query_params(pool, "SELECT length($1::text)", 1, params, pool_done_cb, &q[1]);
+    tu_in_call--;
+    o.submit = q[0].id;
+    for (int i = 0; i < 2; i++)
+        if (q[i].id > 0)
+            wait_done(&q[i], wake, "the pool query");
+    disarm();
+    event_free(wake);
+    o.allocations = alloc_count;
+    o.failed = fail_hit;
+    o.done_calls = q[0].done_calls;
+    o.status = q[0].status;
+    pgev_pool_free(pool);
+    tu_assert_all_once(q, 3);
+    o.leaked = live_count;
+    ck_assert_msg(!live_overflow, "too many live allocations to track");
+    return o;
+}
 
 /* Connects (not armed), then runs one scenario armed with allocation
  * `n` failing, frees the connection and counts what is left. */
 static outcome
 run(enum scenario sc, long n)
 {
+    if (sc == POOL)
+        return run_pool(n);
     outcome o = { 0 };
-    pgev_conn_options opts = { .stmt_cache_size = sc == PLAIN ? PGEV_STMT_CACHE_OFF : 0 };
+    pgev_conn_options opts = { .stmt_cache_size = sc == PLAIN ? PGEV_STMT_CACHE_OFF : 0,
+                               .max_inflight = sc == QUEUED_COPY ? 1 : 0 };
     pgev_conn *conn = tu_connect(&opts);
     tu_query q[3];
     memset(q, 0, sizeof q);
@@ -253,6 +323,16 @@ run(enum scenario sc, long n)
         if (o.submit > 0)
             (void)tu_execute(conn, "alloc_stmt", 1, params, &q[2]);
         break;
+    case QUEUED_COPY: {
+        /* A window of one: the second query waits with its own copy. */
+        const char *values[1] = { long_param };
+        o.submit = tu_query_params(conn, "SELECT length($1::text)", 1, values, &q[0]);
+        if (o.submit > 0)
+            (void)tu_query_params(conn, "SELECT length($1::text)", 1, values, &q[2]);
+        break;
+    }
+    case POOL:
+        break;  /* run_pool() */
     }
     if (o.submit > 0 && (sc != BATCH || q[1].id > 0))
         wait_done(&q[0], wake, "the query");
@@ -277,6 +357,7 @@ static void
 every_site(enum scenario sc, const char *name)
 {
     long sites = 0;
+    memset(long_param, 'x', sizeof long_param - 1);
     for (long n = 1;; n++) {
         outcome o = run(sc, n);
         ck_assert_msg(o.leaked == 0, "%s, allocation %ld failing: %ld allocation(s) leaked", name, n, o.leaked);
@@ -319,6 +400,18 @@ START_TEST(prepare_and_execute)
 }
 END_TEST
 
+START_TEST(queued_query_with_its_own_copy)
+{
+    every_site(QUEUED_COPY, "a queued query with a long parameter");
+}
+END_TEST
+
+START_TEST(pool_queries_dispatched_and_queued)
+{
+    every_site(POOL, "pool queries, one dispatched and one queued");
+}
+END_TEST
+
 #else /* the sanitizer's allocator is in charge */
 
 START_TEST(plain_query)
@@ -339,6 +432,8 @@ alloc_suite(void)
     tcase_add_test(tc, streamed_query_with_parameters_and_statement_cache);
     tcase_add_test(tc, atomic_batch);
     tcase_add_test(tc, prepare_and_execute);
+    tcase_add_test(tc, queued_query_with_its_own_copy);
+    tcase_add_test(tc, pool_queries_dispatched_and_queued);
 #endif
     suite_add_tcase(s, tc);
     return s;
