@@ -220,6 +220,28 @@ typedef struct outcome {
 
 enum scenario { PLAIN, PARAMS_STREAM, BATCH, PREPARE_EXECUTE, QUEUED_COPY, POOL };
 
+/* The armed part of a run is over: what it did, judged by q[0]. */
+static void
+stop_run(outcome *o, const tu_query *q, struct event *wake)
+{
+    disarm();
+    event_free(wake);
+    o->allocations = alloc_count;
+    o->failed = fail_hit;
+    o->done_calls = q[0].done_calls;
+    o->status = q[0].status;
+}
+
+/* Once the connection or pool is freed: every query q[0..3) called back
+ * exactly once (never when refused), and what is still allocated. */
+static void
+settle_run(outcome *o, const tu_query *q)
+{
+    tu_assert_all_once(q, 3);
+    o->leaked = live_count;
+    ck_assert_msg(!live_overflow, "too many live allocations to track");
+}
+
 /* A parameter too long for a query's inline copy of its arguments: the
  * copy is then an allocation of its own. */
 static char long_param[300];
@@ -270,16 +292,9 @@ run_pool(long n)
     for (int i = 0; i < 2; i++)
         if (q[i].id > 0)
             wait_done(&q[i], wake, "the pool query");
-    disarm();
-    event_free(wake);
-    o.allocations = alloc_count;
-    o.failed = fail_hit;
-    o.done_calls = q[0].done_calls;
-    o.status = q[0].status;
+    stop_run(&o, q, wake);
     pgev_pool_free(pool);
-    tu_assert_all_once(q, 3);
-    o.leaked = live_count;
-    ck_assert_msg(!live_overflow, "too many live allocations to track");
+    settle_run(&o, q);
     return o;
 }
 
@@ -340,16 +355,9 @@ run(enum scenario sc, long n)
         wait_done(&q[2], wake, "the execute");
     if (q[1].id > 0)
         wait_done(&q[1], wake, "the batch");
-    disarm();
-    event_free(wake);
-    o.allocations = alloc_count;
-    o.failed = fail_hit;
-    o.done_calls = q[0].done_calls;
-    o.status = q[0].status;
+    stop_run(&o, q, wake);
     pgev_conn_free(conn);
-    tu_assert_all_once(q, 3);   /* exactly once, or never when refused */
-    o.leaked = live_count;
-    ck_assert_msg(!live_overflow, "too many live allocations to track");
+    settle_run(&o, q);
     return o;
 }
 
