@@ -386,9 +386,5 @@ int
 main(void)
 {
     setup_ssl();
-    SRunner *sr = srunner_create(security_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run(security_suite());
 }

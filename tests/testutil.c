@@ -58,6 +58,15 @@ TCase *tu_tcase(const char *name, double timeout_s)
     return tc;
 }
 
+int tu_run(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
+
 const char *tu_dsn(void)
 {
     const char *dsn = getenv("PGEV_TEST_DSN");

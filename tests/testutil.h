@@ -65,6 +65,10 @@ void tu_teardown(void);
 /* A TCase with the fixture and a timeout (seconds). */
 TCase *tu_tcase(const char *name, double timeout_s);
 
+/* Runs the suite (Check's usual runner) and frees it: a test program's
+ * exit status, 0 when every test passed. */
+int tu_run(Suite *s);
+
 /* The test server's conninfo; fails the test when PGEV_TEST_DSN is unset. */
 const char *tu_dsn(void);
 
