@@ -140,7 +140,7 @@ pgev_conn_maybe_closed(pgev_conn *conn)
 {
     if (conn->state != PGEV_CONN_CLOSING || !conn->connected || conn->free_requested)
         return;
-    if (conn->pending.head || conn->inflight.head || conn->expect_sync || conn->want_write ||
+    if (conn->pending.head || conn->inflight.head || conn->awaiting.head || conn->expect_sync || conn->want_write ||
         conn->txn || conn->held.head)
         return;
     close_pg(conn);
@@ -491,7 +491,7 @@ pgev_conn_pending(const pgev_conn *conn)
 int
 pgev_conn_inflight(const pgev_conn *conn)
 {
-    return conn ? conn->inflight.count : 0;
+    return conn ? conn->inflight.count + conn->awaiting.count : 0;
 }
 
 PGconn *

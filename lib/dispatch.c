@@ -49,6 +49,7 @@ pgev_stream_head(pgev_conn *conn)
 {
     pgev_node *node = conn->inflight.head;
     if (!node || conn->expect_sync || !node->on_rows || node->row_mode_set || node->prepare_pending ||
+        node->local_abort ||
         (node->kind != PGEV_NODE_QUERY && node->kind != PGEV_NODE_EXECUTE))
         return;
     node->row_mode_set = true;
@@ -96,18 +97,139 @@ is_query_canceled(const PGresult *res)
     return state && strcmp(state, "57014") == 0;
 }
 
+/* A query the cancel was aimed at has ended: the session is ours again.
+ * If it ended some other way than by the cancel, the cancel is still on
+ * its way and may hit whatever the backend runs next. */
+static void
+target_ended(pgev_conn *conn, pgev_node *node)
+{
+    if (conn->cancel_target != node)
+        return;
+    conn->cancel_target = NULL;
+    pgev_loop_timer(conn->loop, -1);
+    if (!is_query_canceled(node->error_result))
+        conn->stray_cancel = true;
+}
+
+/* What a Sync segment's answer says about its queries. */
+typedef struct segment_outcome {
+    /* The error that came where the Sync was due (its commit failed):
+     * every query of the segment that had succeeded was rolled back. */
+    PGresult *commit_error;
+    /* An atomic batch failed (segment_status): its queries that had
+     * succeeded were rolled back with it. */
+    bool batch_failed;
+} segment_outcome;
+
+#define ROLLED_BACK_MSG "rolled back: another query of the same atomic batch failed (see the batch's on_done)"
+
+/*
+ * Completes one query with its final outcome: the one and only call of
+ * its on_done, then the node is released. `out` (NULL outside a Sync
+ * segment, e.g. for a COPY) says how the segment ended.
+ */
+static void
+finish_query(pgev_conn *conn, pgev_node *node, const segment_outcome *out)
+{
+    if (node->finished) {
+        /* Timed out or cancelled: its callback already ran. */
+        pgev_node_release(conn, node);
+        return;
+    }
+    pgev_error err;
+    const pgev_error *errp = NULL;
+    PGresult *pg = node->result;
+    bool shared_pg = false;
+    bool in_batch = pgev_node_in_batch(node);
+
+    if (node->status == PGEV_OK && out && out->commit_error) {
+        /* It ran, but the transaction it belonged to did not commit. */
+        node->status = PGEV_ESERVER;
+        pgev_error_from_result(&err, PGEV_ESERVER, out->commit_error);
+        errp = &err;
+        pg = out->commit_error;
+        shared_pg = true;
+    } else if (node->status == PGEV_OK && out && out->batch_failed && in_batch && node->cancel_code) {
+        node->status = node->cancel_code;   /* ended by pgev; rolled back with its batch */
+        pgev_node_abandon_error(node, node->status, &err);
+        errp = &err;
+        pg = NULL;
+    } else if (node->status == PGEV_OK && out && out->batch_failed && in_batch) {
+        node->status = PGEV_EABORTED;
+        pgev_error_set(&err, PGEV_EABORTED, ROLLED_BACK_MSG);
+        errp = &err;
+        pg = NULL;
+    } else if (node->error_result && node->status != PGEV_OK && !node->cancel_code) {
+        /* The server's error (a COPY ended by the application reports it
+         * as PGEV_ECANCELLED). */
+        pgev_error_from_result(&err, node->status, node->error_result);
+        errp = &err;
+        pg = node->error_result;
+    } else if (node->status == PGEV_EABORTED) {
+        pgev_error_set(&err, PGEV_EABORTED, "%s", node->local_abort
+                       ? "not run: its atomic batch failed or was cancelled before it was sent"
+                       : "not run: an earlier query in the same atomic batch failed");
+        errp = &err;
+        pg = NULL;
+    } else if (node->copy_refused) {
+        node->status = PGEV_EINVAL;
+        pgev_error_set(&err, PGEV_EINVAL, "%s", COPY_REFUSED);
+        errp = &err;
+        pg = NULL;
+    } else if (node->status != PGEV_OK) {
+        pgev_node_abandon_error(node, node->status, &err);
+        errp = &err;
+        pg = NULL;
+    }
+
+    pgev_result res = {
+        .status = node->status,
+        .query_id = node->id,
+        .rows = node->on_rows || node->kind == PGEV_NODE_COPY ? node->rows
+              : node->result ? PQntuples(node->result) : 0,
+        .pg = pg,
+        .tag_source = node->result,
+        .error = errp,
+        .unsent = !node->sent,
+        .shared_pg = shared_pg,
+    };
+    if (node->on_done)
+        node->on_done(conn, &res, node->arg);
+    /* A stolen result is the caller's now; do not clear it. */
+    if (pg && !res.pg && !shared_pg) {
+        if (pg == node->result)
+            node->result = NULL;
+        else if (pg == node->error_result)
+            node->error_result = NULL;
+    }
+    /* The batch's on_done reports its first failure with the server's
+     * whole error, not a truncated copy: keep that result until then. */
+    if (in_batch && node->error_result && !conn->segment_result &&
+        conn->segment_status == node->status) {
+        conn->segment_result = node->error_result;
+        node->error_result = NULL;
+    }
+    pgev_node_release(conn, node);
+}
+
 void
 pgev_complete_query(pgev_conn *conn, pgev_node *node)
 {
-    if (conn->cancel_target == node) {
-        /* The cancelled query is over: the session is ours again. If it
-         * ended some other way than by the cancel, the cancel is still on
-         * its way and may hit whatever the backend runs next. */
-        conn->cancel_target = NULL;
-        pgev_loop_timer(conn->loop, -1);
-        if (!is_query_canceled(node->error_result))
-            conn->stray_cancel = true;
-    }
+    target_ended(conn, node);
+    finish_query(conn, node, NULL);
+}
+
+/*
+ * A query's results are all in (libpq returned NULL). It is sent again
+ * when it never took effect and may be (a read-only query hit by a stray
+ * cancel, or aborted in a shared segment; a lost cached statement);
+ * otherwise it waits in `awaiting` for its segment's Sync, whose answer
+ * decides its outcome.
+ */
+static void
+results_ended(pgev_conn *conn, pgev_node *node)
+{
+    target_ended(conn, node);
     if (node->collateral && (node->flags & PGEV_QUERY_READONLY) && node->keep_payload &&
         (node->sync_after || node->shared) &&
         !node->resent && !node->finished && node->rows == 0) {
@@ -127,75 +249,83 @@ pgev_complete_query(pgev_conn *conn, pgev_node *node)
     }
     if (node->kind == PGEV_NODE_QUERY && conn->stmts.capacity > 0 && pgev_stmt_completed(conn, node))
         return;     /* its cached statement was lost or stale: sent again */
+    if (node->sync_after)
+        conn->expect_sync = true;
     if (node->finished) {
-        /* Timed out or cancelled: its callback already ran. */
-        if (node->sync_after)
-            conn->expect_sync = true;
         pgev_node_release(conn, node);
         return;
     }
-    pgev_error err;
-    const pgev_error *errp = NULL;
-    PGresult *pg = node->result;
-
-    if (node->error_result && node->status != PGEV_OK) {
-        /* The server's error (a COPY ended by the application reports it
-         * as PGEV_ECANCELLED). */
-        pgev_error_from_result(&err, node->status, node->error_result);
-        errp = &err;
-        pg = node->error_result;
-    } else if (node->status == PGEV_EABORTED) {
-        pgev_error_set(&err, PGEV_EABORTED,
-                       "not run: an earlier query in the same atomic batch failed");
-        errp = &err;
-        pg = NULL;
-    } else if (node->copy_refused) {
-        node->status = PGEV_EINVAL;
-        pgev_error_set(&err, PGEV_EINVAL, "%s", COPY_REFUSED);
-        errp = &err;
-        pg = NULL;
-    } else if (node->status != PGEV_OK) {
-        pgev_error_set(&err, node->status, "%s", pgev_strerror(node->status));
-        errp = &err;
+    if (node->cancel_code && (node->batch_breaker || (node->status == PGEV_ESERVER &&
+                                                      is_query_canceled(node->error_result))))
+        node->status = node->cancel_code;   /* the batch's cancel took effect */
+    if (pgev_node_in_batch(node) && node->status != PGEV_OK) {
+        pgev_error err;
+        if (node->error_result && !node->cancel_code)
+            pgev_error_from_result(&err, node->status, node->error_result);
+        else
+            pgev_node_abandon_error(node, node->status, &err);
+        pgev_segment_failure(conn, node->status, &err);
     }
-    if (errp && pgev_node_in_batch(node))
-        pgev_segment_failure(conn, node->status, errp);
-    if (node->sync_after)
-        conn->expect_sync = true;
-
-    pgev_result res = {
-        .status = node->status,
-        .query_id = node->id,
-        .rows = node->on_rows || node->kind == PGEV_NODE_COPY ? node->rows
-              : node->result ? PQntuples(node->result) : 0,
-        .pg = pg,
-        .tag_source = node->result,
-        .error = errp,
-    };
-    if (node->on_done)
-        node->on_done(conn, &res, node->arg);
-    /* A stolen result is the caller's now; do not clear it. */
-    if (pg && !res.pg) {
-        if (pg == node->result)
-            node->result = NULL;
-        else if (pg == node->error_result)
-            node->error_result = NULL;
-    }
-    pgev_node_release(conn, node);
+    pgev_fifo_push(&conn->awaiting, node);
 }
 
+/*
+ * The answer to a Sync is in: every query of its segment (in `awaiting`)
+ * completes with what the server did, in order, then the atomic batch's
+ * own on_done (`sync` is the batch's or a shared segment's Sync node;
+ * NULL for an isolated query's own Sync).
+ */
 static void
-complete_sync(pgev_conn *conn, pgev_node *node)
+segment_end(pgev_conn *conn, pgev_node *sync)
 {
-    pgev_result res = {
-        .status = conn->segment_status,
-        .query_id = node->id,
-        .error = conn->segment_status != PGEV_OK ? &conn->segment_error : NULL,
+    /* A batch pgev cancelled before its Sync was sent: it was rolled back. */
+    int cancelled = sync ? sync->cancel_code : 0;
+    segment_outcome out = {
+        .commit_error = conn->commit_error,
+        .batch_failed = conn->segment_status != PGEV_OK || cancelled,
     };
+    conn->commit_error = NULL;
+    conn->commit_error_nulls = 0;
+    /* Queries of the segment to send again go first. */
+    pgev_resend_splice(conn);
+    pgev_node *node;
+    while ((node = pgev_fifo_pop(&conn->awaiting)) != NULL)
+        finish_query(conn, node, &out);
+    if (sync) {
+        pgev_error err;
+        const pgev_error *errp = NULL;
+        int status = conn->segment_status;
+        if (cancelled) {
+            status = cancelled;
+            pgev_error_set(&err, status, "%s",
+                           status == PGEV_ETIMEOUT ? "a query of the atomic batch timed out: the batch was rolled back"
+                                                   : "the atomic batch was cancelled and rolled back");
+            errp = &err;
+        } else if (out.commit_error) {
+            status = PGEV_ESERVER;
+            pgev_error_from_result(&err, status, out.commit_error);
+            errp = &err;
+        } else if (status != PGEV_OK && conn->segment_result) {
+            pgev_error_from_result(&err, status, conn->segment_result);
+            errp = &err;
+        } else if (status != PGEV_OK) {
+            errp = &conn->segment_error;
+        }
+        pgev_result res = {
+            .status = status,
+            .query_id = sync->id,
+            .pg = out.commit_error,
+            .error = errp,
+            .shared_pg = true,
+        };
+        if (sync->on_done)
+            sync->on_done(conn, &res, sync->arg);
+        pgev_node_release(conn, sync);
+    }
+    PQclear(out.commit_error);
+    PQclear(conn->segment_result);
+    conn->segment_result = NULL;
     conn->segment_status = PGEV_OK;
-    if (node->on_done)
-        node->on_done(conn, &res, node->arg);
-    pgev_node_release(conn, node);
 }
 
 static void
@@ -308,6 +438,60 @@ libpq_out_of_memory(pgev_conn *conn)
     return len > seen && strstr(msg + seen, "out of memory") != NULL;
 }
 
+/*
+ * The result where a Sync's answer is due (`node` is the Sync node of a
+ * batch or shared segment, or the head query when an isolated query's
+ * Sync is expected). A commit that fails sends an error first: libpq
+ * hands it back, then a NULL, then the PGRES_PIPELINE_SYNC. Returns false
+ * when the connection failed.
+ */
+static bool
+sync_result(pgev_conn *conn, pgev_node *node, PGresult *res)
+{
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (res && st == PGRES_PIPELINE_SYNC) {
+        PQclear(res);
+        if (conn->expect_sync) {
+            conn->expect_sync = false;
+            segment_end(conn, NULL);
+        } else {
+            pgev_fifo_pop(&conn->inflight);
+            segment_end(conn, node);
+        }
+        if (conn->listeners)
+            pgev_notify_deliver(conn);  /* those that followed the Sync */
+        return true;
+    }
+    /* Only an error the server sent (it has a SQLSTATE) is a commit
+     * failure; one libpq made up (out of memory) means it lost track. */
+    if (res && st == PGRES_FATAL_ERROR && !conn->commit_error && !is_fatal(res) &&
+        PQresultErrorField(res, PG_DIAG_SQLSTATE) && PQstatus(conn->pg) != CONNECTION_BAD) {
+        conn->commit_error = res;   /* the segment's commit failed */
+        return true;
+    }
+    if (!res && conn->commit_error && conn->commit_error_nulls++ == 0)
+        return true;                /* the NULL after the commit's error */
+    if (res && st == PGRES_FATAL_ERROR) {
+        /* The session ended (FATAL) before the Sync's answer: the outcome
+         * of the segment is unknown. */
+        pgev_error err, copy;
+        pgev_error_from_result(&err, PGEV_ECONNLOST, res);
+        pgev_error_copy(&copy, &err);
+        PQclear(res);
+        lost(conn, &copy);
+        return false;
+    }
+    PQclear(res);
+    if (PQstatus(conn->pg) == CONNECTION_BAD) {
+        lost_from_conn(conn);
+    } else {
+        pgev_error err;
+        pgev_error_set(&err, PGEV_ECONNLOST, "protocol out of step: expected a pipeline Sync");
+        lost(conn, &err);
+    }
+    return false;
+}
+
 void
 pgev_read_results(pgev_conn *conn)
 {
@@ -335,10 +519,17 @@ pgev_read_results(pgev_conn *conn)
             continue;
         }
         bool want_sync = conn->expect_sync || node->kind == PGEV_NODE_SYNC;
+        if (!want_sync && node->local_abort) {
+            /* Never sent: its batch had failed already. */
+            pgev_fifo_pop(&conn->inflight);
+            results_ended(conn, node);
+            continue;
+        }
         /* An abandoned query reached the head: unless its result is
          * already here, the server is running it (or about to), so a
          * cancel targets it and no other. */
-        if (!want_sync && node->finished && !node->cancel_sent && PQisBusy(conn->pg))
+        if (!want_sync && (node->finished || node->cancel_on_server) && !node->cancel_sent &&
+            PQisBusy(conn->pg))
             pgev_cancel_running(conn, node);
         if (!want_sync && node->draining_copy_out) {
             char *data;
@@ -362,38 +553,17 @@ pgev_read_results(pgev_conn *conn)
             }
             break;
         }
+        /* Notifications parsed so far came before this result; before a
+         * Sync's answer, though, libpq has already parsed those that
+         * follow it: they go after the segment completes (sync_result). */
+        if (!want_sync && conn->listeners)
+            pgev_notify_deliver(conn);
         PGresult *res = PQgetResult(conn->pg);
 
         if (want_sync) {
-            if (res && PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
-                PQclear(res);
-                /* Queries of the segment to send again go first. */
-                pgev_resend_splice(conn);
-                if (conn->expect_sync) {
-                    conn->expect_sync = false;
-                } else {
-                    pgev_fifo_pop(&conn->inflight);
-                    complete_sync(conn, node);
-                }
-                continue;
-            }
-            if (res && PQresultStatus(res) == PGRES_FATAL_ERROR) {
-                pgev_error err, copy;
-                pgev_error_from_result(&err, PGEV_ECONNLOST, res);
-                pgev_error_copy(&copy, &err);
-                PQclear(res);
-                lost(conn, &copy);
+            if (!sync_result(conn, node, res))
                 return;
-            }
-            PQclear(res);
-            if (PQstatus(conn->pg) == CONNECTION_BAD) {
-                lost_from_conn(conn);
-            } else {
-                pgev_error err;
-                pgev_error_set(&err, PGEV_ECONNLOST, "protocol out of step: expected a pipeline Sync");
-                lost(conn, &err);
-            }
-            return;
+            continue;
         }
 
         if (!res && node->prepare_pending) {
@@ -406,7 +576,15 @@ pgev_read_results(pgev_conn *conn)
         }
         if (!res) {
             pgev_fifo_pop(&conn->inflight);
-            pgev_complete_query(conn, node);
+            if (node->status == PGEV_OK && !node->result && !node->copy_refused && !node->finished) {
+                /* A query never ends without a result: libpq gave up on
+                 * the connection (it drops its queue of sent queries
+                 * when a send fails) and nothing more will come. */
+                pgev_fifo_push_front(&conn->inflight, node);
+                lost_from_conn(conn);
+                return;
+            }
+            results_ended(conn, node);
             continue;
         }
         if (!query_result(conn, node, res))

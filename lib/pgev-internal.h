@@ -67,6 +67,9 @@ struct pgev_result {
      * Inverted so that every result built elsewhere, zero-initialised,
      * says "maybe sent": the safe answer for retry decisions. */
     bool unsent;
+    /* `pg` is shared with other callbacks (a commit failure reported to
+     * each query of its segment): it cannot be stolen. */
+    bool shared_pg;
 };
 
 /* ------------------------------------------------------------------------
@@ -108,6 +111,12 @@ struct pgev_node {
     bool finished;          /* on_done already ran (timeout, cancel); results are dropped */
     bool cancel_sent;       /* a server-side cancel was requested for it */
     int abandon_code;       /* pgev_conn_cancel() asked to end it (from the loop) */
+    /* A member of an atomic batch that pgev ended (timeout, cancel): the
+     * status it and its batch report if the batch does not commit. */
+    int cancel_code;
+    bool cancel_on_server;  /* cancel_code: ask the server to cancel it when it runs */
+    bool batch_breaker;     /* internal statement that fails on purpose so that
+                             * the server rolls back a cancelled batch */
     int timeout_ms;
     pgev_timer *deadline;   /* NULL without a timeout */
     bool keep_payload;      /* re-sendable (PGEV_QUERY_READONLY): payload kept while in flight */
@@ -115,6 +124,9 @@ struct pgev_node {
     bool resent;            /* already re-sent once after a stray cancel */
     bool shared;            /* isolated read-only query sharing a Sync segment */
     bool copy_refused;      /* it started a COPY, which pipeline mode cannot carry */
+    bool local_abort;       /* a batch member never sent because its batch had
+                             * already failed: it completes as PGEV_EABORTED
+                             * when it reaches the head of `inflight` */
     bool draining_copy_out; /* discarding COPY TO STDOUT data until its end */
     bool gated;             /* holds its place in `pending` but is not sent until
                              * pgev_node_ungate() (a COMMIT waiting for its
@@ -294,12 +306,31 @@ struct pgev_conn {
     bool more_results;      /* read_results yielded with results left to hand out */
     bool flush_needed;      /* queries were handed to libpq since the last flush */
     bool in_batch;          /* between batch_begin and batch_end */
+    /* The open batch was cancelled (a member timed out or was cancelled):
+     * what is submitted to it is never sent, and its end is preceded by a
+     * failing statement when part of it is on the wire already. */
+    int batch_cancel_code;
+    bool batch_needs_breaker;
     bool expect_sync;       /* the next result is the Sync of the head query's segment */
     bool free_requested;    /* pgev_conn_free() inside a callback: done when it returns */
     int dispatch_depth;     /* > 0 while user callbacks may run up the stack */
 
     pgev_fifo pending;      /* accepted, not yet sent */
     pgev_fifo inflight;     /* sent, awaiting results */
+    /* Queries whose results are all in, waiting for the outcome of their
+     * Sync segment: the commit of its implicit transaction (or the atomic
+     * batch's). Completed, in order, when the Sync's answer arrives; on a
+     * lost connection their outcome is unknown (PGEV_ECONNLOST, sent). */
+    pgev_fifo awaiting;
+    /* An error that arrived where a segment's Sync was due: its commit
+     * failed (deferred constraint, serialization failure). Applies to
+     * every query of `awaiting`; libpq sends a NULL, then the Sync. */
+    PGresult *commit_error;
+    int commit_error_nulls; /* NULLs seen after commit_error (one is due) */
+    /* Batch members were handed to libpq since the last Sync: the server
+     * holds their results until a Sync or a Flush request arrives. */
+    bool segment_open_on_wire;
+    bool flush_requested;   /* a Flush request went out for that open segment */
     pgev_fifo doomed;       /* cancelled before sending: completed from the loop */
     bool abandon_requested; /* some in-flight node has abandon_code set */
     pgev_node *cancel_target; /* the query a server-side cancel is for */
@@ -326,6 +357,9 @@ struct pgev_conn {
      * failure in it, reported to the batch's on_done. */
     int segment_status;
     pgev_error segment_error;
+    /* The server's error behind segment_status, kept whole for the
+     * batch's on_done (segment_error holds a bounded copy). */
+    PGresult *segment_result;
 
     /* Transactions (txn.c): while `txn` is open, queries submitted on the
      * connection itself wait in `held` (with their payload copied) and go
@@ -390,11 +424,14 @@ void pgev_mark_broken(pgev_conn *conn, const char *fallback);
 static inline bool
 pgev_node_in_batch(const pgev_node *node)
 {
-    return !node->sync_after && !node->shared && node->kind != PGEV_NODE_COPY;
+    return !node->sync_after && !node->shared && node->kind != PGEV_NODE_COPY &&
+           node->kind != PGEV_NODE_CLOSE;
 }
 
 /* Deadlines and cancellation (query.c) */
 void pgev_node_abandon(pgev_conn *conn, pgev_node *node, int code, const char *msg);
+/* The error of a query ended by pgev (timeout, cancel) with `code`. */
+void pgev_node_abandon_error(const pgev_node *node, int code, pgev_error *err);
 void pgev_complete_doomed(pgev_conn *conn);
 void pgev_abandon_requested(pgev_conn *conn);
 void pgev_cancel_running(pgev_conn *conn, pgev_node *node);

@@ -98,8 +98,9 @@ pgev_fail_all(pgev_conn *conn, int code, const pgev_error *err)
     /* In-flight first: they were submitted first. Detach each node before
      * its callback runs, so a callback that frees the connection (deferred)
      * or inspects the counts sees a consistent queue. */
-    pgev_fifo *queues[5] = { &conn->inflight, &conn->resend, &conn->doomed, &conn->pending, &conn->held };
-    for (int i = 0; i < 5; i++) {
+    pgev_fifo *queues[6] = { &conn->awaiting, &conn->inflight, &conn->resend, &conn->doomed,
+                             &conn->pending, &conn->held };
+    for (int i = 0; i < 6; i++) {
         pgev_node *node;
         while ((node = pgev_fifo_pop(queues[i])) != NULL) {
             if (node->finished)
@@ -109,6 +110,14 @@ pgev_fail_all(pgev_conn *conn, int code, const pgev_error *err)
         }
     }
     conn->expect_sync = false;
+    PQclear(conn->commit_error);
+    conn->commit_error = NULL;
+    conn->commit_error_nulls = 0;
+    PQclear(conn->segment_result);
+    conn->segment_result = NULL;
+    conn->segment_status = PGEV_OK;
+    conn->segment_open_on_wire = false;
+    conn->flush_requested = false;
     conn->cancel_target = NULL;
     conn->abandon_requested = false;
     conn->stray_cancel = false;
@@ -258,6 +267,13 @@ send_node(pgev_conn *conn, pgev_node *node)
     conn->flush_needed = true;
     if (ok && node->sync_after)
         ok = pipeline_sync(conn->pg);
+    if (node->sync_after || node->kind == PGEV_NODE_SYNC) {
+        conn->segment_open_on_wire = false;
+        conn->flush_requested = false;
+    } else if (pgev_node_in_batch(node)) {
+        conn->segment_open_on_wire = true;
+        conn->flush_requested = false;
+    }
     if (node->shared) {
         conn->shared_open = true;
         conn->shared_count++;
@@ -314,7 +330,7 @@ can_send(const pgev_conn *conn, const pgev_node *node)
     /* libpq 15 mis-counts results when a query is queued while it is
      * discarding an aborted segment (it can take the next Sync for the
      * last aborted query): wait for that segment's Sync first. */
-    if (PQpipelineStatus(conn->pg) == PQ_PIPELINE_ABORTED)
+    if (PQpipelineStatus(conn->pg) == PQ_PIPELINE_ABORTED && node->kind != PGEV_NODE_SYNC)
         return false;
     /* A COPY runs alone, outside pipeline mode, once everything before it
      * has completed (copy.c). */
@@ -337,11 +353,75 @@ pgev_send_internal(pgev_conn *conn, pgev_node *node)
     return send_node(conn, node);
 }
 
+/* Whether the atomic batch whose members are on the wire without their
+ * Sync has failed on the server: libpq's pipeline is aborted, and not by
+ * an earlier segment (whose Sync would still be due). */
+static bool
+open_batch_failed(const pgev_conn *conn)
+{
+    if (!conn->segment_open_on_wire || conn->expect_sync ||
+        PQpipelineStatus(conn->pg) != PQ_PIPELINE_ABORTED)
+        return false;
+    for (const pgev_node *n = conn->inflight.head; n; n = n->next)
+        if (n->kind == PGEV_NODE_SYNC || n->sync_after)
+            return false;
+    return true;
+}
+
+/* A query that will never be sent (its batch failed or was cancelled)
+ * takes its place in the in-flight FIFO, so that it completes in order
+ * with its batch, at the batch's Sync. */
+static void
+skip_unsent(pgev_conn *conn, pgev_node *node)
+{
+    node->local_abort = true;
+    if (node->status == PGEV_OK)
+        node->status = PGEV_EABORTED;
+    pgev_timer_free(node->deadline);
+    node->deadline = NULL;
+    pgev_fifo_push(&conn->inflight, node);
+    conn->more_results = true;
+    pgev_loop_defer(conn->loop);
+}
+
 void
 pgev_send_pending(pgev_conn *conn)
 {
     pgev_node *node;
-    while ((node = conn->pending.head) != NULL && can_send(conn, node)) {
+    int batch_failed = -1;  /* open_batch_failed(), once asked */
+    while ((node = conn->pending.head) != NULL) {
+        if (!conn->connected || conn->broken || conn->free_requested)
+            return;
+        if (pgev_node_in_batch(node) && node->kind != PGEV_NODE_SYNC && !node->local_abort &&
+            conn->segment_open_on_wire) {
+            /* libpq 15 cannot take queries while it discards an aborted
+             * segment: the rest of a failed batch is not sent at all,
+             * only its Sync, which ends the aborted state. */
+            if (batch_failed < 0)
+                batch_failed = open_batch_failed(conn);
+            if (batch_failed)
+                node->local_abort = true;
+        }
+        if (node->local_abort) {
+            pgev_fifo_pop(&conn->pending);
+            skip_unsent(conn, node);
+            continue;
+        }
+        if (!can_send(conn, node)) {
+            /* The window is full inside an atomic batch whose Sync is
+             * still to be sent: the server keeps results in its buffer
+             * until a Sync or a Flush request, so ask for them now. */
+            if (conn->segment_open_on_wire && !conn->flush_requested && !conn->want_write &&
+                conn->inflight.count >= conn->max_inflight && pgev_node_counts(node)) {
+                if (PQsendFlushRequest(conn->pg) != 1) {
+                    pgev_mark_broken(conn, "libpq could not queue a flush request");
+                    return;
+                }
+                conn->flush_requested = true;
+                conn->flush_needed = true;
+            }
+            return;
+        }
         pgev_fifo_pop(&conn->pending);
         if (!send_node(conn, node))
             return;
@@ -542,6 +622,179 @@ enqueue(pgev_conn *conn, pgev_node *node)
     place(conn, node, held, !held && !conn->pending.head && can_send(conn, node));
 }
 
+/* ---- atomic batches ended early ------------------------------------- */
+
+/* Fails on purpose inside a cancelled batch whose first queries are
+ * already on the wire, so that the server rolls the batch back at its
+ * Sync (a plain error: no extension or procedural language needed). */
+static const char BATCH_BREAKER_SQL[] = "SELECT 1/0 AS pgev_batch_cancelled";
+
+void
+pgev_node_abandon_error(const pgev_node *node, int code, pgev_error *err)
+{
+    if (code == PGEV_ETIMEOUT)
+        pgev_error_set(err, code, "query timed out after %d ms", node->timeout_ms);
+    else if (code == PGEV_ECANCELLED)
+        pgev_error_set(err, code, "cancelled by the application");
+    else
+        pgev_error_set(err, code, "%s", pgev_strerror(code));
+}
+
+static bool
+fifo_has(const pgev_fifo *q, const pgev_node *node)
+{
+    for (const pgev_node *n = q->head; n; n = n->next)
+        if (n == node)
+            return true;
+    return false;
+}
+
+/* Marks the members of a batch that are not sent yet, in `q`, as never
+ * to be sent: the run holding `member`, or (member NULL) the run at the
+ * head of the queue. Returns the batch's Sync node when it is queued
+ * right behind them. */
+static pgev_node *
+batch_skip_run(pgev_fifo *q, pgev_node *member, int code)
+{
+    pgev_node *run = NULL;
+    for (pgev_node *n = q->head; n; n = n->next) {
+        if (!pgev_node_in_batch(n) || n->kind == PGEV_NODE_SYNC) {
+            if (!member)
+                break;
+            run = NULL;
+            continue;
+        }
+        if (!run)
+            run = n;
+        if (!member || n == member)
+            break;
+    }
+    if (!member && !run)
+        return q->head && q->head->kind == PGEV_NODE_SYNC ? q->head : NULL;
+    for (pgev_node *n = run; n; n = n->next) {
+        if (n->kind == PGEV_NODE_SYNC)
+            return n;
+        if (!pgev_node_in_batch(n))
+            return NULL;
+        n->local_abort = true;
+        pgev_timer_free(n->deadline);
+        n->deadline = NULL;
+        if (n == member) {
+            n->status = code;
+            n->cancel_code = code;
+        } else if (n->status == PGEV_OK) {
+            n->status = PGEV_EABORTED;
+        }
+    }
+    return NULL;
+}
+
+/* Inserts `node` into `q` just before `before`. */
+static void
+fifo_insert_before(pgev_fifo *q, pgev_node *before, pgev_node *node)
+{
+    pgev_node *prev = NULL;
+    for (pgev_node *n = q->head; n && n != before; n = n->next)
+        prev = n;
+    node->next = before;
+    if (prev)
+        prev->next = node;
+    else
+        q->head = node;
+    if (pgev_node_counts(node))
+        q->count++;
+}
+
+static pgev_node *
+new_breaker(pgev_conn *conn, int code)
+{
+    pgev_node *b = pgev_node_alloc(conn);
+    if (!b)
+        return NULL;
+    b->kind = PGEV_NODE_QUERY;
+    b->sql = BATCH_BREAKER_SQL;
+    b->batch_breaker = true;
+    b->cancel_code = code;
+    return b;
+}
+
+/* Whether the atomic batch of the sent `member` has its Sync in flight. */
+static bool
+batch_sync_sent(const pgev_conn *conn, const pgev_node *member)
+{
+    const pgev_node *n = fifo_has(&conn->awaiting, member) ? conn->inflight.head : member->next;
+    for (; n; n = n->next)
+        if (n->kind == PGEV_NODE_SYNC)
+            return true;
+    return false;
+}
+
+/*
+ * A member of an atomic batch timed out or was cancelled. The batch is
+ * all or nothing, so this ends the whole batch:
+ *  - its Sync not sent yet: none of it will commit. Members not sent are
+ *    never sent; if some already are, a statement that fails is sent
+ *    before the Sync so that the server rolls them back. Every member and
+ *    the batch complete at the Sync: the member with `code`, the others
+ *    with PGEV_EABORTED, the batch with `code`.
+ *  - its Sync already sent: the server is asked to cancel what runs; the
+ *    callbacks then report what the server did (the batch may still have
+ *    committed, if the cancel came too late).
+ */
+static void
+batch_abandon(pgev_conn *conn, pgev_node *member, int code)
+{
+    member->abandon_code = 0;
+    pgev_timer_free(member->deadline);
+    member->deadline = NULL;
+    if (member->cancel_code)
+        return;     /* already ended */
+    if (member->sent && !member->local_abort && batch_sync_sent(conn, member)) {
+        member->cancel_code = code;
+        member->cancel_on_server = true;
+        for (pgev_node *n = conn->inflight.head; n && n->kind != PGEV_NODE_SYNC; n = n->next) {
+            if (!n->cancel_code && pgev_node_in_batch(n)) {
+                n->cancel_code = code;
+                n->cancel_on_server = true;
+            }
+        }
+        /* The read loop sends the cancel once a member runs at the head. */
+        conn->more_results = true;
+        pgev_loop_defer(conn->loop);
+        return;
+    }
+    bool on_wire = conn->segment_open_on_wire;
+    pgev_node *sync = NULL;
+    pgev_fifo *q = &conn->pending;
+    if (!member->sent) {
+        if (fifo_has(&conn->held, member))
+            q = &conn->held;
+        else if (fifo_has(&conn->resend, member))
+            q = &conn->resend;
+        sync = batch_skip_run(q, member, code);
+    } else {
+        member->cancel_code = code;
+        sync = batch_skip_run(q, NULL, code);
+    }
+    if (sync) {
+        sync->cancel_code = code;
+        if (on_wire && q == &conn->pending) {
+            pgev_node *b = new_breaker(conn, code);
+            if (!b) {
+                pgev_mark_broken(conn, "out of memory (cancelling an atomic batch)");
+                return;
+            }
+            fifo_insert_before(q, sync, b);
+        }
+    } else if (conn->in_batch) {
+        /* Still open: what is submitted to it is not sent, and its end
+         * brings the failing statement if part of it is on the wire. */
+        conn->batch_cancel_code = code;
+        conn->batch_needs_breaker = on_wire && q == &conn->pending;
+    }
+    pgev_loop_defer(conn->loop);
+}
+
 /* ---- deadlines and cancellation ---------------------------------------- */
 
 /*
@@ -569,6 +822,10 @@ in_shared_prefix(const pgev_conn *conn, const pgev_node *node)
 void
 pgev_node_abandon(pgev_conn *conn, pgev_node *node, int code, const char *msg)
 {
+    if (pgev_node_in_batch(node)) {
+        batch_abandon(conn, node, code);
+        return;
+    }
     node->finished = true;
     node->abandon_code = 0;
     pgev_timer_free(node->deadline);
@@ -578,8 +835,6 @@ pgev_node_abandon(pgev_conn *conn, pgev_node *node, int code, const char *msg)
     node->result = node->error_result = NULL;
     pgev_error err;
     pgev_error_set(&err, code, "%s", msg);
-    if (pgev_node_in_batch(node))
-        pgev_segment_failure(conn, code, &err);
     pgev_result res = { .status = code, .query_id = node->id, .rows = node->rows, .error = &err };
     if (node->on_done)
         node->on_done(conn, &res, node->arg);
@@ -728,7 +983,9 @@ on_deadline(pgev_conn *conn, void *arg)
     pgev_node *node = arg;
     pgev_conn_enter_dispatch(conn);
     char msg[96];
-    if (!node->sent) {
+    if (!node->sent && pgev_node_in_batch(node)) {
+        batch_abandon(conn, node, PGEV_ETIMEOUT);
+    } else if (!node->sent) {
         snprintf(msg, sizeof(msg), "query timed out after %d ms, before it was sent", node->timeout_ms);
         if (!pgev_unsent_remove(conn, node))
             pgev_fifo_remove(&conn->held, node);
@@ -773,11 +1030,19 @@ pgev_conn_cancel(pgev_conn *conn, int64_t query_id)
         return PGEV_EINVAL;
     if (query_id <= 0 || conn->free_requested)
         return 1;
-    pgev_fifo *unsent[2] = { &conn->pending, &conn->resend };
-    for (int i = 0; i < 2; i++) {
+    pgev_fifo *unsent[3] = { &conn->pending, &conn->resend, &conn->held };
+    for (int i = 0; i < 3; i++) {
         for (pgev_node *node = unsent[i]->head; node; node = node->next) {
             if (node->id != query_id || node->kind == PGEV_NODE_SYNC)
                 continue;
+            if (node->local_abort || node->cancel_code)
+                return 1;
+            if (pgev_node_in_batch(node)) {
+                batch_abandon(conn, node, PGEV_ECANCELLED);
+                return PGEV_OK;
+            }
+            if (i == 2)
+                break;  /* held by a transaction: see pgev_txn_cancel_held() */
             pgev_fifo_remove(unsent[i], node);
             pgev_timer_free(node->deadline);
             node->deadline = NULL;
@@ -788,10 +1053,20 @@ pgev_conn_cancel(pgev_conn *conn, int64_t query_id)
     }
     if (pgev_txn_cancel_held(conn, query_id))
         return PGEV_OK;
+    for (pgev_node *node = conn->awaiting.head; node; node = node->next) {
+        /* Its results are in; a batch member's batch may still be undone. */
+        if (node->id != query_id)
+            continue;
+        if (!pgev_node_in_batch(node) || node->cancel_code || node->finished)
+            return 1;
+        node->abandon_code = PGEV_ECANCELLED;
+        batch_abandon(conn, node, PGEV_ECANCELLED);
+        return PGEV_OK;
+    }
     for (pgev_node *node = conn->inflight.head; node; node = node->next) {
         if (node->id != query_id || node->kind == PGEV_NODE_SYNC)
             continue;
-        if (node->finished || node->abandon_code)
+        if (node->finished || node->abandon_code || node->cancel_code || node->local_abort)
             return 1;
         node->abandon_code = PGEV_ECANCELLED;
         conn->abandon_requested = true;
@@ -859,6 +1134,11 @@ pgev_submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_arg
     node->param_formats = args->nparams ? args->param_formats : NULL;
     node->result_format = (args->flags & PGEV_QUERY_BINARY) ? 1 : 0;
     node->gated = conn->submit_gated;
+    if (conn->in_batch && conn->batch_cancel_code && !conn->txn_submitting) {
+        /* Its batch was cancelled already: it completes, unsent, with it. */
+        node->local_abort = true;
+        node->status = PGEV_EABORTED;
+    }
     if (!node->nparams)
         node->param_types = NULL;
     node->timeout_ms = args->timeout_ms > 0 ? args->timeout_ms
@@ -1005,6 +1285,8 @@ pgev_conn_batch_begin(pgev_conn *conn)
         return PGEV_EBATCH;
     }
     conn->in_batch = true;
+    conn->batch_cancel_code = 0;
+    conn->batch_needs_breaker = false;
     return PGEV_OK;
 }
 
@@ -1024,11 +1306,22 @@ pgev_conn_batch_end(pgev_conn *conn, pgev_result_cb on_done, void *arg)
         pgev_conn_refuse(conn, "out of memory");
         return PGEV_ENOMEM;
     }
+    pgev_node *breaker = NULL;
+    if (conn->batch_needs_breaker && !(breaker = new_breaker(conn, conn->batch_cancel_code))) {
+        pgev_node_release(conn, node);
+        pgev_conn_refuse(conn, "out of memory");
+        return PGEV_ENOMEM;
+    }
     node->kind = PGEV_NODE_SYNC;
     node->id = 0;   /* not a query: ids stay dense for the application */
     node->on_done = on_done;
     node->arg = arg;
+    node->cancel_code = conn->batch_cancel_code;
     conn->in_batch = false;
+    conn->batch_cancel_code = 0;
+    conn->batch_needs_breaker = false;
+    if (breaker)
+        enqueue(conn, breaker);
     enqueue(conn, node);
     return PGEV_OK;
 }

@@ -27,7 +27,7 @@ pgev_result_pg(const pgev_result *res)
 PGresult *
 pgev_result_steal(pgev_result *res)
 {
-    if (!res)
+    if (!res || res->shared_pg)
         return NULL;
     PGresult *pg = res->pg;
     res->pg = NULL;
