@@ -14,6 +14,11 @@
 #include <string.h>
 
 static void real_free(pgev_conn *conn);
+static void fail_continue(pgev_conn *conn);
+
+/* Queries of a failed connection completed per loop turn, at most. */
+#define FAIL_PER_TURN 1024
+enum { FAIL_NOTIFY_CONNECT = 1, FAIL_NOTIFY_DISCONNECT };
 
 /* The one state setter. Every transition passes here, which makes the
  * state machine in pgev-internal.h checkable in one place. */
@@ -82,11 +87,32 @@ close_pg(pgev_conn *conn)
     }
 }
 
+/*
+ * libpq closes the socket itself when it finds the connection broken (a
+ * failed read or send): the descriptor must leave the loop at once, before
+ * any change of interest on it (epoll would refuse it, and its number may
+ * already belong to another file). Returns true when that happened.
+ */
+static bool
+socket_dropped(pgev_conn *conn)
+{
+    if (!conn->connected || !conn->pg || conn->fd < 0 || PQsocket(conn->pg) == conn->fd)
+        return false;
+    pgev_loop_watch(conn->loop, -1, false, false);
+    conn->fd = -1;
+    return true;
+}
+
 void
 pgev_conn_update_watch(pgev_conn *conn)
 {
     if (!conn->pg || conn->fd < 0)
         return;
+    if (socket_dropped(conn)) {
+        /* What libpq had read was handed out already (read_results). */
+        pgev_mark_broken(conn, "connection lost");
+        return;
+    }
     if (pgev_loop_watch(conn->loop, conn->fd, true, conn->want_write) != 0) {
         pgev_error err;
         pgev_error_set(&err, PGEV_ECONNLOST, "could not register the socket with the event loop");
@@ -116,20 +142,36 @@ pgev_conn_fail(pgev_conn *conn, int code, const pgev_error *why)
     conn->expect_sync = false;
     close_pg(conn);
 
-    /* Queries learn that the connection could not be made, or was lost. */
+    /* Queries learn that the connection could not be made, or was lost;
+     * then the connection callback. */
     pgev_error query_err;
     pgev_error_copy(&query_err, &conn->error);
     query_err.code = was_connecting ? PGEV_ECONNECT : PGEV_ECONNLOST;
-    pgev_fail_all(conn, query_err.code, &query_err);
+    pgev_fail_start(conn, query_err.code, &query_err);
+    conn->fail_notify = was_connecting ? FAIL_NOTIFY_CONNECT : FAIL_NOTIFY_DISCONNECT;
+    fail_continue(conn);
+}
 
+/* Completes a failed connection's queries, FAIL_PER_TURN per loop turn so
+ * that failing a long queue keeps the loop responsive, then runs
+ * on_connect (it never connected) or on_disconnect. */
+static void
+fail_continue(pgev_conn *conn)
+{
+    if (!pgev_fail_drain(conn, FAIL_PER_TURN)) {
+        pgev_loop_yield(conn->loop);
+        return;
+    }
+    int notify = conn->fail_notify;
+    conn->fail_notify = 0;
     /* pgev_conn_free() (maybe called from one of the query callbacks just
      * run) promises that neither connection callback follows it. */
     if (conn->free_requested)
         return;
-    if (was_connecting) {
+    if (notify == FAIL_NOTIFY_CONNECT) {
         if (conn->on_connect)
             conn->on_connect(conn, &conn->error, conn->arg);
-    } else if (conn->on_disconnect) {
+    } else if (notify == FAIL_NOTIFY_DISCONNECT && conn->on_disconnect) {
         conn->on_disconnect(conn, &conn->error, conn->arg);
     }
 }
@@ -258,6 +300,8 @@ on_io(pgev_conn *conn, bool readable, bool writable)
          * arrived before the loss are still delivered: read_results reports
          * the loss once it reaches it. */
         bool input_ok = !readable || PQconsumeInput(conn->pg);
+        if (!input_ok)
+            (void)socket_dropped(conn);
         /* Unsent bytes go first: the server may be waiting on them before
          * it can send more results. */
         if (input_ok && conn->want_write)
@@ -297,7 +341,9 @@ static void
 on_deferred(pgev_conn *conn)
 {
     pgev_conn_enter_dispatch(conn);
-    if (conn->connect_failed_early) {
+    if (conn->failing.head || conn->fail_notify) {
+        fail_continue(conn);
+    } else if (conn->connect_failed_early) {
         conn->connect_failed_early = false;
         pgev_error err;
         pgev_error_copy(&err, &conn->error);

@@ -503,7 +503,7 @@ pgev_read_results(pgev_conn *conn)
             /* Everything already read stays parsed-or-buffered in libpq; no
              * socket event would announce it again, so come back by defer. */
             conn->more_results = true;
-            pgev_loop_defer(conn->loop);
+            pgev_loop_yield(conn->loop);
             return;
         }
         pgev_node *node = conn->inflight.head;

@@ -24,6 +24,7 @@ struct pgev_loop {
     struct event *write_ev;
     struct event *timer_ev;
     struct event *defer_ev;
+    struct event *yield_ev; /* a zero timer: deferred work after the loop's next poll */
 };
 
 static void
@@ -68,7 +69,8 @@ pgev_loop_new(struct event_base *base, pgev_conn *conn, pgev_loop_io_fn on_io,
     loop->fd = -1;
     loop->timer_ev = evtimer_new(base, timer_cb, loop);
     loop->defer_ev = event_new(base, -1, 0, defer_cb, loop);
-    if (!loop->timer_ev || !loop->defer_ev) {
+    loop->yield_ev = evtimer_new(base, defer_cb, loop);
+    if (!loop->timer_ev || !loop->defer_ev || !loop->yield_ev) {
         pgev_loop_free(loop);
         return NULL;
     }
@@ -100,6 +102,8 @@ pgev_loop_free(pgev_loop *loop)
         event_free(loop->timer_ev);
     if (loop->defer_ev)
         event_free(loop->defer_ev);
+    if (loop->yield_ev)
+        event_free(loop->yield_ev);
     free(loop);
 }
 
@@ -150,6 +154,20 @@ pgev_loop_defer(pgev_loop *loop)
     if (!loop->deferred) {
         loop->deferred = true;
         event_active(loop->defer_ev, 0, 0);
+    }
+}
+
+void
+pgev_loop_yield(pgev_loop *loop)
+{
+    /* An event made active from inside a callback runs again in the same
+     * pass of libevent's dispatch, before any timer or socket is looked
+     * at; a zero timer waits for the next pass, so everything else due
+     * runs first. */
+    static const struct timeval now = { 0, 0 };
+    if (!loop->deferred) {
+        loop->deferred = true;
+        evtimer_add(loop->yield_ev, &now);
     }
 }
 

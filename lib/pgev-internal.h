@@ -270,6 +270,9 @@ int pgev_loop_watch(pgev_loop *loop, int fd, bool want_read, bool want_write);
 int pgev_loop_timer(pgev_loop *loop, int ms);
 /* Runs on_deferred once from the loop, soon (idempotent until it runs). */
 void pgev_loop_defer(pgev_loop *loop);
+/* Like pgev_loop_defer(), but only after the loop's next poll, so that
+ * timers and sockets due run first (a budget ran out). */
+void pgev_loop_yield(pgev_loop *loop);
 struct event_base *pgev_loop_base(const pgev_loop *loop);
 
 /* A one-shot timer owned by one object (a query's deadline). */
@@ -332,6 +335,13 @@ struct pgev_conn {
     bool segment_open_on_wire;
     bool flush_requested;   /* a Flush request went out for that open segment */
     pgev_fifo doomed;       /* cancelled before sending: completed from the loop */
+    /* The connection failed: its queries complete from the loop, a
+     * bounded number per turn (FAIL_PER_TURN), with fail_code/fail_error;
+     * then on_connect or on_disconnect (fail_notify). */
+    pgev_fifo failing;
+    int fail_code;
+    pgev_error fail_error;
+    int fail_notify;
     bool abandon_requested; /* some in-flight node has abandon_code set */
     pgev_node *cancel_target; /* the query a server-side cancel is for */
     pgev_cancel_job *cancel_jobs; /* cancel requests on helper threads */
@@ -412,8 +422,13 @@ void pgev_send_pending(pgev_conn *conn);
 bool pgev_flush(pgev_conn *conn);
 /* Completes a node's callback with the given status and error (no result). */
 void pgev_node_complete_error(pgev_conn *conn, pgev_node *node, int code, const pgev_error *err);
-/* Fails every pending and in-flight node with code/err. */
+/* Fails every outstanding node with code/err, now (pgev_conn_free()). */
 void pgev_fail_all(pgev_conn *conn, int code, const pgev_error *err);
+/* Moves every outstanding node to `failing`, to complete with code/err
+ * (the connection failed); pgev_fail_drain() completes them. */
+void pgev_fail_start(pgev_conn *conn, int code, const pgev_error *err);
+/* Completes up to `budget` failing nodes (< 0: all). True when none is left. */
+bool pgev_fail_drain(pgev_conn *conn, int budget);
 /* Records that libpq failed (with its message, or `fallback`); the
  * connection fails from the loop (pgev_conn_pump). */
 void pgev_mark_broken(pgev_conn *conn, const char *fallback);

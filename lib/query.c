@@ -92,22 +92,18 @@ pgev_node_complete_error(pgev_conn *conn, pgev_node *node, int code, const pgev_
     pgev_node_release(conn, node);
 }
 
-void
-pgev_fail_all(pgev_conn *conn, int code, const pgev_error *err)
+/* Moves every node still outstanding to `failing`, in submission order
+ * (results in, then in flight, then not sent), and forgets the pipeline's
+ * state: nothing more will come from this session. */
+static void
+move_to_failing(pgev_conn *conn)
 {
-    /* In-flight first: they were submitted first. Detach each node before
-     * its callback runs, so a callback that frees the connection (deferred)
-     * or inspects the counts sees a consistent queue. */
     pgev_fifo *queues[6] = { &conn->awaiting, &conn->inflight, &conn->resend, &conn->doomed,
                              &conn->pending, &conn->held };
     for (int i = 0; i < 6; i++) {
         pgev_node *node;
-        while ((node = pgev_fifo_pop(queues[i])) != NULL) {
-            if (node->finished)
-                pgev_node_release(conn, node);  /* its callback already ran */
-            else
-                pgev_node_complete_error(conn, node, code, err);
-        }
+        while ((node = pgev_fifo_pop(queues[i])) != NULL)
+            pgev_fifo_push(&conn->failing, node);
     }
     conn->expect_sync = false;
     PQclear(conn->commit_error);
@@ -123,6 +119,41 @@ pgev_fail_all(pgev_conn *conn, int code, const pgev_error *err)
     conn->stray_cancel = false;
     conn->shared_open = false;
     conn->shared_count = 0;
+}
+
+void
+pgev_fail_start(pgev_conn *conn, int code, const pgev_error *err)
+{
+    pgev_fail_drain(conn, -1);  /* an earlier failure's queries keep their own error */
+    conn->fail_code = code;
+    pgev_error_copy(&conn->fail_error, err);
+    move_to_failing(conn);
+}
+
+bool
+pgev_fail_drain(pgev_conn *conn, int budget)
+{
+    /* Each node is detached before its callback runs, so a callback that
+     * frees the connection (deferred) or reads the counts sees a
+     * consistent state. */
+    pgev_node *node;
+    while ((node = conn->failing.head) != NULL) {
+        if (budget >= 0 && budget-- == 0)
+            return false;
+        pgev_fifo_pop(&conn->failing);
+        if (node->finished)
+            pgev_node_release(conn, node);  /* its callback already ran */
+        else
+            pgev_node_complete_error(conn, node, conn->fail_code, &conn->fail_error);
+    }
+    return true;
+}
+
+void
+pgev_fail_all(pgev_conn *conn, int code, const pgev_error *err)
+{
+    pgev_fail_start(conn, code, err);
+    pgev_fail_drain(conn, -1);
 }
 
 void
@@ -575,6 +606,29 @@ pgev_is_copy_statement(const char *sql)
              (next >= '0' && next <= '9') || next == '_' || next == '$');
 }
 
+/* The server ends the session on a message longer than this (1 GiB - 1,
+ * its MaxAllocSize - 1): no query that would need one is ever sent. */
+#define PGEV_MESSAGE_MAX 0x3fffffff
+
+/* The size of the largest protocol message the query needs (its Parse or
+ * its Bind), near enough: the parameters or the text, and headers. */
+static size_t
+wire_size(const pgev_query_args *args)
+{
+    size_t n = args->nparams > 0 ? (size_t)args->nparams : 0;
+    size_t text = (args->sql ? strlen(args->sql) : 0) + (args->stmt ? strlen(args->stmt) : 0);
+    size_t params = 0;
+    for (size_t i = 0; args->param_values && i < n; i++) {
+        const char *v = args->param_values[i];
+        if (!v)
+            continue;
+        bool binary = args->param_formats && args->param_formats[i] == 1;
+        params += binary ? (size_t)args->param_lengths[i] : strlen(v);
+    }
+    size_t parse = text + 4 * n, bind = params + 10 * n + (args->stmt ? strlen(args->stmt) : 0);
+    return 64 + (parse > bind ? parse : bind);
+}
+
 /* Why a connection refuses new work, or NULL when it accepts it. */
 static const char *
 refusal(const pgev_conn *conn)
@@ -752,12 +806,11 @@ batch_abandon(pgev_conn *conn, pgev_node *member, int code)
     if (member->sent && !member->local_abort && batch_sync_sent(conn, member)) {
         member->cancel_code = code;
         member->cancel_on_server = true;
-        for (pgev_node *n = conn->inflight.head; n && n->kind != PGEV_NODE_SYNC; n = n->next) {
-            if (!n->cancel_code && pgev_node_in_batch(n)) {
-                n->cancel_code = code;
+        /* Whichever member runs when the cancel arrives fails, and the
+         * batch with it. */
+        for (pgev_node *n = conn->inflight.head; n && n->kind != PGEV_NODE_SYNC; n = n->next)
+            if (pgev_node_in_batch(n))
                 n->cancel_on_server = true;
-            }
-        }
         /* The read loop sends the cancel once a member runs at the head. */
         conn->more_results = true;
         pgev_loop_defer(conn->loop);
@@ -1068,6 +1121,11 @@ pgev_conn_cancel(pgev_conn *conn, int64_t query_id)
             continue;
         if (node->finished || node->abandon_code || node->cancel_code || node->local_abort)
             return 1;
+        if (pgev_node_in_batch(node)) {
+            /* Decided now, while the batch's end may still be unsent. */
+            batch_abandon(conn, node, PGEV_ECANCELLED);
+            return PGEV_OK;
+        }
         node->abandon_code = PGEV_ECANCELLED;
         conn->abandon_requested = true;
         pgev_loop_defer(conn->loop);
@@ -1100,6 +1158,12 @@ pgev_submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_arg
                 return PGEV_EINVAL;
             }
         }
+    }
+    size_t message_size = wire_size(args);
+    if (message_size > PGEV_MESSAGE_MAX) {
+        pgev_conn_refuse(conn, "query too large: about %zu bytes to send, the protocol allows at most %d "
+                               "per message (1 GiB - 1)", message_size, PGEV_MESSAGE_MAX);
+        return PGEV_EINVAL;
     }
     if (kind != PGEV_NODE_EXECUTE && kind != PGEV_NODE_COPY && args->sql &&
         pgev_is_copy_statement(args->sql)) {
@@ -1173,7 +1237,7 @@ pgev_submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_arg
     /* Sent during this call, it borrows the caller's arrays; otherwise it
      * needs its own copy (unless they are stable: the pool's). */
     bool held = pgev_txn_holds(conn);
-    bool send_now = !held && !conn->pending.head && can_send(conn, node);
+    bool send_now = !held && !conn->pending.head && !node->local_abort && can_send(conn, node);
     if (!args_stable && (node->keep_payload || !send_now)) {
         if (copy_payload(node) != PGEV_OK) {
             pgev_node_release(conn, node);

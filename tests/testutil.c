@@ -302,7 +302,12 @@ void tu_done_cb(pgev_conn *conn, pgev_result *res, void *arg)
                   (long long)q->result_id, (long long)q->id);
     q->rows = pgev_result_rows(res);
     q->rows_affected = pgev_result_rows_affected(res);
+    q->sent = pgev_result_sent(res);
     copy_str(q->command, sizeof q->command, pgev_result_command(res));
+    /* What the callback says is what the server did: a query is never OK
+     * without the server's result. */
+    TU_CHECK(q->is_batch || q->status != PGEV_OK || pgev_result_pg(res) != NULL,
+             "query %d: PGEV_OK without a result", q->index);
 
     const pgev_error *err = pgev_result_error(res);
     if (q->status == PGEV_OK) {
@@ -319,6 +324,7 @@ void tu_done_cb(pgev_conn *conn, pgev_result *res, void *arg)
         TU_CHECK(msg[strlen(msg) - 1] != '\n', "query %d: message ends in a newline: \"%s\"",
                       q->index, msg);
         copy_str(q->message, sizeof q->message, msg);
+        q->message_len = strlen(msg);
         copy_str(q->sqlstate, sizeof q->sqlstate, pgev_error_sqlstate(err));
         copy_str(q->severity, sizeof q->severity, pgev_error_severity(err));
         const char *detail = pgev_error_detail(err);

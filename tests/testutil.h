@@ -161,6 +161,8 @@ struct tu_query {
     char sqlstate[8];
     char severity[32];
     char message[1024];
+    size_t message_len;    /* the whole message's length (message may be cut) */
+    int sent;              /* pgev_result_sent() */
     char detail[1024];
     bool has_detail;
     char hint[1024];
