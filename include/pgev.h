@@ -12,6 +12,20 @@
  *  - Every accepted request's completion callback runs exactly once. A call
  *    that returns an error (a negative PGEV_E* code, or NULL) never calls
  *    back.
+ *  - A completion reports what the server did. A query completes when the
+ *    answer to its Sync arrives (the end of its implicit transaction, or of
+ *    its atomic batch), not when its results end: PGEV_OK for a statement
+ *    that writes means its transaction committed (inside an explicit
+ *    transaction: the statement succeeded; the COMMIT reports the rest).
+ *    A commit that fails at the Sync (deferred constraint, serialization
+ *    failure) is PGEV_ESERVER with the server's SQLSTATE for every query of
+ *    that segment, never a lost connection and never another query's
+ *    error. A query is never PGEV_OK without its PGresult.
+ *  - Unknown is reported as unknown: when the connection is lost after a
+ *    query was sent and before its Sync's answer was read, it completes
+ *    with PGEV_ECONNLOST and pgev_result_sent() = 1 (it may or may not
+ *    have committed); pgev_result_sent() = 0 says it never reached the
+ *    server and may safely run again (pgx calls this SafeToRetry).
  *  - Callbacks run only from the event loop (or from pgev_conn_free(), which
  *    completes what is still queued), never inside the call that submitted
  *    the work.
@@ -72,7 +86,7 @@ typedef enum pgev_status {
     PGEV_ECONNECT = -5,   /**< could not connect (unreachable, auth, bad conninfo) */
     PGEV_ECONNLOST = -6,  /**< the connection was lost (server gone, socket error) */
     PGEV_ESERVER = -7,    /**< the server reported an error for this query */
-    PGEV_EABORTED = -8,   /**< not run: an earlier query of its atomic batch failed */
+    PGEV_EABORTED = -8,   /**< no effect: its atomic batch failed (it was not run, or was rolled back) */
     PGEV_ECANCELLED = -9, /**< cancelled by the application (e.g. pgev_conn_free) */
     PGEV_ETIMEOUT = -10,  /**< a deadline passed (e.g. the connect timeout) */
     PGEV_EBATCH = -11,    /**< batch misuse: begin inside a batch, end outside one */
@@ -156,8 +170,10 @@ PGEV_API PGresult *pgev_result_pg(const pgev_result *res);
 
 /**
  * Takes ownership of the PGresult so that it outlives the callback; the
- * caller must PQclear() it. Returns NULL when there is none or when it was
- * already stolen. Afterwards pgev_result_pg() returns NULL, but the error
+ * caller must PQclear() it. Returns NULL when there is none, when it was
+ * already stolen, or when several callbacks share it (a commit failure is
+ * reported to every query of its segment and to the batch's on_done with
+ * the same error result: copy what you need instead). Afterwards pgev_result_pg() returns NULL, but the error
  * and command-tag accessors keep working until the callback returns.
  */
 PGEV_API PGresult *pgev_result_steal(pgev_result *res);
@@ -187,11 +203,19 @@ PGEV_API int64_t pgev_result_rows(const pgev_result *res);
 /**
  * Whether the query may have reached the server: 0 when it certainly
  * never did (it was still waiting to be sent when its connection was lost,
- * closed or freed, or it timed out or was cancelled before being sent), so
- * running it again elsewhere cannot run it twice; 1 otherwise (it was
- * handed to libpq, and the server may have run it, even when the result
- * is an error such as PGEV_ECONNLOST). Every result that came from the
- * server says 1. NULL gives 0.
+ * closed or freed, it timed out or was cancelled before being sent, or its
+ * atomic batch failed before it was sent), so running it again elsewhere
+ * cannot run it twice; 1 otherwise (it was handed to libpq, and the server
+ * may have run it, even when the result is an error such as
+ * PGEV_ECONNLOST). Every result that came from the server says 1. NULL
+ * gives 0.
+ *
+ * Telling an unknown outcome from a known one: PGEV_OK, PGEV_ESERVER and
+ * PGEV_EABORTED are the server's word (committed; failed or rolled back).
+ * PGEV_ECONNLOST, and PGEV_ETIMEOUT or PGEV_ECANCELLED of an isolated
+ * query (which complete at once, while the server may still finish the
+ * statement), mean "outcome unknown" when this returns 1 and "never ran"
+ * when it returns 0.
  */
 PGEV_API int pgev_result_sent(const pgev_result *res);
 
@@ -476,7 +500,10 @@ typedef struct pgev_conn_options {
     /** Called once when the connection is up, or could not be made. */
     pgev_conn_cb on_connect;
     /** Called once when a connection that was up ends (lost, or closed by
-     * pgev_conn_close()). Not called by pgev_conn_free(). */
+     * pgev_conn_close()). Not called by pgev_conn_free(). When the
+     * connection is lost, every outstanding query completes first (a
+     * bounded number per loop turn, so that a long queue does not stall
+     * the loop); the state is PGEV_CONN_FAILED from the moment of the loss. */
     pgev_conn_cb on_disconnect;
     /** Server notices; NULL drops them. */
     pgev_notice_cb on_notice;
@@ -659,9 +686,14 @@ typedef struct pgev_query_args {
     /** Deadline in milliseconds from the submit: 0 takes the connection's
      * query_timeout_ms, < 0 means none. When it passes, the query completes
      * at once with PGEV_ETIMEOUT (no more row callbacks follow). A query
-     * still waiting to be sent is then never sent; one the server is
-     * running is cancelled on the server, without blocking the loop, and
-     * the queries behind it run normally. */
+     * still waiting to be sent is then never sent (pgev_result_sent() 0);
+     * one the server is running is cancelled on the server, without
+     * blocking the loop, and the queries behind it run normally; its
+     * outcome is unknown (pgev_result_sent() 1: it may have finished, and
+     * committed, before the cancel arrived). A member of an atomic batch
+     * is different: its deadline ends the whole batch (see
+     * pgev_conn_batch_begin()), and every callback of the batch then
+     * reports what the server did, at the batch's Sync. */
     int timeout_ms;
 } pgev_query_args;
 
@@ -670,7 +702,11 @@ typedef struct pgev_query_args {
  * pipeline has room, otherwise queued (in order) and sent later.
  *
  * Unless inside an atomic batch (pgev_conn_batch_begin()), each query ends
- * with its own Sync, so its failure never affects another query.
+ * with its own Sync, so its failure never affects another query, and its
+ * on_done runs when the answer to that Sync arrives: PGEV_OK then means
+ * the server committed it (see the contracts at the top). Read-only
+ * queries (PGEV_QUERY_READONLY) complete the same way, at the Sync of the
+ * segment they share.
  *
  * COPY cannot run in pipeline mode: SQL text that is a COPY statement is
  * refused with PGEV_EINVAL; run it with pgev_conn_copy_in() (FROM STDIN) or
@@ -678,7 +714,9 @@ typedef struct pgev_query_args {
  *
  * Returns the query id (> 0, unique on this connection), or a negative
  * pgev_status: PGEV_EINVAL (NULL or inconsistent arguments, too many
- * parameters, COPY), PGEV_ECLOSED (closing, closed or failed connection),
+ * parameters, COPY, a query whose text or parameters exceed the
+ * protocol's 1 GiB - 1 per message), PGEV_ECLOSED (closing, closed or
+ * failed connection),
  * PGEV_EQUEUEFULL (max_pending reached), PGEV_ENOMEM. On error nothing was
  * queued, no callback will run and pgev_conn_errmsg() says why.
  * Call from the loop's thread, including from inside callbacks.
@@ -735,18 +773,39 @@ PGEV_API int64_t pgev_conn_execute(pgev_conn *conn, const char *name, int nparam
  * query fails with SQLSTATE 57014 and is never re-run (its own Sync
  * segment is rolled back; nothing else is affected).
  *
+ * A member of an atomic batch is never cancelled alone: cancelling it
+ * cancels the whole batch. While the batch's end (its Sync) has not been
+ * handed to libpq, nothing of the batch commits: members not yet sent are
+ * never sent, and if some are already on the wire pgev sends a statement
+ * that fails on purpose before the Sync, so that the server rolls them
+ * back; the cancelled member then completes with PGEV_ECANCELLED, the
+ * others with PGEV_EABORTED, the batch with PGEV_ECANCELLED (all at the
+ * batch's Sync). Once the Sync is on its way the server is asked to cancel
+ * what runs, and the callbacks report what the server did: the batch may
+ * have committed (every callback then says PGEV_OK).
+ *
  * Returns PGEV_OK when the cancel was accepted, 1 when there is nothing
- * to cancel (unknown id, already completed or cancelled: harmless), or
- * PGEV_EINVAL for NULL. Call from the loop's thread.
+ * to cancel (unknown id, already completed or cancelled, or results
+ * already in: harmless), or PGEV_EINVAL for NULL. Call from the loop's
+ * thread.
  */
 PGEV_API int pgev_conn_cancel(pgev_conn *conn, int64_t query_id);
 
 /**
  * Starts an atomic batch: the queries submitted until pgev_conn_batch_end()
- * share one Sync and so form one implicit transaction. If one fails, the
- * rest of the batch completes with PGEV_EABORTED and the writes of the
- * batch's earlier queries are rolled back. End the batch before returning
- * to the event loop: its queries' results arrive only after it is ended.
+ * share one Sync and so form one implicit transaction: all or nothing, on
+ * every path. Every query of the batch completes at the batch's Sync, in
+ * order, then the batch's on_done. If one fails (server error, a commit
+ * that fails at the Sync, a timeout or cancel of a member: see
+ * pgev_conn_cancel()), nothing of the batch commits: the failed query
+ * reports its error, the others PGEV_EABORTED ("rolled back" if they had
+ * run, "not run" otherwise). If the connection is lost before the Sync's
+ * answer, every query and the batch report PGEV_ECONNLOST: the batch then
+ * committed entirely or not at all. A batch may be longer than the
+ * window (max_inflight): pgev asks the server for results with a Flush
+ * request while the batch's Sync is held back. End the batch before
+ * returning to the event loop: its queries' results arrive only after it
+ * is ended.
  * Returns PGEV_OK, PGEV_EBATCH when a batch is already open, PGEV_ECLOSED,
  * or PGEV_EINVAL for NULL.
  */
@@ -754,9 +813,10 @@ PGEV_API int pgev_conn_batch_begin(pgev_conn *conn);
 
 /**
  * Ends the open atomic batch. on_done (may be NULL) runs exactly once when
- * the whole batch has completed: status PGEV_OK when every query succeeded
- * (the batch committed), otherwise the first failure's error (its writes
- * were rolled back). It runs after every query callback of the batch.
+ * the whole batch has completed: status PGEV_OK when the batch committed,
+ * otherwise the first failure's error with the server's whole message
+ * (nothing of the batch was committed), or PGEV_ECONNLOST (unknown: all or
+ * nothing). It runs after every query callback of the batch.
  * The batch's end is never refused for a full queue (max_pending), so a
  * batch can always be closed. Returns PGEV_OK, PGEV_EBATCH when no batch
  * is open, PGEV_ENOMEM (the batch stays open), or PGEV_EINVAL for NULL.
