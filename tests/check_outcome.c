@@ -116,6 +116,97 @@ START_TEST(deferred_constraint_fails_the_whole_batch)
 }
 END_TEST
 
+/* The backend (pid) runs a statement with this text. */
+typedef struct running {
+    int pid;
+    const char *sql;
+    const tu_query *batch;  /* stop waiting if it completed */
+} running;
+
+static bool
+backend_runs(void *arg)
+{
+    const running *r = arg;
+    if (r->batch && r->batch->done_calls)
+        return true;
+    char *n = tu_exec_value("SELECT count(*) FROM pg_stat_activity WHERE pid = %d AND state = 'active' "
+                            "AND query = '%s'", r->pid, r->sql);
+    bool yes = strcmp(n, "1") == 0;
+    free(n);
+    return yes;
+}
+
+/* tu_run_until() waits for loop events; the server's state is polled. */
+static void
+wait_running(running *r, const char *what)
+{
+    for (int i = 0; i < 500 && !backend_runs(r); i++) {
+        struct timeval tick = { 0, 20000 };
+        event_base_loopexit(tu_base, &tick);
+        event_base_loop(tu_base, EVLOOP_ONCE);
+    }
+    ck_assert_msg(backend_runs(r), "timed out waiting for %s", what);
+}
+
+static void
+must_exec(PGconn *pg, const char *sql)
+{
+    PGresult *r = PQexec(pg, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", sql,
+                  PQerrorMessage(pg));
+    PQclear(r);
+}
+
+/* A serialization failure raised at commit (SSI, the second committer of
+ * a read/write cycle): the batch and its members report 40001, and nothing
+ * of the batch stays. */
+START_TEST(serialization_failure_at_commit)
+{
+    tu_exec("DROP TABLE IF EXISTS oc_s; CREATE TABLE oc_s (k int, v int); INSERT INTO oc_s VALUES (1, 10), (2, 20)");
+    open_conn(NULL);
+    tu_query set = { 0 };
+    ck_assert_int_gt(tu_query_sql(conn, "SET default_transaction_isolation = serializable", &set), 0);
+    tu_wait_query(&set);
+    tu_assert_ok(&set);
+    PGconn *other = PQconnectdb(tu_dsn());
+    ck_assert_int_eq(PQstatus(other), CONNECTION_OK);
+    must_exec(other, "BEGIN ISOLATION LEVEL SERIALIZABLE");
+    must_exec(other, "SELECT sum(v) FROM oc_s WHERE k = 2");
+    tu_query q[4], batch = { 0 };
+    memset(q, 0, sizeof q);
+    /* The batch reads k = 1, waits, writes k = 2, waits, then commits;
+     * the other side writes k = 1 during the first wait and commits
+     * during the second: the batch's commit is the second of the cycle. */
+    static const char *const sqls[4] = { "SELECT sum(v) FROM oc_s WHERE k = 1", "SELECT pg_sleep(0.5)",
+                                         "INSERT INTO oc_s VALUES (2, 1)", "SELECT pg_sleep(1)" };
+    ck_assert_int_eq(pgev_conn_batch_begin(conn), PGEV_OK);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_gt(tu_query_sql(conn, sqls[i], &q[i]), 0);
+    ck_assert_int_eq(tu_batch_end(conn, &batch), PGEV_OK);
+    event_base_loop(tu_base, EVLOOP_NONBLOCK);
+    running first = { PQbackendPID(pgev_conn_pg(conn)), sqls[1], &batch };
+    wait_running(&first, "the batch's first wait");
+    must_exec(other, "INSERT INTO oc_s VALUES (1, 1)");
+    running second = { first.pid, sqls[3], &batch };
+    wait_running(&second, "the batch's second wait");
+    ck_assert_msg(!batch.done_calls, "the batch ended early: %s / %s %s", batch.message, q[2].sqlstate, q[2].message);
+    must_exec(other, "COMMIT");
+    PQfinish(other);
+    tu_wait_queries(q, 4, TU_WAIT_MS);
+    tu_wait_query(&batch);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(q[i].status, PGEV_ESERVER);
+        ck_assert_str_eq(q[i].sqlstate, "40001");
+    }
+    ck_assert_int_eq(batch.status, PGEV_ESERVER);
+    ck_assert_str_eq(batch.sqlstate, "40001");
+    char *n = tu_exec_value("SELECT count(*) FROM oc_s WHERE k = 2 AND v = 1");
+    ck_assert_str_eq(n, "0");
+    free(n);
+    close_conn();
+}
+END_TEST
+
 /* Commit failures in a row with other queries between them: each one
  * stays with its own query, whatever the window. */
 START_TEST(commit_failures_interleaved)
@@ -640,6 +731,7 @@ outcome_suite(void)
     tcase_add_test(tc, deferred_constraint_fails_the_query_not_the_connection);
     tcase_add_test(tc, deferred_constraint_fails_the_whole_batch);
     tcase_add_test(tc, commit_failures_interleaved);
+    tcase_add_test(tc, serialization_failure_at_commit);
     suite_add_tcase(s, tc);
 
     tc = tu_tcase("lost", 120);
