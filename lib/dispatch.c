@@ -193,8 +193,7 @@ finish_query(pgev_conn *conn, pgev_node *node, const segment_outcome *out)
         .unsent = !node->sent,
         .shared_pg = shared_pg,
     };
-    if (node->on_done)
-        node->on_done(conn, &res, node->arg);
+    pgev_node_call_done(conn, node, &res);
     /* A stolen result is the caller's now; do not clear it. */
     if (pg && !res.pg && !shared_pg) {
         if (pg == node->result)
@@ -318,8 +317,7 @@ segment_end(pgev_conn *conn, pgev_node *sync)
             .error = errp,
             .shared_pg = true,
         };
-        if (sync->on_done)
-            sync->on_done(conn, &res, sync->arg);
+        pgev_node_call_done(conn, sync, &res);
         pgev_node_release(conn, sync);
     }
     PQclear(out.commit_error);

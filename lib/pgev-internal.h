@@ -420,6 +420,9 @@ void pgev_nodes_free_all(pgev_conn *conn);
 void pgev_send_pending(pgev_conn *conn);
 /* Flushes libpq's output; on failure the connection fails. Returns false then. */
 bool pgev_flush(pgev_conn *conn);
+/* The one place a request's on_done runs (the trampoline): exactly once
+ * per node, asserted; `finished` records that it ran. */
+void pgev_node_call_done(pgev_conn *conn, pgev_node *node, pgev_result *res);
 /* Completes a node's callback with the given status and error (no result). */
 void pgev_node_complete_error(pgev_conn *conn, pgev_node *node, int code, const pgev_error *err);
 /* Fails every outstanding node with code/err, now (pgev_conn_free()). */

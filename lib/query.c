@@ -9,6 +9,7 @@
  */
 #include "pgev-internal.h"
 
+#include <assert.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,15 @@ pgev_nodes_free_all(pgev_conn *conn)
     conn->free_count = 0;
 }
 
+void
+pgev_node_call_done(pgev_conn *conn, pgev_node *node, pgev_result *res)
+{
+    assert(!node->finished);
+    node->finished = true;
+    if (node->on_done)
+        node->on_done(conn, res, node->arg);
+}
+
 /*
  * Completes a node that gets no result (lost connection, cancelled...).
  * The result handed to the callback carries only the error.
@@ -87,8 +97,7 @@ pgev_node_complete_error(pgev_conn *conn, pgev_node *node, int code, const pgev_
         .error = &local,
         .unsent = !node->sent,
     };
-    if (node->on_done)
-        node->on_done(conn, &res, node->arg);
+    pgev_node_call_done(conn, node, &res);
     pgev_node_release(conn, node);
 }
 
@@ -879,7 +888,6 @@ pgev_node_abandon(pgev_conn *conn, pgev_node *node, int code, const char *msg)
         batch_abandon(conn, node, code);
         return;
     }
-    node->finished = true;
     node->abandon_code = 0;
     pgev_timer_free(node->deadline);
     node->deadline = NULL;
@@ -889,8 +897,7 @@ pgev_node_abandon(pgev_conn *conn, pgev_node *node, int code, const char *msg)
     pgev_error err;
     pgev_error_set(&err, code, "%s", msg);
     pgev_result res = { .status = code, .query_id = node->id, .rows = node->rows, .error = &err };
-    if (node->on_done)
-        node->on_done(conn, &res, node->arg);
+    pgev_node_call_done(conn, node, &res);
     if (node->kind == PGEV_NODE_COPY) {
         if (!conn->free_requested)
             pgev_copy_abandoned(conn, node, msg);
