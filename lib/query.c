@@ -376,11 +376,14 @@ can_send(const pgev_conn *conn, const pgev_node *node)
      * has completed (copy.c). */
     if (pgev_copy_running(conn) || node->gated)
         return false;
-    /* A cancel request still on its way whose target has already ended
-     * would hit whatever the backend runs next: nothing more is sent until
-     * the postmaster has passed it on (the backend, then idle or busy with
-     * what was already sent, takes it there). */
-    if (conn->stray_cancel && conn->cancel_jobs)
+    /* A cancel request still on its way may hit whatever the backend runs
+     * next, even after its target ended with 57014: the postmaster signals
+     * the backend and then its process group, and the second signal can
+     * come after the first ended the target. Nothing more is sent until
+     * the postmaster has closed the cancel connection (both signals sent):
+     * the backend then takes a late signal with what is already in flight,
+     * or ignores it while idle, before it can read anything new. */
+    if (conn->cancel_jobs)
         return false;
     if (node->kind == PGEV_NODE_COPY)
         return !conn->inflight.head && !conn->expect_sync && !conn->shared_open;

@@ -487,6 +487,43 @@ START_TEST(free_with_cancel_in_progress)
 }
 END_TEST
 
+/* The issue's loop: a query times out at once (its cancel goes out), then
+ * a plain query runs: no cancel may ever reach it. The postmaster sends a
+ * cancel as two signals (to the backend, then its process group), so a
+ * second signal can come after the target already ended with 57014.
+ * PGEV_STRAY_ROUNDS (default 100; 500 in the long form) rounds, counting
+ * the following queries that fail. */
+START_TEST(stray_cancel_never_hits_the_next_query)
+{
+    const char *env = getenv("PGEV_STRAY_ROUNDS");
+    int rounds = env ? atoi(env) : 100;
+    pgev_conn *conn = tu_connect(NULL);
+    int stray = 0, timeouts = 0;
+    for (int round = 0; round < rounds; round++) {
+        tu_query slow = { 0 }, next = { 0 };
+        submit_timeout(conn, "SELECT pg_sleep(1)", 1, &slow, false);
+        tu_wait_query(&slow);
+        if (slow.status == PGEV_ETIMEOUT)
+            timeouts++;
+        else
+            fprintf(stderr, "round %d: the slow query: %s %s %s\n", round, pgev_strerror(slow.status), slow.sqlstate,
+                    slow.message);
+        pgev_query_args args = { .sql = "SELECT 1", .flags = round % 2 ? PGEV_QUERY_READONLY : 0 };
+        ck_assert_int_gt(tu_submit(conn, &args, &next, false), 0);
+        tu_wait_query(&next);
+        if (next.status != PGEV_OK) {
+            stray++;
+            fprintf(stderr, "round %d: the next query failed: %s %s\n", round, next.sqlstate, next.message);
+        }
+        ck_assert_int_eq(pgev_conn_state(conn), PGEV_CONN_READY);
+    }
+    fprintf(stderr, "stray cancels: %d of %d following queries failed (%d timeouts)\n", stray, rounds, timeouts);
+    ck_assert_int_eq(timeouts, rounds);
+    ck_assert_int_eq(stray, 0);
+    pgev_conn_free(conn);
+}
+END_TEST
+
 static Suite *cancel_suite(void)
 {
     Suite *s = suite_create("cancel");
@@ -505,6 +542,7 @@ static Suite *cancel_suite(void)
     tcase_add_test(tc, unresponsive_server_closes_connection_after_grace);
     tcase_add_test(tc, free_with_cancel_in_progress);
     tcase_add_test(tc, cancel_after_results_arrived_unread);
+    tcase_add_test(tc, stray_cancel_never_hits_the_next_query);
     suite_add_tcase(s, tc);
     return s;
 }
