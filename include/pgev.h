@@ -791,6 +791,21 @@ PGEV_API int64_t pgev_conn_execute(pgev_conn *conn, const char *name, int nparam
  */
 PGEV_API int pgev_conn_cancel(pgev_conn *conn, int64_t query_id);
 
+/** Most cancel helper threads (libpq < 17) running at once in the process. */
+#define PGEV_CANCEL_THREADS_MAX 64
+
+/**
+ * How many cancel helper threads run now, in the whole process. On libpq
+ * < 17 a server-side cancel runs libpq's blocking PQcancel() on a helper
+ * thread: one at a time per connection, each given up by its connection
+ * after cancel_grace_ms (the connection is then closed), and at most
+ * PGEV_CANCEL_THREADS_MAX at once (a cancel beyond that fails, as a
+ * refused one would). A thread given up on ends when PQcancel() returns
+ * and touches nothing of its connection. The count is the only
+ * process-wide state in pgev (an atomic counter). Thread-safe.
+ */
+PGEV_API int pgev_cancel_threads(void);
+
 /**
  * Starts an atomic batch: the queries submitted until pgev_conn_batch_end()
  * share one Sync and so form one implicit transaction: all or nothing, on
@@ -1173,6 +1188,27 @@ PGEV_API int pgev_copy_write(pgev_copy *copy, const void *data, size_t len);
  * ended (a second end is harmless), PGEV_ECONNLOST when sending failed.
  */
 PGEV_API int pgev_copy_end(pgev_copy *copy, const char *errmsg);
+
+/**
+ * Flow control for a COPY TO STDOUT: pauses the delivery of data. From
+ * inside on_data (or any time from the loop's thread) it stops further
+ * on_data calls and stops reading the socket, so the server and the
+ * kernel hold the rest and memory stays bounded while the application's
+ * own sink is full. The COPY's deadline still runs. Resume with
+ * pgev_copy_resume().
+ *
+ * Returns PGEV_OK, PGEV_EINVAL for NULL or a COPY FROM STDIN, PGEV_ECLOSED
+ * when the COPY has ended or its data is all delivered.
+ */
+PGEV_API int pgev_copy_pause(pgev_copy *copy);
+
+/**
+ * Resumes a COPY TO STDOUT paused with pgev_copy_pause(): delivery goes on
+ * from the loop (never inside this call). Resuming a COPY that is not
+ * paused is harmless. Returns PGEV_OK, or PGEV_EINVAL for NULL or a COPY
+ * FROM STDIN.
+ */
+PGEV_API int pgev_copy_resume(pgev_copy *copy);
 
 /* ------------------------------------------------------------------------
  * Pool

@@ -113,7 +113,9 @@ pgev_conn_update_watch(pgev_conn *conn)
         pgev_mark_broken(conn, "connection lost");
         return;
     }
-    if (pgev_loop_watch(conn->loop, conn->fd, true, conn->want_write) != 0) {
+    /* A paused COPY OUT: the socket is left unread, so the server (and
+     * libpq's buffer) hold the data: memory stays bounded. */
+    if (pgev_loop_watch(conn->loop, conn->fd, !pgev_copy_paused(conn), conn->want_write) != 0) {
         pgev_error err;
         pgev_error_set(&err, PGEV_ECONNLOST, "could not register the socket with the event loop");
         conn->broken = true;
@@ -463,6 +465,7 @@ real_free(pgev_conn *conn)
     /* Callbacks run below may call pgev_conn_free() or submit: the former
      * is a no-op now, the latter is refused (ECLOSED). */
     conn->free_requested = true;
+    bool busy_on_server = conn->connected && (conn->inflight.head || conn->expect_sync || conn->cancel_target);
     conn->dispatch_depth++;
     pgev_error err;
     pgev_error_set(&err, PGEV_ECANCELLED, "cancelled: the connection was freed");
@@ -471,6 +474,11 @@ real_free(pgev_conn *conn)
     pgev_txn_conn_freed(conn);
     pgev_listeners_free(conn);
     pgev_stmt_cache_free(&conn->stmts);
+    /* What still runs on the server would run on after the socket is
+     * closed (the backend notices only when it next reads or writes):
+     * cancel it there, without waiting. */
+    if (busy_on_server && conn->pg && PQstatus(conn->pg) == CONNECTION_OK)
+        pgev_cancel_fire_and_forget(conn->pg);
     close_pg(conn);
     pgev_cancel_jobs_free(conn);
     pgev_loop_free(conn->loop);

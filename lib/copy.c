@@ -49,6 +49,7 @@ struct pgev_copy {
     bool ready_due;         /* on_ready is owed (COPY started, or the buffer drained) */
     bool blocked;           /* a write was refused: on_ready once libpq's buffer drained */
     bool ended_by_user;     /* pgev_copy_end() with a message: report PGEV_ECANCELLED */
+    bool paused;            /* COPY OUT: pgev_copy_pause(); nothing is read until resumed */
     size_t unflushed;       /* bytes written since the last flush */
 };
 
@@ -179,6 +180,14 @@ copy_out(pgev_conn *conn, pgev_node *node)
 {
     pgev_copy *copy = node->copy;
     for (int i = 0; i < COPY_CHUNKS_PER_CALL; i++) {
+        if (copy->paused && !node->finished)
+            return false;       /* pgev_copy_resume() comes back */
+        if (i > 0 && pgev_turn_over(conn)) {
+            /* Slow on_data: let the loop's timers (a deadline) run. */
+            conn->more_results = true;
+            pgev_loop_yield(conn->loop);
+            return false;
+        }
         char *data;
         int n = PQgetCopyData(conn->pg, &data, 1);
         if (n == 0)
@@ -191,7 +200,8 @@ copy_out(pgev_conn *conn, pgev_node *node)
             pgev_mark_broken(conn, "connection lost during COPY");
             return false;
         }
-        if (!node->finished && !node->abandon_code && node->status == PGEV_OK) {
+        if (!node->finished && !node->abandon_code && node->status == PGEV_OK &&
+            !pgev_deadline_check(conn, node)) {
             node->rows++;
             copy->on_data(conn, copy, data, (size_t)n, node->arg);
         }
@@ -439,4 +449,37 @@ pgev_copy_end(pgev_copy *copy, const char *errmsg)
     pgev_loop_defer(conn->loop);
     copy_queued(copy);
     return PGEV_OK;
+}
+
+int
+pgev_copy_pause(pgev_copy *copy)
+{
+    if (!copy || !copy->on_data)
+        return PGEV_EINVAL;
+    if (copy->node->finished || copy->phase == COPY_RESULT)
+        return PGEV_ECLOSED;
+    copy->paused = true;
+    return PGEV_OK;
+}
+
+int
+pgev_copy_resume(pgev_copy *copy)
+{
+    if (!copy || !copy->on_data)
+        return PGEV_EINVAL;
+    if (!copy->paused)
+        return PGEV_OK;
+    copy->paused = false;
+    pgev_conn *conn = copy->conn;
+    /* What libpq has buffered announces itself no more: the read loop
+     * comes back by itself, and the socket is watched again. */
+    conn->more_results = true;
+    pgev_loop_defer(conn->loop);
+    return PGEV_OK;
+}
+
+bool
+pgev_copy_paused(const pgev_conn *conn)
+{
+    return pgev_copy_running(conn) && conn->inflight.head->copy->paused && !conn->inflight.head->finished;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 /* A COPY reaching pipeline mode anyway (submit refuses COPY text): it is
  * refused and the connection carries on. */
@@ -19,6 +20,24 @@
 /* Results handled in one go before yielding to the loop, so that one busy
  * connection (a long stream, a deep pipeline) cannot starve the others. */
 #define RESULTS_PER_TURN 1024
+
+/* A turn also ends after this long, so that slow callbacks delay the
+ * loop's timers by one callback at most (a coarse clock: cheap to read). */
+#define TURN_MS 8
+
+static int64_t
+coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool
+pgev_turn_over(const pgev_conn *conn)
+{
+    return coarse_ms() > conn->turn_end_ms;
+}
 
 /* Rows per chunk when libpq has chunked-rows mode (17+). */
 #define STREAM_CHUNK_ROWS 256
@@ -352,7 +371,7 @@ query_result(pgev_conn *conn, pgev_node *node, PGresult *res)
 #ifdef HAVE_PQSETCHUNKEDROWSMODE
     case PGRES_TUPLES_CHUNK:
 #endif
-        if (node->on_rows && node->status == PGEV_OK && !node->finished) {
+        if (node->on_rows && node->status == PGEV_OK && !node->finished && !pgev_deadline_check(conn, node)) {
             deliver_rows(conn, node, res);
             return !conn->free_requested;
         }
@@ -494,10 +513,11 @@ void
 pgev_read_results(pgev_conn *conn)
 {
     int budget = RESULTS_PER_TURN;
+    conn->turn_end_ms = coarse_ms() + TURN_MS;
     conn->more_results = false;
     while (!conn->free_requested && conn->state != PGEV_CONN_FAILED && conn->pg) {
         pgev_stream_head(conn);
-        if (--budget < 0) {
+        if (--budget < 0 || pgev_turn_over(conn)) {
             /* Everything already read stays parsed-or-buffered in libpq; no
              * socket event would announce it again, so come back by defer. */
             conn->more_results = true;

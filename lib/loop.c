@@ -167,6 +167,10 @@ pgev_loop_yield(pgev_loop *loop)
     static const struct timeval now = { 0, 0 };
     if (!loop->deferred) {
         loop->deferred = true;
+        /* libevent times a new timer from the time cached when this pass
+         * began: after slow callbacks that is in the past, and the zero
+         * timer would jump ahead of deadlines that came due meanwhile. */
+        event_base_update_cache_time(loop->base);
         evtimer_add(loop->yield_ev, &now);
     }
 }

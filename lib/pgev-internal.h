@@ -119,6 +119,7 @@ struct pgev_node {
                              * the server rolls back a cancelled batch */
     int timeout_ms;
     pgev_timer *deadline;   /* NULL without a timeout */
+    int64_t deadline_at_ms; /* when it is due (monotonic), with `deadline` */
     bool keep_payload;      /* re-sendable (PGEV_QUERY_READONLY): payload kept while in flight */
     bool collateral;        /* failed 57014 from a cancel meant for an earlier query */
     bool resent;            /* already re-sent once after a stray cancel */
@@ -391,6 +392,7 @@ struct pgev_conn {
     int connect_timeout_ms;
     size_t unflushed_bytes; /* estimate, to flush libpq's buffer before it grows large */
     size_t libpq_errlen;    /* length of PQerrorMessage() last looked at (dispatch.c) */
+    int64_t turn_end_ms;    /* when the read loop's current turn is over (coarse clock) */
 
     pgev_conn_cb on_connect;
     pgev_conn_cb on_disconnect;
@@ -448,6 +450,9 @@ pgev_node_in_batch(const pgev_node *node)
 
 /* Deadlines and cancellation (query.c) */
 void pgev_node_abandon(pgev_conn *conn, pgev_node *node, int code, const char *msg);
+/* Before handing more rows or COPY data to a sent query: its deadline
+ * runs now if it is due (true then: nothing more is delivered). */
+bool pgev_deadline_check(pgev_conn *conn, pgev_node *node);
 /* The error of a query ended by pgev (timeout, cancel) with `code`. */
 void pgev_node_abandon_error(const pgev_node *node, int code, pgev_error *err);
 void pgev_complete_doomed(pgev_conn *conn);
@@ -472,8 +477,12 @@ bool pgev_close_shared_segment(pgev_conn *conn);
 void pgev_stray_cancel_check(pgev_conn *conn);
 void pgev_conn_pump(pgev_conn *conn);
 
-/* cancel.c: PQcancel on a helper thread. Returns 0 or -1. */
+/* cancel.c: PQcancel on a helper thread, one per connection at a time.
+ * Returns 0 (started), 1 (one is already on its way) or -1 (failed). */
 int pgev_cancel_request(pgev_conn *conn);
+/* A cancel request for pg's backend that nobody waits for (the connection
+ * is being freed): the thread owns everything it uses. */
+void pgev_cancel_fire_and_forget(PGconn *pg);
 void pgev_cancel_jobs_free(pgev_conn *conn);
 
 /* dispatch.c */
@@ -545,6 +554,10 @@ bool pgev_copy_send(pgev_conn *conn, pgev_node *node);
 bool pgev_copy_read(pgev_conn *conn, pgev_node *node);
 /* pgev_node_abandon() of a COPY: ends or cancels it on the server. */
 void pgev_copy_abandoned(pgev_conn *conn, pgev_node *node, const char *why);
+/* A COPY OUT paused by the application: the socket is not read. */
+bool pgev_copy_paused(const pgev_conn *conn);
+/* The read loop's turn has run long enough (dispatch.c): yield. */
+bool pgev_turn_over(const pgev_conn *conn);
 /* libpq's output buffer drained: a blocked writer gets on_ready. */
 void pgev_copy_drained(pgev_conn *conn);
 

@@ -1040,6 +1040,15 @@ pgev_cancel_tick(pgev_conn *conn)
     return true;
 }
 
+/* A sent query's deadline passed. */
+static void
+expire_sent(pgev_conn *conn, pgev_node *node)
+{
+    char msg[96];
+    snprintf(msg, sizeof(msg), "query timed out after %d ms; cancelled on the server", node->timeout_ms);
+    pgev_node_abandon(conn, node, PGEV_ETIMEOUT, msg);
+}
+
 static void
 on_deadline(pgev_conn *conn, void *arg)
 {
@@ -1056,11 +1065,21 @@ on_deadline(pgev_conn *conn, void *arg)
         pgev_error_set(&err, PGEV_ETIMEOUT, "%s", msg);
         pgev_node_complete_error(conn, node, PGEV_ETIMEOUT, &err);
     } else if (!node->finished) {
-        snprintf(msg, sizeof(msg), "query timed out after %d ms; cancelled on the server", node->timeout_ms);
-        pgev_node_abandon(conn, node, PGEV_ETIMEOUT, msg);
+        expire_sent(conn, node);
     }
     pgev_conn_pump(conn);
     pgev_conn_leave_dispatch(conn);
+}
+
+bool
+pgev_deadline_check(pgev_conn *conn, pgev_node *node)
+{
+    if (!node->deadline || node->finished || !node->sent || monotonic_ms() < node->deadline_at_ms)
+        return false;
+    /* Its timer is due too, but the socket's event may run first in this
+     * pass of the loop: the deadline wins over more data. */
+    expire_sent(conn, node);
+    return true;
 }
 
 void
@@ -1219,6 +1238,7 @@ pgev_submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_arg
                      : args->timeout_ms == 0 ? conn->query_timeout_ms : 0;
     if (node->timeout_ms > 0) {
         node->deadline = pgev_timer_new(conn->loop, on_deadline, node);
+        node->deadline_at_ms = monotonic_ms() + node->timeout_ms;
         if (!node->deadline || pgev_timer_start(node->deadline, node->timeout_ms) != 0) {
             pgev_node_release(conn, node);
             conn->next_id--;

@@ -71,6 +71,7 @@ struct faultproxy {
     int upstream_len;
     int port;
     int latency_ms;
+    bool stall_new;           /* connections accepted from now on start stalled */
     fp_conn *conns;
     faultproxy_stats stats;
 };
@@ -345,6 +346,7 @@ on_accept(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *
     }
     c->fp = fp;
     c->cut_budget = -1;
+    c->stalled = fp->stall_new;
     c->client = bufferevent_socket_new(fp->base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->server = bufferevent_socket_new(fp->base, -1, BEV_OPT_CLOSE_ON_FREE);
     for (int i = 0; i < 2; i++) {
@@ -553,4 +555,10 @@ void
 faultproxy_get_stats(const faultproxy *fp, faultproxy_stats *out)
 {
     *out = fp->stats;
+}
+
+void
+faultproxy_stall_new(faultproxy *fp, bool on)
+{
+    fp->stall_new = on;
 }

@@ -67,6 +67,11 @@ void faultproxy_set_latency(faultproxy *fp, int ms);
 /* Black-holes the connections open now; returns how many. */
 int faultproxy_stall(faultproxy *fp);
 
+/* on: connections accepted from now on are black-holed from the start
+ * (accepted, then nothing moves: a cancel request that never completes);
+ * off: new connections flow again. */
+void faultproxy_stall_new(faultproxy *fp, bool on);
+
 /* Lets stalled connections move again (what they held is delivered). */
 void faultproxy_unstall(faultproxy *fp);
 
