@@ -515,7 +515,12 @@ typedef struct pgev_conn_options {
     /** After a server-side cancel (timeout, pgev_conn_cancel()), how long
      * the cancelled query may keep the connection busy before pgev closes
      * the connection (its other queries then complete with
-     * PGEV_ECONNLOST). 0: PGEV_DEFAULT_CANCEL_GRACE_MS. */
+     * PGEV_ECONNLOST), and how long the cancel request itself may take:
+     * one that is not answered by then (the server or the path to it
+     * stalls) closes the connection too, with PGEV_ETIMEOUT, because pgev
+     * can no longer tell when it would land. While a cancel request is on
+     * its way nothing new is sent on the connection. 0:
+     * PGEV_DEFAULT_CANCEL_GRACE_MS. */
     int cancel_grace_ms;
     /**
      * Statement cache: how many statements plain queries (pgev_conn_query(),

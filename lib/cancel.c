@@ -186,6 +186,10 @@ pgev_cancel_request(pgev_conn *conn)
         return -1;
     }
     conn->cancel_jobs = job;
+    /* Nothing new is sent until the request completes (can_send): what is
+     * in flight now is all the request can hit besides its target. */
+    for (pgev_node *n = conn->inflight.head; n; n = n->next)
+        n->cancel_exposed = true;
     return 0;
 }
 

@@ -395,10 +395,12 @@ query_result(pgev_conn *conn, pgev_node *node, PGresult *res)
             lost(conn, &copy);
             return false;
         }
-        if (node->status == PGEV_OK && (conn->stray_cancel || conn->cancel_target) &&
-            conn->cancel_target != node && is_query_canceled(res)) {
+        if (node->status == PGEV_OK && node->cancel_exposed && conn->cancel_target != node &&
+            !node->cancel_sent && is_query_canceled(res)) {
             /* A cancel meant for another query landed here: late, after its
-             * target finished, or early, before a shared segment reached it. */
+             * target finished (the postmaster's second signal can come after
+             * the first ended the target), or early, before a shared segment
+             * reached it. */
             node->collateral = true;
         }
         pgev_node_keep_error(node, res);

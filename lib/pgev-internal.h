@@ -122,6 +122,8 @@ struct pgev_node {
     int64_t deadline_at_ms; /* when it is due (monotonic), with `deadline` */
     bool keep_payload;      /* re-sendable (PGEV_QUERY_READONLY): payload kept while in flight */
     bool collateral;        /* failed 57014 from a cancel meant for an earlier query */
+    bool cancel_exposed;    /* in flight while a cancel request went out: a 57014
+                             * it gets may be that request's, not its own */
     bool resent;            /* already re-sent once after a stray cancel */
     bool shared;            /* isolated read-only query sharing a Sync segment */
     bool copy_refused;      /* it started a COPY, which pipeline mode cannot carry */

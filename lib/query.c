@@ -939,6 +939,7 @@ pgev_node_resend(pgev_conn *conn, pgev_node *node)
     node->sent = false;
     node->row_mode_set = false;
     node->collateral = false;
+    node->cancel_exposed = false;
     node->cancel_sent = false;
     node->prepare_pending = false;
     node->stmt_name[0] = '\0';
