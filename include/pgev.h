@@ -483,7 +483,10 @@ typedef struct pgev_params {
     } storage_[PGEV_PARAMS_MAX];
 } pgev_params;
 
-/** Empties p. Call before the first use. */
+/**
+ * Empties p. Call before the first use. On a p that holds arrays it would
+ * lose them (a leak): use pgev_params_clear() to reuse such a p.
+ */
 PGEV_API void pgev_params_init(pgev_params *p);
 
 /** The number of parameters added so far (a call that failed added none). */

@@ -1276,7 +1276,10 @@ pgev_result_get_array(const pgev_result *res, int row, int col, pgev_array **out
                          : array_from_text(f.val, (size_t)f.len, NULL, NULL, &data_len);
     if (n < 0)
         return PGEV_EINVAL;
-    /* n <= f.len and data_len <= f.len + n: no overflow below. */
+    /* n <= f.len and data_len <= f.len + n, but the element table is
+     * bigger than the text: check where size_t is narrow. */
+    if ((uint64_t)n > (SIZE_MAX - sizeof(pgev_array) - data_len - 1) / sizeof(array_elem))
+        return PGEV_ENOMEM;
     size_t head = sizeof(pgev_array) + (size_t)n * sizeof(array_elem);
     pgev_array *a = malloc(head + data_len + 1);
     if (!a)
