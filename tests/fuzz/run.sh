@@ -4,7 +4,8 @@
 #   bash tests/fuzz/run.sh [SECONDS]     (default 10 seconds per target)
 #
 # Targets (tests/fuzz/fuzz_<name>.c): types (the typed value decoders of lib/types.c, text
-# and binary formats) and params (the pgev_params builder). Each is built with clang
+# and binary formats: scalars, json/jsonb, inet/cidr, interval, and arrays with every element
+# accessor) and params (the pgev_params builder, array parameters decoded back and compared). Each is built with clang
 # -fsanitize=fuzzer,address,undefined, out of tree in $PGEV_FUZZ_BUILD (default a fresh
 # directory under /tmp, removed afterwards), from the library sources it needs, and runs for
 # SECONDS over a copy of tests/fuzz/corpus/<name>/ (the kept corpus is only read; set
