@@ -2,6 +2,11 @@
  * Typed values: decoding result fields (text and binary formats) into C
  * types, and encoding binary parameters (pgev_params).
  *
+ * One decoder per type (decode_*) reads a located value, whichever it
+ * came from: a result field (field_get) or an element of a decoded array
+ * (elem_get, pgev_array); the public pgev_result_get_* and pgev_array_get_*
+ * functions at the end of the decoders pair the two.
+ *
  * Every decoder checks the column's type OID first, then the value's shape
  * (binary length, text syntax), then the range of the C type, and stores
  * nothing unless all three pass: a mismatch is an error, never a guess.
