@@ -356,9 +356,10 @@ typedef struct pgev_interval {
 
 /**
  * interval columns. Text format: the default IntervalStyle 'postgres'
- * only; under 'postgres_verbose', 'sql_standard' or 'iso_8601' the call
- * returns PGEV_EINVAL rather than guess (binary format does not depend on
- * the setting).
+ * ("1 year 2 mons -3 days +04:05:06.5"); what 'postgres_verbose',
+ * 'sql_standard' or 'iso_8601' print is PGEV_EINVAL rather than guessed
+ * (except a bare "H:MM:SS", which means the same in every style). Binary
+ * format does not depend on the setting.
  */
 PGEV_API int pgev_result_get_interval(const pgev_result *res, int row, int col,
                                       pgev_interval *out);
@@ -369,8 +370,8 @@ PGEV_API int pgev_result_get_interval(const pgev_result *res, int row, int col,
 
 /**
  * A decoded one-dimensional array, NULL elements included. Opaque;
- * made by pgev_result_get_array() (or pgev_array_get_* reading it), freed
- * by pgev_array_free(). It holds its own copy of the elements, so it
+ * made by pgev_result_get_array(), read with the pgev_array_* functions,
+ * freed by pgev_array_free(). It holds its own copy of the elements, so it
  * outlives the result and callback it came from; the text pointers that
  * pgev_array_get_text()/json() hand out stay valid until it is freed.
  *
