@@ -104,9 +104,9 @@ int main(int argc, char **argv)
     pgev_params_int8_array(&params, ids, NULL, sizeof ids / sizeof ids[0]);
     pgev_query_args args = { .sql = sql, .flags = PGEV_QUERY_BINARY, .on_done = on_rows,
                              .arg = &exit_code };
-    int64_t id = pgev_params_apply(&params, &args) == PGEV_OK ? pgev_conn_submit(conn, &args) : -1;
+    int64_t query_id = pgev_params_apply(&params, &args) == PGEV_OK ? pgev_conn_submit(conn, &args) : -1;
     pgev_params_clear(&params); /* once the submit has returned: it copied what it needed */
-    if (id < 0)
+    if (query_id < 0)
         fprintf(stderr, "cannot submit: %s\n", pgev_conn_errmsg(conn));
     else
         event_base_dispatch(base); /* returns when there is no more work */
