@@ -40,7 +40,8 @@ static int print_row(pgev_result *res, int row)
     if (pgev_result_get_int64(res, row, pgev_result_column(res, "id"), &id) != PGEV_OK ||
         pgev_result_get_text(res, row, pgev_result_column(res, "name"), &name, NULL) != PGEV_OK ||
         pgev_result_get_uuid(res, row, pgev_result_column(res, "uid"), uid) != PGEV_OK ||
-        pgev_result_get_timestamp(res, row, pgev_result_column(res, "created"), &created_us) != PGEV_OK ||
+        pgev_result_get_timestamp(res, row, pgev_result_column(res, "created"),
+                                  &created_us) != PGEV_OK ||
         pgev_result_get_date(res, row, pgev_result_column(res, "due"), &due_days) != PGEV_OK ||
         pgev_result_get_numeric(res, row, pgev_result_column(res, "balance"), balance,
                                 sizeof balance, &len) != PGEV_OK ||
@@ -104,7 +105,9 @@ int main(int argc, char **argv)
     pgev_params_int8_array(&params, ids, NULL, sizeof ids / sizeof ids[0]);
     pgev_query_args args = { .sql = sql, .flags = PGEV_QUERY_BINARY, .on_done = on_rows,
                              .arg = &exit_code };
-    int64_t query_id = pgev_params_apply(&params, &args) == PGEV_OK ? pgev_conn_submit(conn, &args) : -1;
+    int64_t query_id = -1;
+    if (pgev_params_apply(&params, &args) == PGEV_OK)
+        query_id = pgev_conn_submit(conn, &args);
     pgev_params_clear(&params); /* once the submit has returned: it copied what it needed */
     if (query_id < 0)
         fprintf(stderr, "cannot submit: %s\n", pgev_conn_errmsg(conn));

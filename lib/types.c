@@ -1293,9 +1293,9 @@ pgev_result_get_array(const pgev_result *res, int row, int col, pgev_array **out
     a->binary = f.binary;
     a->count = (size_t)n;
     char *data = (char *)a + head;
-    int64_t again = f.binary
-                        ? array_from_binary(f.val, (size_t)f.len, elem_type, a->elems, data, &data_len)
-                        : array_from_text(f.val, (size_t)f.len, a->elems, data, &data_len);
+    size_t len = (size_t)f.len;
+    int64_t again = f.binary ? array_from_binary(f.val, len, elem_type, a->elems, data, &data_len)
+                             : array_from_text(f.val, len, a->elems, data, &data_len);
     if (again != n) { /* cannot happen: the same parser on the same bytes */
         free(a);
         return PGEV_EINVAL;
