@@ -1203,6 +1203,38 @@ START_TEST(arrays)
 }
 END_TEST
 
+/* Session settings that change array text: bytea_output and DateStyle. */
+static void check_array_settings(pgev_result *res, bool binary)
+{
+    pgev_array *a = get_array(res, 0, 2, binary);
+    unsigned char buf[8];
+    size_t len = 0;
+    ck_assert_int_eq(pgev_array_get_bytea(a, 0, buf, sizeof buf, &len), PGEV_OK);
+    ck_assert_uint_eq(len, 4);
+    ck_assert(memcmp(buf, "\x00\xff\\\"", 4) == 0);
+    ck_assert_int_eq(pgev_array_get_bytea(a, 1, buf, sizeof buf, &len), PGEV_OK);
+    ck_assert_uint_eq(len, 0);
+    pgev_array_free(a);
+
+    /* A date in the SQL style is not guessed at in text; binary does not care. */
+    a = get_array(res, 1, 1, binary);
+    int32_t days = 42;
+    ck_assert_int_eq(pgev_array_get_date(a, 0, &days), binary ? PGEV_OK : PGEV_EINVAL);
+    ck_assert_int_eq(days, binary ? 10957 : 42);
+    pgev_array_free(a);
+}
+
+START_TEST(array_settings)
+{
+    open_conn();
+    run_ok("SET bytea_output = escape");
+    run_ok("SET DateStyle = 'SQL, DMY'");
+    check_both("SELECT ARRAY['\\x00ff5c22'::bytea, ''::bytea], ARRAY['2000-01-01'::date]",
+               check_array_settings);
+    free_conn();
+}
+END_TEST
+
 /* ---- json, inet, interval ---------------------------------------------- */
 
 static void check_json_inet(pgev_result *res, bool binary)
@@ -1841,6 +1873,7 @@ static Suite *types_suite(void)
     tcase_add_test(tc, stolen_result);
     tcase_add_test(tc, error_result);
     tcase_add_test(tc, arrays);
+    tcase_add_test(tc, array_settings);
     tcase_add_test(tc, json_inet_interval);
     tcase_add_test(tc, interval_styles);
     tcase_add_test(tc, columns_by_name);
