@@ -220,6 +220,20 @@ PGEV_API int64_t pgev_result_rows(const pgev_result *res);
 PGEV_API int pgev_result_sent(const pgev_result *res);
 
 /**
+ * The index of the column called `name` (exactly as the server names it:
+ * case-sensitive, no quoting rules, unlike PQfnumber), for the typed
+ * accessors:
+ *
+ *     int c = pgev_result_column(res, "email");
+ *     if (c < 0 || pgev_result_get_text(res, row, c, &email, NULL) != PGEV_OK) ...
+ *
+ * Returns the index (>= 0), or PGEV_EINVAL when there is no result (error,
+ * stolen), name is NULL, no column has that name, or more than one does
+ * (SELECT a.id, b.id: name them apart with AS).
+ */
+PGEV_API int pgev_result_column(const pgev_result *res, const char *name);
+
+/**
  * Typed field accessors. Each reads row `row`, column `col` of the result
  * and works with both text and binary result formats. They return PGEV_OK
  * and store the value; 1 (and store nothing) when the field is SQL NULL;
@@ -232,7 +246,7 @@ PGEV_API int pgev_result_sent(const pgev_result *res);
  *  - double: float4, float8 (and the integer types).
  *  - bool: bool.
  *  - text: any column in text format, and text-like columns (text, varchar,
- *    bpchar, name, json) in binary format; *out points into the PGresult
+ *    bpchar, name, json, jsonb) in binary format; *out points into the PGresult
  *    (borrowed), *len (may be NULL) gets its length in bytes.
  */
 PGEV_API int pgev_result_get_int64(const pgev_result *res, int row, int col, int64_t *out);
@@ -321,6 +335,132 @@ PGEV_API int pgev_result_get_date(const pgev_result *res, int row, int col, int3
 PGEV_API int pgev_result_get_timestamp(const pgev_result *res, int row, int col, int64_t *usec);
 
 /**
+ * json and jsonb columns, as JSON text: *out points into the PGresult
+ * (borrowed, NUL-terminated at *len), *len (may be NULL) gets its length.
+ * In binary format jsonb carries a version byte, which is checked (1) and
+ * skipped; pgev_result_get_text() does the same for jsonb. Other column
+ * types are PGEV_EINVAL, so a changed schema shows up as an error.
+ */
+PGEV_API int pgev_result_get_json(const pgev_result *res, int row, int col, const char **out,
+                                  size_t *len);
+
+/**
+ * An inet or cidr value. family is 4 or 6; addr holds the address in
+ * network order (4 bytes for IPv4, the rest zero; 16 for IPv6); bits is
+ * the prefix length (32 or 128 for a single inet host); is_cidr says the
+ * column was cidr (whose bits beyond the prefix are then all zero).
+ * A plain struct: copy it freely, nothing to free.
+ */
+typedef struct pgev_inet {
+    uint8_t family;
+    uint8_t bits;
+    bool is_cidr;
+    uint8_t addr[16];
+} pgev_inet;
+
+/**
+ * inet and cidr columns. Text format is read as the server prints it
+ * ("192.168.0.1", "10.0.0.0/8", "2001:db8::1/64").
+ */
+PGEV_API int pgev_result_get_inet(const pgev_result *res, int row, int col, pgev_inet *out);
+
+/**
+ * An interval, as the server keeps it: months, days and microseconds are
+ * separate because their lengths vary (a month is not 30 days, a day is
+ * not always 24 hours across a DST change). "1 year 2 mons 3 days
+ * 04:05:06" is { .months = 14, .days = 3, .usec = 14706000000 }; each part
+ * carries its own sign. PostgreSQL 17's 'infinity' has every field at its
+ * maximum, '-infinity' at its minimum. A plain struct: nothing to free.
+ */
+typedef struct pgev_interval {
+    int64_t usec;
+    int32_t days;
+    int32_t months;
+} pgev_interval;
+
+/**
+ * interval columns. Text format: the default IntervalStyle 'postgres'
+ * ("1 year 2 mons -3 days +04:05:06.5"); what 'postgres_verbose',
+ * 'sql_standard' or 'iso_8601' print is PGEV_EINVAL rather than guessed
+ * (except a bare "H:MM:SS", which means the same in every style). Binary
+ * format does not depend on the setting.
+ */
+PGEV_API int pgev_result_get_interval(const pgev_result *res, int row, int col,
+                                      pgev_interval *out);
+
+/* ------------------------------------------------------------------------
+ * Arrays
+ * ------------------------------------------------------------------------ */
+
+/**
+ * A decoded one-dimensional array, NULL elements included. Opaque;
+ * made by pgev_result_get_array(), read with the pgev_array_* functions,
+ * freed by pgev_array_free(). It holds its own copy of the elements, so it
+ * outlives the result and callback it came from; the text pointers that
+ * pgev_array_get_text()/json() hand out stay valid until it is freed.
+ *
+ *     pgev_array *ids;
+ *     if (pgev_result_get_array(res, 0, 0, &ids) == PGEV_OK) {
+ *         for (size_t i = 0; i < pgev_array_count(ids); i++) {
+ *             int64_t id;
+ *             if (pgev_array_get_int64(ids, i, &id) == PGEV_OK)
+ *                 use(id);              // 1 would mean a NULL element
+ *         }
+ *         pgev_array_free(ids);
+ *     }
+ */
+typedef struct pgev_array pgev_array;
+
+/**
+ * Decodes an array column, in text or binary format, of these element
+ * types: bool, int2, int4, int8, oid, float4, float8, numeric, text,
+ * varchar, bpchar, name, "char", bytea, uuid, date, timestamp,
+ * timestamptz, interval, inet, cidr, json, jsonb. Returns PGEV_OK and
+ * stores a new array in *out, which the caller frees with
+ * pgev_array_free(); 1 (nothing stored) for SQL NULL; PGEV_EINVAL (nothing
+ * stored) for a bad row/column, a column of another type, an array of
+ * more than one dimension, or a malformed value; PGEV_ENOMEM. The array's
+ * lower bound is not kept: element 0 is the first whatever the bound.
+ */
+PGEV_API int pgev_result_get_array(const pgev_result *res, int row, int col, pgev_array **out);
+
+/** Frees an array from pgev_result_get_array(); NULL is ignored. */
+PGEV_API void pgev_array_free(pgev_array *a);
+
+/** The number of elements (NULL elements included); 0 for NULL. */
+PGEV_API size_t pgev_array_count(const pgev_array *a);
+
+/** The element type's OID (e.g. 20 for an int8[] column); 0 for NULL. */
+PGEV_API Oid pgev_array_elem_type(const pgev_array *a);
+
+/** 1 when element i is SQL NULL, 0 when not, PGEV_EINVAL when there is no element i. */
+PGEV_API int pgev_array_is_null(const pgev_array *a, size_t i);
+
+/*
+ * Element accessors: element i (from 0) of the array, with exactly the
+ * rules of the pgev_result_get_* function of the same name: PGEV_OK and
+ * the value stored; 1 for a NULL element (nothing stored); PGEV_EINVAL
+ * for i out of range, a NULL output, an element type that does not fit the
+ * C type, or a value that does not parse or fit. Strings are borrowed from
+ * the array.
+ */
+PGEV_API int pgev_array_get_int64(const pgev_array *a, size_t i, int64_t *out);
+PGEV_API int pgev_array_get_int32(const pgev_array *a, size_t i, int32_t *out);
+PGEV_API int pgev_array_get_int16(const pgev_array *a, size_t i, int16_t *out);
+PGEV_API int pgev_array_get_double(const pgev_array *a, size_t i, double *out);
+PGEV_API int pgev_array_get_bool(const pgev_array *a, size_t i, bool *out);
+PGEV_API int pgev_array_get_text(const pgev_array *a, size_t i, const char **out, size_t *len);
+PGEV_API int pgev_array_get_json(const pgev_array *a, size_t i, const char **out, size_t *len);
+PGEV_API int pgev_array_get_bytea(const pgev_array *a, size_t i, void *buf, size_t cap, size_t *len);
+PGEV_API int pgev_array_get_numeric(const pgev_array *a, size_t i, char *buf, size_t cap,
+                                    size_t *len);
+PGEV_API int pgev_array_get_uuid(const pgev_array *a, size_t i, uint8_t out[16]);
+PGEV_API int pgev_array_get_date(const pgev_array *a, size_t i, int32_t *days);
+PGEV_API int pgev_array_get_timestamp(const pgev_array *a, size_t i, int64_t *usec);
+PGEV_API int pgev_array_get_inet(const pgev_array *a, size_t i, pgev_inet *out);
+PGEV_API int pgev_array_get_interval(const pgev_array *a, size_t i, pgev_interval *out);
+
+/**
  * A parameter list built on the stack, for binary (and text) parameters
  * whose types the server then knows:
  *
@@ -338,8 +478,13 @@ PGEV_API int pgev_result_get_timestamp(const pgev_result *res, int row, int col,
  * pgev_params itself. Strings and byte arrays are borrowed: they must stay
  * valid until the submit call returns (which copies or sends everything).
  * pgev_params_apply() points args into p, so p must also live until then.
- * Nothing is allocated. Errors are sticky: each pgev_params_* call returns
- * PGEV_OK or PGEV_EINVAL (the list is full, or a value is out of range), and
+ * Nothing is allocated, except by the array appenders (pgev_params_*_array),
+ * whose encoded arrays p owns until pgev_params_clear(p), to be called
+ * once the submit call has returned (calling it is harmless when p holds no
+ * array; do not copy a p that holds arrays, or clear only one copy).
+ * Errors are sticky: each pgev_params_* call returns
+ * PGEV_OK or PGEV_EINVAL (the list is full, or a value is out of range;
+ * PGEV_ENOMEM from an array appender), and
  * pgev_params_apply() fails with PGEV_EINVAL if any of them did, so checking
  * it alone is enough.
  *
@@ -356,13 +501,17 @@ typedef struct pgev_params {
     int lengths_[PGEV_PARAMS_MAX];
     int formats_[PGEV_PARAMS_MAX];
     bool inline_[PGEV_PARAMS_MAX];
+    bool owned_[PGEV_PARAMS_MAX];
     union {
         char bytes[16];
         int64_t align;
     } storage_[PGEV_PARAMS_MAX];
 } pgev_params;
 
-/** Empties p. Call before the first use. */
+/**
+ * Empties p. Call before the first use. On a p that holds arrays it would
+ * lose them (a leak): use pgev_params_clear() to reuse such a p.
+ */
 PGEV_API void pgev_params_init(pgev_params *p);
 
 /** The number of parameters added so far (a call that failed added none). */
@@ -421,6 +570,70 @@ PGEV_API int pgev_params_date(pgev_params *p, int32_t days);
 PGEV_API int pgev_params_timestamp(pgev_params *p, int64_t usec);
 /** See pgev_params_timestamp(). */
 PGEV_API int pgev_params_timestamptz(pgev_params *p, int64_t usec);
+
+/**
+ * Array parameters, for `WHERE id = ANY($1)` or `unnest($1)` without
+ * building strings:
+ *
+ *     int64_t ids[] = { 3, 5, 8 };
+ *     pgev_params p;
+ *     pgev_params_init(&p);
+ *     pgev_params_int8_array(&p, ids, NULL, 3);
+ *     pgev_query_args args = { .sql = "SELECT name FROM users WHERE id = ANY($1)",
+ *                              .on_done = done, .arg = ctx };
+ *     if (pgev_params_apply(&p, &args) == PGEV_OK)
+ *         pgev_conn_submit(conn, &args);
+ *     pgev_params_clear(&p);            // frees the encoded array
+ *
+ * Each appends one parameter: a one-dimensional array (lower bound 1) of
+ * n elements, of the type its name says (int8[], text[], ...), encoded
+ * into a buffer that p owns (see pgev_params_clear()); the caller's values
+ * are copied, so they need not outlive the call. n may be 0 (an empty
+ * array). nulls, when not NULL, has n flags: nulls[i] makes element i SQL
+ * NULL (its value is then not read). Binary format, except numeric[],
+ * sent as text so that no digit is lost. Dates and times use the
+ * conventions of pgev_params_date() and pgev_params_timestamp(), and an
+ * element those refuse makes the call fail. Returns PGEV_OK, PGEV_EINVAL
+ * (NULL values with n > 0, the list is full, an element cannot be sent,
+ * more than about 2 GB), or PGEV_ENOMEM; both are sticky, as for the other
+ * appenders, and add nothing.
+ */
+PGEV_API int pgev_params_bool_array(pgev_params *p, const bool *v, const bool *nulls, size_t n);
+PGEV_API int pgev_params_int2_array(pgev_params *p, const int16_t *v, const bool *nulls, size_t n);
+PGEV_API int pgev_params_int4_array(pgev_params *p, const int32_t *v, const bool *nulls, size_t n);
+PGEV_API int pgev_params_int8_array(pgev_params *p, const int64_t *v, const bool *nulls, size_t n);
+PGEV_API int pgev_params_float4_array(pgev_params *p, const float *v, const bool *nulls, size_t n);
+PGEV_API int pgev_params_float8_array(pgev_params *p, const double *v, const bool *nulls, size_t n);
+PGEV_API int pgev_params_uuid_array(pgev_params *p, const uint8_t (*v)[16], const bool *nulls, size_t n);
+PGEV_API int pgev_params_date_array(pgev_params *p, const int32_t *days, const bool *nulls, size_t n);
+PGEV_API int pgev_params_timestamp_array(pgev_params *p, const int64_t *usec, const bool *nulls,
+                                         size_t n);
+PGEV_API int pgev_params_timestamptz_array(pgev_params *p, const int64_t *usec, const bool *nulls,
+                                           size_t n);
+
+/** A text[] of n NUL-terminated strings (binary); a NULL pointer is a NULL element. */
+PGEV_API int pgev_params_text_array(pgev_params *p, const char *const *v, size_t n);
+
+/**
+ * A bytea[]: element i is lens[i] bytes at data[i]; a NULL data[i] is a NULL
+ * element. lens must not be NULL when n > 0.
+ */
+PGEV_API int pgev_params_bytea_array(pgev_params *p, const void *const *data, const size_t *lens,
+                                     size_t n);
+
+/**
+ * A numeric[] of decimal strings as pgev_params_numeric() takes them (a
+ * NULL pointer is a NULL element), sent in text format; the server
+ * rejects a malformed one when the query runs (SQLSTATE 22P02).
+ */
+PGEV_API int pgev_params_numeric_array(pgev_params *p, const char *const *decimals, size_t n);
+
+/**
+ * Frees the arrays p owns and empties it (as pgev_params_init()). Call it
+ * after the submit call that used p has returned, whether it succeeded or
+ * not, when p may hold arrays. NULL is ignored.
+ */
+PGEV_API void pgev_params_clear(pgev_params *p);
 
 struct pgev_query_args; /* defined in the Queries section below */
 

@@ -5,6 +5,7 @@
 #include "pgev-internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 int
 pgev_result_status(const pgev_result *res)
@@ -69,4 +70,22 @@ int
 pgev_result_sent(const pgev_result *res)
 {
     return res && !res->unsent ? 1 : 0;
+}
+
+int
+pgev_result_column(const pgev_result *res, const char *name)
+{
+    if (!res || !res->pg || !name)
+        return PGEV_EINVAL;
+    int found = PGEV_EINVAL;
+    int ncols = PQnfields(res->pg);
+    for (int col = 0; col < ncols; col++) {
+        const char *fname = PQfname(res->pg, col);
+        if (fname && strcmp(fname, name) == 0) {
+            if (found >= 0)
+                return PGEV_EINVAL; /* ambiguous */
+            found = col;
+        }
+    }
+    return found;
 }

@@ -2,6 +2,11 @@
  * Typed values: decoding result fields (text and binary formats) into C
  * types, and encoding binary parameters (pgev_params).
  *
+ * One decoder per type (decode_*) reads a located value, whichever it
+ * came from: a result field (field_get) or an element of a decoded array
+ * (elem_get, pgev_array); the public pgev_result_get_* and pgev_array_get_*
+ * functions at the end of the decoders pair the two.
+ *
  * Every decoder checks the column's type OID first, then the value's shape
  * (binary length, text syntax), then the range of the C type, and stores
  * nothing unless all three pass: a mismatch is an error, never a guess.
@@ -9,11 +14,13 @@
  */
 #include "pgev-internal.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Type OIDs from the server's catalog (stable across versions). */
 enum {
@@ -37,7 +44,35 @@ enum {
     OID_TIMESTAMP = 1114,
     OID_TIMESTAMPTZ = 1184,
     OID_NUMERIC = 1700,
-    OID_UUID = 2950
+    OID_UUID = 2950,
+    OID_JSONB = 3802,
+    OID_INET = 869,
+    OID_CIDR = 650,
+    OID_INTERVAL = 1186,
+    /* Array types (typarray of the element types above). */
+    OID_BOOL_ARRAY = 1000,
+    OID_BYTEA_ARRAY = 1001,
+    OID_CHAR_ARRAY = 1002,
+    OID_NAME_ARRAY = 1003,
+    OID_INT2_ARRAY = 1005,
+    OID_INT4_ARRAY = 1007,
+    OID_TEXT_ARRAY = 1009,
+    OID_BPCHAR_ARRAY = 1014,
+    OID_VARCHAR_ARRAY = 1015,
+    OID_INT8_ARRAY = 1016,
+    OID_FLOAT4_ARRAY = 1021,
+    OID_FLOAT8_ARRAY = 1022,
+    OID_OID_ARRAY = 1028,
+    OID_INET_ARRAY = 1041,
+    OID_TIMESTAMP_ARRAY = 1115,
+    OID_DATE_ARRAY = 1182,
+    OID_TIMESTAMPTZ_ARRAY = 1185,
+    OID_INTERVAL_ARRAY = 1187,
+    OID_NUMERIC_ARRAY = 1231,
+    OID_CIDR_ARRAY = 651,
+    OID_JSON_ARRAY = 199,
+    OID_UUID_ARRAY = 2951,
+    OID_JSONB_ARRAY = 3807
 };
 
 /* The server counts dates and timestamps from 2000-01-01; pgev from 1970-01-01. */
@@ -134,13 +169,15 @@ parse_int64(const char *s, int64_t *out)
  * Integers, floats, bool, text
  * ------------------------------------------------------------------------ */
 
-int
-pgev_result_get_int64(const pgev_result *res, int row, int col, int64_t *out)
+/*
+ * The decoders below read one located, non-NULL value (a result field or
+ * an array element) and store nothing unless they return PGEV_OK. Text
+ * values are NUL-terminated at f->len (libpq and pgev_array both ensure it).
+ */
+static int
+decode_int64(const field *fp, int64_t *out)
 {
-    field f;
-    int rc = field_get(res, row, col, out, &f);
-    if (rc != PGEV_OK)
-        return rc;
+    field f = *fp;
     if (!f.binary) {
         if (f.type != OID_INT2 && f.type != OID_INT4 && f.type != OID_INT8 && f.type != OID_OID)
             return PGEV_EINVAL;
@@ -172,47 +209,39 @@ pgev_result_get_int64(const pgev_result *res, int row, int col, int64_t *out)
     }
 }
 
-/* Reads an integer field that must fit in [min, max]. */
 static int
-get_int_in_range(const pgev_result *res, int row, int col, bool want, int64_t min, int64_t max,
-                 int64_t *out)
-{
-    int rc = pgev_result_get_int64(res, row, col, want ? out : NULL);
-    if (rc != PGEV_OK)
-        return rc;
-    return *out < min || *out > max ? PGEV_EINVAL : PGEV_OK;
-}
-
-int
-pgev_result_get_int32(const pgev_result *res, int row, int col, int32_t *out)
+decode_int32(const field *f, int32_t *out)
 {
     int64_t wide;
-    int rc = get_int_in_range(res, row, col, out != NULL, INT32_MIN, INT32_MAX, &wide);
-    if (rc == PGEV_OK)
-        *out = (int32_t)wide;
-    return rc;
-}
-
-int
-pgev_result_get_int16(const pgev_result *res, int row, int col, int16_t *out)
-{
-    int64_t wide;
-    int rc = get_int_in_range(res, row, col, out != NULL, INT16_MIN, INT16_MAX, &wide);
-    if (rc == PGEV_OK)
-        *out = (int16_t)wide;
-    return rc;
-}
-
-int
-pgev_result_get_double(const pgev_result *res, int row, int col, double *out)
-{
-    field f;
-    int rc = field_get(res, row, col, out, &f);
+    int rc = decode_int64(f, &wide);
     if (rc != PGEV_OK)
         return rc;
+    if (wide < INT32_MIN || wide > INT32_MAX)
+        return PGEV_EINVAL;
+    *out = (int32_t)wide;
+    return PGEV_OK;
+}
+
+static int
+decode_int16(const field *f, int16_t *out)
+{
+    int64_t wide;
+    int rc = decode_int64(f, &wide);
+    if (rc != PGEV_OK)
+        return rc;
+    if (wide < INT16_MIN || wide > INT16_MAX)
+        return PGEV_EINVAL;
+    *out = (int16_t)wide;
+    return PGEV_OK;
+}
+
+static int
+decode_double(const field *fp, double *out)
+{
+    field f = *fp;
     if (f.type == OID_INT2 || f.type == OID_INT4 || f.type == OID_INT8) {
         int64_t i;
-        rc = pgev_result_get_int64(res, row, col, &i);
+        int rc = decode_int64(&f, &i);
         if (rc == PGEV_OK)
             *out = (double)i;
         return rc;
@@ -248,13 +277,10 @@ pgev_result_get_double(const pgev_result *res, int row, int col, double *out)
     return PGEV_OK;
 }
 
-int
-pgev_result_get_bool(const pgev_result *res, int row, int col, bool *out)
+static int
+decode_bool(const field *fp, bool *out)
 {
-    field f;
-    int rc = field_get(res, row, col, out, &f);
-    if (rc != PGEV_OK)
-        return rc;
+    field f = *fp;
     if (f.type != OID_BOOL)
         return PGEV_EINVAL;
     if (!f.binary) {
@@ -272,14 +298,17 @@ pgev_result_get_bool(const pgev_result *res, int row, int col, bool *out)
     return PGEV_OK;
 }
 
-int
-pgev_result_get_text(const pgev_result *res, int row, int col, const char **out, size_t *outlen)
+static int
+decode_text(const field *fp, const char **out, size_t *outlen)
 {
-    field f;
-    int rc = field_get(res, row, col, out, &f);
-    if (rc != PGEV_OK)
-        return rc;
-    if (f.binary) {
+    field f = *fp;
+    if (f.binary && f.type == OID_JSONB) {
+        /* jsonb_send: a version byte (1), then the JSON text. */
+        if (f.len < 1 || f.val[0] != 1)
+            return PGEV_EINVAL;
+        f.val++;
+        f.len--;
+    } else if (f.binary) {
         switch (f.type) {
         case OID_TEXT: case OID_VARCHAR: case OID_BPCHAR: case OID_NAME:
         case OID_JSON: case OID_XML: case OID_UNKNOWN: case OID_CHAR:
@@ -339,13 +368,10 @@ bytea_from_text(const char *s, size_t slen, unsigned char *buf, size_t cap)
     return (int64_t)n;
 }
 
-int
-pgev_result_get_bytea(const pgev_result *res, int row, int col, void *buf, size_t cap, size_t *len)
+static int
+decode_bytea(const field *fp, void *buf, size_t cap, size_t *len)
 {
-    field f;
-    int rc = field_get(res, row, col, len, &f);
-    if (rc != PGEV_OK)
-        return rc;
+    field f = *fp;
     if (f.type != OID_BYTEA || (!buf && cap > 0))
         return PGEV_EINVAL;
     size_t need;
@@ -480,13 +506,10 @@ numeric_from_binary(const char *v, int len, sink *s)
     return true;
 }
 
-int
-pgev_result_get_numeric(const pgev_result *res, int row, int col, char *buf, size_t cap, size_t *len)
+static int
+decode_numeric(const field *fp, char *buf, size_t cap, size_t *len)
 {
-    field f;
-    int rc = field_get(res, row, col, len, &f);
-    if (rc != PGEV_OK)
-        return rc;
+    field f = *fp;
     if (f.type != OID_NUMERIC || (!buf && cap > 0))
         return PGEV_EINVAL;
     sink s = { .buf = buf, .cap = cap, .n = 0 };
@@ -507,13 +530,10 @@ pgev_result_get_numeric(const pgev_result *res, int row, int col, char *buf, siz
  * uuid
  * ------------------------------------------------------------------------ */
 
-int
-pgev_result_get_uuid(const pgev_result *res, int row, int col, uint8_t out[16])
+static int
+decode_uuid(const field *fp, uint8_t out[16])
 {
-    field f;
-    int rc = field_get(res, row, col, out, &f);
-    if (rc != PGEV_OK)
-        return rc;
+    field f = *fp;
     if (f.type != OID_UUID)
         return PGEV_EINVAL;
     if (f.binary) {
@@ -633,13 +653,10 @@ finish_date(const char **s, int64_t year, int month, int day, int64_t *days)
     return true;
 }
 
-int
-pgev_result_get_date(const pgev_result *res, int row, int col, int32_t *days)
+static int
+decode_date(const field *fp, int32_t *days)
 {
-    field f;
-    int rc = field_get(res, row, col, days, &f);
-    if (rc != PGEV_OK)
-        return rc;
+    field f = *fp;
     if (f.type != OID_DATE)
         return PGEV_EINVAL;
     if (f.binary) {
@@ -741,13 +758,10 @@ parse_iso_timestamp(const char *p, bool with_zone, int64_t *usec)
     return true;
 }
 
-int
-pgev_result_get_timestamp(const pgev_result *res, int row, int col, int64_t *usec)
+static int
+decode_timestamp(const field *fp, int64_t *usec)
 {
-    field f;
-    int rc = field_get(res, row, col, usec, &f);
-    if (rc != PGEV_OK)
-        return rc;
+    field f = *fp;
     if (f.type != OID_TIMESTAMP && f.type != OID_TIMESTAMPTZ)
         return PGEV_EINVAL;
     if (f.binary) {
@@ -778,6 +792,641 @@ pgev_result_get_timestamp(const pgev_result *res, int row, int col, int64_t *use
     *usec = t;
     return PGEV_OK;
 }
+
+/* ------------------------------------------------------------------------
+ * json, jsonb
+ * ------------------------------------------------------------------------ */
+
+static int
+decode_json(const field *f, const char **out, size_t *len)
+{
+    if (f->type != OID_JSON && f->type != OID_JSONB)
+        return PGEV_EINVAL;
+    return decode_text(f, out, len);
+}
+
+/* ------------------------------------------------------------------------
+ * inet, cidr
+ * ------------------------------------------------------------------------ */
+
+/* The address families of inet_send (PGSQL_AF_INET, PGSQL_AF_INET6). */
+#define PG_AF_INET 2
+#define PG_AF_INET6 3
+
+/* A cidr has no bits set beyond its prefix. */
+static bool
+host_bits_zero(const pgev_inet *in)
+{
+    int nbytes = in->family == 4 ? 4 : 16;
+    for (int i = 0; i < nbytes; i++) {
+        int keep = in->bits - i * 8; /* prefix bits in this byte */
+        uint8_t mask = keep >= 8 ? 0 : keep <= 0 ? 0xff : (uint8_t)(0xff >> keep);
+        if (in->addr[i] & mask)
+            return false;
+    }
+    return true;
+}
+
+static int
+decode_inet(const field *f, pgev_inet *out)
+{
+    if (f->type != OID_INET && f->type != OID_CIDR)
+        return PGEV_EINVAL;
+    pgev_inet in;
+    memset(&in, 0, sizeof in);
+    in.is_cidr = f->type == OID_CIDR;
+    int max_bits;
+    if (f->binary) {
+        /* inet_send: family, bits, is_cidr, address length, address. */
+        if (f->len < 4)
+            return PGEV_EINVAL;
+        const unsigned char *v = (const unsigned char *)f->val;
+        int nbytes = v[0] == PG_AF_INET ? 4 : v[0] == PG_AF_INET6 ? 16 : -1;
+        if (nbytes < 0 || v[3] != nbytes || f->len != 4 + nbytes || v[2] != (in.is_cidr ? 1 : 0))
+            return PGEV_EINVAL;
+        in.family = nbytes == 4 ? 4 : 6;
+        max_bits = nbytes * 8;
+        if (v[1] > max_bits)
+            return PGEV_EINVAL;
+        in.bits = v[1];
+        memcpy(in.addr, v + 4, (size_t)nbytes);
+    } else {
+        /* "address" or "address/bits"; the address as inet_pton reads it. */
+        const char *slash = memchr(f->val, '/', (size_t)f->len);
+        size_t alen = slash ? (size_t)(slash - f->val) : (size_t)f->len;
+        char addr[64];
+        if (alen == 0 || alen >= sizeof addr || memchr(f->val, '\0', alen))
+            return PGEV_EINVAL;
+        memcpy(addr, f->val, alen);
+        addr[alen] = '\0';
+        if (inet_pton(AF_INET, addr, in.addr) == 1)
+            in.family = 4;
+        else if (inet_pton(AF_INET6, addr, in.addr) == 1)
+            in.family = 6;
+        else
+            return PGEV_EINVAL;
+        max_bits = in.family == 4 ? 32 : 128;
+        int bits = max_bits;
+        if (slash) {
+            const char *p = slash + 1;
+            const char *end = f->val + f->len;
+            if (p == end || end - p > 3)
+                return PGEV_EINVAL;
+            bits = 0;
+            for (; p < end; p++) {
+                if (!is_digit(*p))
+                    return PGEV_EINVAL;
+                bits = bits * 10 + (*p - '0');
+            }
+            if (bits > max_bits)
+                return PGEV_EINVAL;
+        }
+        in.bits = (uint8_t)bits;
+    }
+    if (in.is_cidr && !host_bits_zero(&in))
+        return PGEV_EINVAL;
+    *out = in;
+    return PGEV_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * interval
+ * ------------------------------------------------------------------------ */
+
+/* Reads an optionally signed decimal integer of at most 19 digits. */
+static bool
+read_signed(const char **s, int64_t *out)
+{
+    const char *p = *s;
+    bool neg = false;
+    if (*p == '+' || *p == '-')
+        neg = *p++ == '-';
+    int ndig = 0;
+    uint64_t v = 0;
+    while (is_digit(*p)) {
+        if (++ndig > 19)
+            return false;
+        v = v * 10 + (uint64_t)(*p++ - '0');
+    }
+    if (ndig == 0 || v > (uint64_t)INT64_MAX)
+        return false;
+    *out = neg ? -(int64_t)v : (int64_t)v;
+    *s = p;
+    return true;
+}
+
+/*
+ * The server's IntervalStyle 'postgres' output (the default): "1 year
+ * 2 mons -3 days +04:05:06.5", each part optional but in that order, a
+ * zero interval "00:00:00"; hours are not limited to 24. Other styles are
+ * refused.
+ */
+static bool
+parse_interval_postgres(const char *p, pgev_interval *out)
+{
+    int64_t months = 0, days = 0, usec = 0;
+    int stage = 0; /* 0 years, 1 months, 2 days, 3 time: parts come in order */
+    bool any = false;
+    for (;;) {
+        if (any) {
+            if (*p == '\0')
+                break;
+            if (*p++ != ' ')
+                return false;
+        }
+        const char *start = p;
+        int64_t n;
+        if (!read_signed(&p, &n))
+            return false;
+        if (*p == ':') {
+            /* The time part: [+-]H:MM:SS[.ffffff], last. */
+            p = start;
+            bool neg = *p == '-';
+            if (*p == '+' || *p == '-')
+                p++;
+            int64_t hours;
+            int minutes, seconds;
+            if (*p == '+' || *p == '-' || !read_signed(&p, &hours))
+                return false;
+            if (*p++ != ':' || !read_fixed(&p, 2, &minutes) || *p++ != ':' ||
+                !read_fixed(&p, 2, &seconds) || minutes > 59 || seconds > 59)
+                return false;
+            int64_t frac = 0;
+            if (*p == '.') {
+                p++;
+                int ndig = 0;
+                while (is_digit(*p)) {
+                    if (++ndig > 6)
+                        return false;
+                    frac = frac * 10 + (*p++ - '0');
+                }
+                if (ndig == 0)
+                    return false;
+                while (ndig++ < 6)
+                    frac *= 10;
+            }
+            int64_t t;
+            if (__builtin_mul_overflow(hours, INT64_C(3600) * USEC_PER_SEC, &t) ||
+                __builtin_add_overflow(t, ((int64_t)minutes * 60 + seconds) * USEC_PER_SEC + frac,
+                                       &t))
+                return false;
+            usec = neg ? -t : t;
+            if (*p != '\0')
+                return false;
+            any = true;
+            break;
+        }
+        if (*p++ != ' ')
+            return false;
+        int unit;
+        size_t ulen;
+        if (strncmp(p, "year", 4) == 0) {
+            unit = 0;
+            ulen = 4;
+        } else if (strncmp(p, "mon", 3) == 0) {
+            unit = 1;
+            ulen = 3;
+        } else if (strncmp(p, "day", 3) == 0) {
+            unit = 2;
+            ulen = 3;
+        } else {
+            return false;
+        }
+        p += ulen;
+        /* Singular exactly for 1, as the server prints it. */
+        if (n == 1) {
+            if (*p == 's')
+                return false;
+        } else if (*p++ != 's') {
+            return false;
+        }
+        if (unit < stage || n == 0)
+            return false;
+        stage = unit + 1;
+        any = true;
+        if (unit == 0) {
+            if (__builtin_mul_overflow(n, 12, &n))
+                return false;
+            months += n; /* years come first: months is 0 here */
+        } else if (unit == 1) {
+            if (__builtin_add_overflow(months, n, &months))
+                return false;
+        } else {
+            days = n;
+        }
+    }
+    if (!any || months < INT32_MIN || months > INT32_MAX || days < INT32_MIN || days > INT32_MAX)
+        return false;
+    out->usec = usec;
+    out->days = (int32_t)days;
+    out->months = (int32_t)months;
+    return true;
+}
+
+static int
+decode_interval(const field *f, pgev_interval *out)
+{
+    if (f->type != OID_INTERVAL)
+        return PGEV_EINVAL;
+    pgev_interval iv;
+    if (f->binary) {
+        /* interval_send: int64 microseconds, int32 days, int32 months. */
+        if (f->len != 16)
+            return PGEV_EINVAL;
+        iv.usec = (int64_t)be_uint(f->val, 8);
+        iv.days = (int32_t)be_uint(f->val + 8, 4);
+        iv.months = (int32_t)be_uint(f->val + 12, 4);
+    } else if (strcmp(f->val, "infinity") == 0) {
+        /* PostgreSQL 17's infinite intervals, as the binary format has them. */
+        iv.usec = INT64_MAX;
+        iv.days = INT32_MAX;
+        iv.months = INT32_MAX;
+    } else if (strcmp(f->val, "-infinity") == 0) {
+        iv.usec = INT64_MIN;
+        iv.days = INT32_MIN;
+        iv.months = INT32_MIN;
+    } else if (!parse_interval_postgres(f->val, &iv)) {
+        return PGEV_EINVAL;
+    }
+    *out = iv;
+    return PGEV_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * Arrays
+ * ------------------------------------------------------------------------ */
+
+/* The array types pgev decodes, with their element types. */
+static const struct {
+    Oid array;
+    Oid elem;
+} array_types[] = {
+    { OID_BOOL_ARRAY, OID_BOOL },         { OID_BYTEA_ARRAY, OID_BYTEA },
+    { OID_CHAR_ARRAY, OID_CHAR },         { OID_NAME_ARRAY, OID_NAME },
+    { OID_INT2_ARRAY, OID_INT2 },         { OID_INT4_ARRAY, OID_INT4 },
+    { OID_TEXT_ARRAY, OID_TEXT },         { OID_BPCHAR_ARRAY, OID_BPCHAR },
+    { OID_VARCHAR_ARRAY, OID_VARCHAR },   { OID_INT8_ARRAY, OID_INT8 },
+    { OID_FLOAT4_ARRAY, OID_FLOAT4 },     { OID_FLOAT8_ARRAY, OID_FLOAT8 },
+    { OID_OID_ARRAY, OID_OID },           { OID_INET_ARRAY, OID_INET },
+    { OID_CIDR_ARRAY, OID_CIDR },         { OID_TIMESTAMP_ARRAY, OID_TIMESTAMP },
+    { OID_DATE_ARRAY, OID_DATE },         { OID_TIMESTAMPTZ_ARRAY, OID_TIMESTAMPTZ },
+    { OID_INTERVAL_ARRAY, OID_INTERVAL }, { OID_NUMERIC_ARRAY, OID_NUMERIC },
+    { OID_JSON_ARRAY, OID_JSON },         { OID_JSONB_ARRAY, OID_JSONB },
+    { OID_UUID_ARRAY, OID_UUID },
+};
+
+static Oid
+array_elem_type(Oid array)
+{
+    for (size_t i = 0; i < sizeof array_types / sizeof array_types[0]; i++)
+        if (array_types[i].array == array)
+            return array_types[i].elem;
+    return 0;
+}
+
+/* One element: val is NULL for SQL NULL, else NUL-terminated at len. */
+typedef struct array_elem {
+    const char *val;
+    int len;
+} array_elem;
+
+/*
+ * A decoded one-dimensional array: one allocation holding this header,
+ * the element table and a copy of every element's bytes (each followed by
+ * a NUL), so that it outlives the PGresult it came from.
+ */
+struct pgev_array {
+    Oid elem_type;
+    bool binary;
+    size_t count;
+    array_elem elems[];
+    /* then the element bytes */
+};
+
+/*
+ * Parses the server's text output of a one-dimensional array (array_out):
+ * an optional "[lower:upper]=" (only when the lower bound is not 1), then
+ * "{a,b,...}" or "{}". An element is either unquoted (no whitespace and
+ * none of {},"\), where NULL in any case is SQL NULL, or double-quoted with
+ * backslash escaping the next character, where "NULL" is the string.
+ * Nested braces (more dimensions) are refused. Run twice: first with elems
+ * and data NULL to validate and size (element count returned, bytes needed
+ * in *data_len), then to fill. Returns -1 when malformed.
+ */
+static int64_t
+array_from_text(const char *s, size_t len, array_elem *elems, char *data, size_t *data_len)
+{
+    size_t i = 0, d = 0;
+    int64_t expected = -1;
+    if (i < len && s[i] == '[') {
+        i++;
+        int64_t lower, upper;
+        char bounds[48];
+        size_t blen = 0;
+        while (i < len && s[i] != ']' && blen < sizeof bounds - 1)
+            bounds[blen++] = s[i++];
+        bounds[blen] = '\0';
+        if (i + 1 >= len || s[i] != ']' || s[i + 1] != '=')
+            return -1;
+        i += 2;
+        const char *bp = bounds;
+        if (!read_signed(&bp, &lower) || *bp++ != ':' || !read_signed(&bp, &upper) || *bp ||
+            lower < INT32_MIN || upper > INT32_MAX || upper < lower - 1)
+            return -1;
+        expected = upper - lower + 1;
+    }
+    if (i >= len || s[i++] != '{')
+        return -1;
+    int64_t n = 0;
+    if (i < len && s[i] == '}') {
+        i++;
+    } else {
+        for (;;) {
+            if (i >= len)
+                return -1;
+            size_t start = d;
+            if (s[i] == '"') {
+                i++;
+                for (;;) {
+                    if (i >= len)
+                        return -1;
+                    char c = s[i++];
+                    if (c == '"')
+                        break;
+                    if (c == '\\') {
+                        if (i >= len)
+                            return -1;
+                        c = s[i++];
+                    }
+                    if (c == '\0')
+                        return -1;
+                    if (data)
+                        data[d] = c;
+                    d++;
+                }
+            } else {
+                size_t from = i;
+                while (i < len && s[i] != '\0' && !strchr(",{}\"\\ \t\n\r\v\f", s[i]))
+                    i++;
+                size_t elen = i - from;
+                if (elen == 0)
+                    return -1; /* an empty element, a nested '{', a stray quote or NUL */
+                if (elen == 4 && strncasecmp(s + from, "NULL", 4) == 0) {
+                    if (elems)
+                        elems[n] = (array_elem){ NULL, 0 };
+                    n++;
+                    goto separator;
+                }
+                if (data)
+                    memcpy(data + d, s + from, elen);
+                d += elen;
+            }
+            if (elems) {
+                data[d] = '\0';
+                elems[n] = (array_elem){ data + start, (int)(d - start) };
+            }
+            d++;
+            n++;
+        separator:
+            if (i >= len)
+                return -1;
+            if (s[i] == ',') {
+                i++;
+                continue;
+            }
+            if (s[i++] != '}')
+                return -1;
+            break;
+        }
+    }
+    if (i != len || (expected >= 0 && n != expected))
+        return -1;
+    *data_len = d;
+    return n;
+}
+
+/*
+ * Parses array_send output: int32 ndim (0 or 1 here), int32 flags (0, or
+ * 1 when it has NULLs), the element type OID, then per dimension int32
+ * length and int32 lower bound, then per element int32 length (-1: NULL)
+ * and that many bytes. Run twice like array_from_text().
+ */
+static int64_t
+array_from_binary(const char *v, size_t len, Oid elem_type, array_elem *elems, char *data,
+                  size_t *data_len)
+{
+    if (len < 12)
+        return -1;
+    int32_t ndim = (int32_t)be_uint(v, 4);
+    uint32_t flags = (uint32_t)be_uint(v + 4, 4);
+    Oid type = (Oid)be_uint(v + 8, 4);
+    if (flags > 1 || type != elem_type)
+        return -1;
+    size_t pos = 12;
+    int64_t n = 0;
+    if (ndim == 1) {
+        if (len < 20)
+            return -1;
+        int32_t dim = (int32_t)be_uint(v + 12, 4);
+        int32_t lower = (int32_t)be_uint(v + 16, 4);
+        if (dim < 0 || (int64_t)lower + dim - 1 > INT32_MAX)
+            return -1;
+        n = dim;
+        pos = 20;
+    } else if (ndim != 0) {
+        return -1;
+    }
+    /* Each element takes at least its 4-byte length. */
+    if ((uint64_t)n > (len - pos) / 4)
+        return -1;
+    size_t d = 0;
+    for (int64_t k = 0; k < n; k++) {
+        if (len - pos < 4)
+            return -1;
+        int32_t elen = (int32_t)be_uint(v + pos, 4);
+        pos += 4;
+        if (elen == -1) {
+            if (elems)
+                elems[k] = (array_elem){ NULL, 0 };
+            continue;
+        }
+        if (elen < 0 || (size_t)elen > len - pos)
+            return -1;
+        if (elems) {
+            memcpy(data + d, v + pos, (size_t)elen);
+            data[d + (size_t)elen] = '\0';
+            elems[k] = (array_elem){ data + d, elen };
+        }
+        pos += (size_t)elen;
+        d += (size_t)elen + 1;
+    }
+    if (pos != len)
+        return -1;
+    *data_len = d;
+    return n;
+}
+
+int
+pgev_result_get_array(const pgev_result *res, int row, int col, pgev_array **out)
+{
+    field f;
+    int rc = field_get(res, row, col, out, &f);
+    if (rc != PGEV_OK)
+        return rc;
+    Oid elem_type = array_elem_type(f.type);
+    if (!elem_type)
+        return PGEV_EINVAL;
+    size_t data_len = 0;
+    int64_t n = f.binary ? array_from_binary(f.val, (size_t)f.len, elem_type, NULL, NULL, &data_len)
+                         : array_from_text(f.val, (size_t)f.len, NULL, NULL, &data_len);
+    if (n < 0)
+        return PGEV_EINVAL;
+    /* n <= f.len and data_len <= f.len + n, but the element table is
+     * bigger than the text: check where size_t is narrow. */
+    if ((uint64_t)n > (SIZE_MAX - sizeof(pgev_array) - data_len - 1) / sizeof(array_elem))
+        return PGEV_ENOMEM;
+    size_t head = sizeof(pgev_array) + (size_t)n * sizeof(array_elem);
+    pgev_array *a = malloc(head + data_len + 1);
+    if (!a)
+        return PGEV_ENOMEM;
+    a->elem_type = elem_type;
+    a->binary = f.binary;
+    a->count = (size_t)n;
+    char *data = (char *)a + head;
+    size_t len = (size_t)f.len;
+    int64_t again = f.binary ? array_from_binary(f.val, len, elem_type, a->elems, data, &data_len)
+                             : array_from_text(f.val, len, a->elems, data, &data_len);
+    if (again != n) { /* cannot happen: the same parser on the same bytes */
+        free(a);
+        return PGEV_EINVAL;
+    }
+    *out = a;
+    return PGEV_OK;
+}
+
+void
+pgev_array_free(pgev_array *a)
+{
+    free(a);
+}
+
+size_t
+pgev_array_count(const pgev_array *a)
+{
+    return a ? a->count : 0;
+}
+
+Oid
+pgev_array_elem_type(const pgev_array *a)
+{
+    return a ? a->elem_type : 0;
+}
+
+int
+pgev_array_is_null(const pgev_array *a, size_t i)
+{
+    if (!a || i >= a->count)
+        return PGEV_EINVAL;
+    return a->elems[i].val ? 0 : 1;
+}
+
+/* Element i as a field, like field_get(): PGEV_OK, 1 for NULL, or PGEV_EINVAL. */
+static int
+elem_get(const pgev_array *a, size_t i, const void *out, field *f)
+{
+    if (!a || !out || i >= a->count)
+        return PGEV_EINVAL;
+    if (!a->elems[i].val)
+        return 1;
+    f->val = a->elems[i].val;
+    f->len = a->elems[i].len;
+    f->type = a->elem_type;
+    f->binary = a->binary;
+    return PGEV_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * The public accessors: a result field or an array element, then a decoder
+ * ------------------------------------------------------------------------ */
+
+#define DEFINE_ACCESSORS(name, decoder, out_type)                                         \
+    int pgev_result_get_##name(const pgev_result *res, int row, int col, out_type out)      \
+    {                                                                                       \
+        field f;                                                                            \
+        int rc = field_get(res, row, col, out, &f);                                         \
+        return rc != PGEV_OK ? rc : decoder(&f, out);                                       \
+    }                                                                                       \
+    int pgev_array_get_##name(const pgev_array *a, size_t i, out_type out)                  \
+    {                                                                                       \
+        field f;                                                                            \
+        int rc = elem_get(a, i, out, &f);                                                   \
+        return rc != PGEV_OK ? rc : decoder(&f, out);                                       \
+    }
+
+DEFINE_ACCESSORS(int64, decode_int64, int64_t *)
+DEFINE_ACCESSORS(int32, decode_int32, int32_t *)
+DEFINE_ACCESSORS(int16, decode_int16, int16_t *)
+DEFINE_ACCESSORS(double, decode_double, double *)
+DEFINE_ACCESSORS(bool, decode_bool, bool *)
+DEFINE_ACCESSORS(date, decode_date, int32_t *)
+DEFINE_ACCESSORS(timestamp, decode_timestamp, int64_t *)
+DEFINE_ACCESSORS(inet, decode_inet, pgev_inet *)
+DEFINE_ACCESSORS(interval, decode_interval, pgev_interval *)
+
+/* Spelled out: the header declares the output as uint8_t out[16]. */
+int
+pgev_result_get_uuid(const pgev_result *res, int row, int col, uint8_t out[16])
+{
+    field f;
+    int rc = field_get(res, row, col, out, &f);
+    return rc != PGEV_OK ? rc : decode_uuid(&f, out);
+}
+
+int
+pgev_array_get_uuid(const pgev_array *a, size_t i, uint8_t out[16])
+{
+    field f;
+    int rc = elem_get(a, i, out, &f);
+    return rc != PGEV_OK ? rc : decode_uuid(&f, out);
+}
+
+/* The accessors with a length (text) or a caller's buffer (bytea, numeric). */
+#define DEFINE_TEXT_ACCESSORS(name, decoder)                                                  \
+    int pgev_result_get_##name(const pgev_result *res, int row, int col, const char **out,     \
+                               size_t *len)                                                   \
+    {                                                                                         \
+        field f;                                                                              \
+        int rc = field_get(res, row, col, out, &f);                                           \
+        return rc != PGEV_OK ? rc : decoder(&f, out, len);                                    \
+    }                                                                                         \
+    int pgev_array_get_##name(const pgev_array *a, size_t i, const char **out, size_t *len)   \
+    {                                                                                         \
+        field f;                                                                              \
+        int rc = elem_get(a, i, out, &f);                                                     \
+        return rc != PGEV_OK ? rc : decoder(&f, out, len);                                    \
+    }
+
+DEFINE_TEXT_ACCESSORS(text, decode_text)
+DEFINE_TEXT_ACCESSORS(json, decode_json)
+
+#define DEFINE_BUFFER_ACCESSORS(name, decoder, buf_type)                                      \
+    int pgev_result_get_##name(const pgev_result *res, int row, int col, buf_type buf,         \
+                               size_t cap, size_t *len)                                       \
+    {                                                                                         \
+        field f;                                                                              \
+        int rc = field_get(res, row, col, len, &f);                                           \
+        return rc != PGEV_OK ? rc : decoder(&f, buf, cap, len);                               \
+    }                                                                                         \
+    int pgev_array_get_##name(const pgev_array *a, size_t i, buf_type buf, size_t cap,        \
+                              size_t *len)                                                    \
+    {                                                                                         \
+        field f;                                                                              \
+        int rc = elem_get(a, i, len, &f);                                                     \
+        return rc != PGEV_OK ? rc : decoder(&f, buf, cap, len);                               \
+    }
+
+DEFINE_BUFFER_ACCESSORS(bytea, decode_bytea, void *)
+DEFINE_BUFFER_ACCESSORS(numeric, decode_numeric, char *)
 
 /* ------------------------------------------------------------------------
  * Parameters
@@ -822,6 +1471,7 @@ params_add(pgev_params *p, Oid type, const char *value, int length, int format)
     p->lengths_[i] = length;
     p->formats_[i] = format;
     p->inline_[i] = false;
+    p->owned_[i] = false;
     return PGEV_OK;
 }
 
@@ -838,6 +1488,7 @@ params_add_scalar(pgev_params *p, Oid type, uint64_t bits, int n)
     p->lengths_[i] = n;
     p->formats_[i] = 1;
     p->inline_[i] = true;
+    p->owned_[i] = false;
     return PGEV_OK;
 }
 
@@ -928,6 +1579,7 @@ pgev_params_uuid(pgev_params *p, const uint8_t uuid[16])
     p->lengths_[i] = 16;
     p->formats_[i] = 1;
     p->inline_[i] = true;
+    p->owned_[i] = false;
     return PGEV_OK;
 }
 
@@ -990,4 +1642,364 @@ pgev_params_apply(pgev_params *p, pgev_query_args *args)
     args->param_lengths = p->lengths_;
     args->param_formats = p->formats_;
     return PGEV_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * Array parameters
+ * ------------------------------------------------------------------------ */
+
+/* Adds an encoded array that p owns (freed by pgev_params_clear()). */
+static int
+params_add_owned(pgev_params *p, Oid type, char *buf, size_t len, int format)
+{
+    int i = params_slot(p);
+    if (i < 0) {
+        free(buf);
+        return PGEV_EINVAL;
+    }
+    p->types_[i] = type;
+    p->values_[i] = buf;
+    p->lengths_[i] = (int)len;
+    p->formats_[i] = format;
+    p->inline_[i] = false;
+    p->owned_[i] = true;
+    return PGEV_OK;
+}
+
+/* Marks p failed and returns rc (the sticky error). */
+static int
+params_fail(pgev_params *p, int rc)
+{
+    if (p)
+        p->failed_ = 1;
+    return rc;
+}
+
+/* Writes one element of a binary array; false when it cannot be sent. */
+typedef bool (*elem_encoder)(const void *values, size_t i, char *out);
+
+/*
+ * The binary array (array_recv's input) of n fixed-width elements: the
+ * header (one dimension, lower bound 1; no dimension when n is 0), then
+ * per element its length (-1 for NULL) and width bytes.
+ */
+static int
+params_fixed_array(pgev_params *p, Oid array_type, Oid elem_type, int width, const void *values,
+                   const bool *nulls, size_t n, elem_encoder encode)
+{
+    if (!p)
+        return PGEV_EINVAL;
+    if ((n > 0 && !values) || n > (size_t)(INT_MAX - 20) / (size_t)(4 + width))
+        return params_fail(p, PGEV_EINVAL);
+    if (p->count_ >= PGEV_PARAMS_MAX)
+        return params_fail(p, PGEV_EINVAL);
+    size_t len = n ? 20 + n * (size_t)(4 + width) : 12;
+    char *buf = malloc(len);
+    if (!buf)
+        return params_fail(p, PGEV_ENOMEM);
+    bool has_null = false;
+    size_t pos = n ? 20 : 12;
+    for (size_t i = 0; i < n; i++) {
+        if (nulls && nulls[i]) {
+            put_be(buf + pos, UINT32_MAX, 4); /* -1 */
+            pos += 4;
+            has_null = true;
+            continue;
+        }
+        put_be(buf + pos, (uint32_t)width, 4);
+        if (!encode(values, i, buf + pos + 4)) {
+            free(buf);
+            return params_fail(p, PGEV_EINVAL);
+        }
+        pos += 4 + (size_t)width;
+    }
+    put_be(buf, n ? 1 : 0, 4);
+    put_be(buf + 4, has_null ? 1 : 0, 4);
+    put_be(buf + 8, elem_type, 4);
+    if (n) {
+        put_be(buf + 12, n, 4);
+        put_be(buf + 16, 1, 4);
+    }
+    return params_add_owned(p, array_type, buf, pos, 1);
+}
+
+static bool
+enc_bool(const void *v, size_t i, char *out)
+{
+    out[0] = ((const bool *)v)[i] ? 1 : 0;
+    return true;
+}
+
+static bool
+enc_int2(const void *v, size_t i, char *out)
+{
+    put_be(out, (uint16_t)((const int16_t *)v)[i], 2);
+    return true;
+}
+
+static bool
+enc_int4(const void *v, size_t i, char *out)
+{
+    put_be(out, (uint32_t)((const int32_t *)v)[i], 4);
+    return true;
+}
+
+static bool
+enc_int8(const void *v, size_t i, char *out)
+{
+    put_be(out, (uint64_t)((const int64_t *)v)[i], 8);
+    return true;
+}
+
+static bool
+enc_float4(const void *v, size_t i, char *out)
+{
+    uint32_t bits;
+    memcpy(&bits, (const float *)v + i, sizeof bits);
+    put_be(out, bits, 4);
+    return true;
+}
+
+static bool
+enc_float8(const void *v, size_t i, char *out)
+{
+    uint64_t bits;
+    memcpy(&bits, (const double *)v + i, sizeof bits);
+    put_be(out, bits, 8);
+    return true;
+}
+
+static bool
+enc_uuid(const void *v, size_t i, char *out)
+{
+    memcpy(out, (const uint8_t *)v + 16 * i, 16);
+    return true;
+}
+
+/* Unix days to the server's, keeping the infinities (as pgev_params_date()). */
+static bool
+date_to_pg(int32_t days, int32_t *pg)
+{
+    if (days == INT32_MAX || days == INT32_MIN) {
+        *pg = days;
+        return true;
+    }
+    int64_t shifted = (int64_t)days - PG_EPOCH_DAYS;
+    if (shifted <= INT32_MIN) /* never a finite date sent as -infinity */
+        return false;
+    *pg = (int32_t)shifted;
+    return true;
+}
+
+static bool
+time_to_pg(int64_t usec, int64_t *pg)
+{
+    if (usec == INT64_MAX || usec == INT64_MIN) {
+        *pg = usec;
+        return true;
+    }
+    return !__builtin_sub_overflow(usec, PG_EPOCH_USEC, pg) && *pg != INT64_MIN;
+}
+
+static bool
+enc_date(const void *v, size_t i, char *out)
+{
+    int32_t pg;
+    if (!date_to_pg(((const int32_t *)v)[i], &pg))
+        return false;
+    put_be(out, (uint32_t)pg, 4);
+    return true;
+}
+
+static bool
+enc_time(const void *v, size_t i, char *out)
+{
+    int64_t pg;
+    if (!time_to_pg(((const int64_t *)v)[i], &pg))
+        return false;
+    put_be(out, (uint64_t)pg, 8);
+    return true;
+}
+
+int
+pgev_params_bool_array(pgev_params *p, const bool *v, const bool *nulls, size_t n)
+{
+    return params_fixed_array(p, OID_BOOL_ARRAY, OID_BOOL, 1, v, nulls, n, enc_bool);
+}
+
+int
+pgev_params_int2_array(pgev_params *p, const int16_t *v, const bool *nulls, size_t n)
+{
+    return params_fixed_array(p, OID_INT2_ARRAY, OID_INT2, 2, v, nulls, n, enc_int2);
+}
+
+int
+pgev_params_int4_array(pgev_params *p, const int32_t *v, const bool *nulls, size_t n)
+{
+    return params_fixed_array(p, OID_INT4_ARRAY, OID_INT4, 4, v, nulls, n, enc_int4);
+}
+
+int
+pgev_params_int8_array(pgev_params *p, const int64_t *v, const bool *nulls, size_t n)
+{
+    return params_fixed_array(p, OID_INT8_ARRAY, OID_INT8, 8, v, nulls, n, enc_int8);
+}
+
+int
+pgev_params_float4_array(pgev_params *p, const float *v, const bool *nulls, size_t n)
+{
+    return params_fixed_array(p, OID_FLOAT4_ARRAY, OID_FLOAT4, 4, v, nulls, n, enc_float4);
+}
+
+int
+pgev_params_float8_array(pgev_params *p, const double *v, const bool *nulls, size_t n)
+{
+    return params_fixed_array(p, OID_FLOAT8_ARRAY, OID_FLOAT8, 8, v, nulls, n, enc_float8);
+}
+
+int
+pgev_params_uuid_array(pgev_params *p, const uint8_t (*v)[16], const bool *nulls, size_t n)
+{
+    return params_fixed_array(p, OID_UUID_ARRAY, OID_UUID, 16, v, nulls, n, enc_uuid);
+}
+
+int
+pgev_params_date_array(pgev_params *p, const int32_t *days, const bool *nulls, size_t n)
+{
+    return params_fixed_array(p, OID_DATE_ARRAY, OID_DATE, 4, days, nulls, n, enc_date);
+}
+
+int
+pgev_params_timestamp_array(pgev_params *p, const int64_t *usec, const bool *nulls, size_t n)
+{
+    return params_fixed_array(p, OID_TIMESTAMP_ARRAY, OID_TIMESTAMP, 8, usec, nulls, n, enc_time);
+}
+
+int
+pgev_params_timestamptz_array(pgev_params *p, const int64_t *usec, const bool *nulls, size_t n)
+{
+    return params_fixed_array(p, OID_TIMESTAMPTZ_ARRAY, OID_TIMESTAMPTZ, 8, usec, nulls, n,
+                              enc_time);
+}
+
+/*
+ * A binary array of variable-length elements: strings (lens NULL: each
+ * element's strlen) or byte strings (lens given); a NULL element pointer
+ * is SQL NULL.
+ */
+static int
+params_varlen_array(pgev_params *p, Oid array_type, Oid elem_type, const void *const *v,
+                    const size_t *lens, size_t n)
+{
+    if (!p)
+        return PGEV_EINVAL;
+    if ((n > 0 && !v) || n > (size_t)(INT_MAX - 20) / 4)
+        return params_fail(p, PGEV_EINVAL);
+    if (p->count_ >= PGEV_PARAMS_MAX)
+        return params_fail(p, PGEV_EINVAL);
+    size_t len = n ? 20 : 12;
+    for (size_t i = 0; i < n; i++) {
+        size_t elen = !v[i] ? 0 : lens ? lens[i] : strlen(v[i]);
+        if (elen > (size_t)INT_MAX - 4 || len + 4 + elen > (size_t)INT_MAX)
+            return params_fail(p, PGEV_EINVAL);
+        len += 4 + elen;
+    }
+    char *buf = malloc(len ? len : 1);
+    if (!buf)
+        return params_fail(p, PGEV_ENOMEM);
+    bool has_null = false;
+    size_t pos = n ? 20 : 12;
+    for (size_t i = 0; i < n; i++) {
+        if (!v[i]) {
+            put_be(buf + pos, UINT32_MAX, 4);
+            pos += 4;
+            has_null = true;
+            continue;
+        }
+        size_t elen = lens ? lens[i] : strlen(v[i]);
+        put_be(buf + pos, elen, 4);
+        if (elen)
+            memcpy(buf + pos + 4, v[i], elen);
+        pos += 4 + elen;
+    }
+    put_be(buf, n ? 1 : 0, 4);
+    put_be(buf + 4, has_null ? 1 : 0, 4);
+    put_be(buf + 8, elem_type, 4);
+    if (n) {
+        put_be(buf + 12, n, 4);
+        put_be(buf + 16, 1, 4);
+    }
+    return params_add_owned(p, array_type, buf, pos, 1);
+}
+
+int
+pgev_params_text_array(pgev_params *p, const char *const *v, size_t n)
+{
+    return params_varlen_array(p, OID_TEXT_ARRAY, OID_TEXT, (const void *const *)v, NULL, n);
+}
+
+int
+pgev_params_bytea_array(pgev_params *p, const void *const *data, const size_t *lens, size_t n)
+{
+    if (n > 0 && !lens)
+        return params_fail(p, PGEV_EINVAL);
+    return params_varlen_array(p, OID_BYTEA_ARRAY, OID_BYTEA, data, lens, n);
+}
+
+/*
+ * numeric[] goes as text ("{"1.5","-2",NULL}") so that no precision is
+ * lost and the server parses each decimal as pgev_params_numeric() has it
+ * do: every element quoted, with '"' and '\' escaped.
+ */
+int
+pgev_params_numeric_array(pgev_params *p, const char *const *decimals, size_t n)
+{
+    if (!p)
+        return PGEV_EINVAL;
+    if (n > 0 && !decimals)
+        return params_fail(p, PGEV_EINVAL);
+    if (p->count_ >= PGEV_PARAMS_MAX)
+        return params_fail(p, PGEV_EINVAL);
+    size_t len = 3; /* braces and NUL */
+    for (size_t i = 0; i < n; i++) {
+        size_t elen = decimals[i] ? 2 + 2 * strlen(decimals[i]) : 4;
+        if (elen > (size_t)INT_MAX || len + elen + 1 > (size_t)INT_MAX)
+            return params_fail(p, PGEV_EINVAL);
+        len += elen + 1;
+    }
+    char *buf = malloc(len);
+    if (!buf)
+        return params_fail(p, PGEV_ENOMEM);
+    size_t pos = 0;
+    buf[pos++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            buf[pos++] = ',';
+        if (!decimals[i]) {
+            memcpy(buf + pos, "NULL", 4);
+            pos += 4;
+            continue;
+        }
+        buf[pos++] = '"';
+        for (const char *c = decimals[i]; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                buf[pos++] = '\\';
+            buf[pos++] = *c;
+        }
+        buf[pos++] = '"';
+    }
+    buf[pos++] = '}';
+    buf[pos] = '\0';
+    return params_add_owned(p, OID_NUMERIC_ARRAY, buf, 0, 0);
+}
+
+void
+pgev_params_clear(pgev_params *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->count_; i++)
+        if (p->owned_[i])
+            free((void *)p->values_[i]);
+    pgev_params_init(p);
 }

@@ -87,6 +87,25 @@ START_TEST(result_accessors_null)
     ck_assert_int_eq(pgev_result_get_text(NULL, 0, 0, &text, &len), PGEV_EINVAL);
     ck_assert_int_eq(pgev_result_get_int64(NULL, 0, 0, NULL), PGEV_EINVAL);
     ck_assert_int_eq(pgev_result_get_text(NULL, 0, 0, NULL, NULL), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_result_get_json(NULL, 0, 0, &text, &len), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_result_column(NULL, "x"), PGEV_EINVAL);
+    pgev_inet in = { .bits = 77 };
+    pgev_interval iv = { .days = 77 };
+    pgev_array *arr = (pgev_array *)&in;
+    ck_assert_int_eq(pgev_result_get_inet(NULL, 0, 0, &in), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_result_get_interval(NULL, 0, 0, &iv), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_result_get_array(NULL, 0, 0, &arr), PGEV_EINVAL);
+    ck_assert_ptr_eq(arr, (pgev_array *)&in);
+    ck_assert_int_eq(in.bits, 77);
+    ck_assert_int_eq(iv.days, 77);
+    /* A NULL array: no elements, every element accessor refuses. */
+    pgev_array_free(NULL);
+    ck_assert_uint_eq(pgev_array_count(NULL), 0);
+    ck_assert_int_eq(pgev_array_elem_type(NULL), 0);
+    ck_assert_int_eq(pgev_array_is_null(NULL, 0), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_array_get_int64(NULL, 0, &i64), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_array_get_text(NULL, 0, &text, &len), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_array_get_interval(NULL, 0, &iv), PGEV_EINVAL);
     /* Nothing stored on error. */
     ck_assert_int_eq(i64, 77);
     ck_assert_int_eq(i32, 77);

@@ -6,6 +6,8 @@
  * except the "encode" case.
  */
 #include "testutil.h"
+/* For the server-free hostile-input cases: a pgev_result around a made-up PGresult. */
+#include "../lib/pgev-internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -986,12 +988,870 @@ START_TEST(params_rejected_by_server)
 }
 END_TEST
 
+/* ---- arrays ------------------------------------------------------------- */
+
+#define USEC INT64_C(1000000)
+
+/* Decodes column col as an array of count elements (asserting both). */
+static pgev_array *get_array(pgev_result *res, int col, size_t count, bool binary)
+{
+    pgev_array *a = NULL;
+    int rc = pgev_result_get_array(res, 0, col, &a);
+    ck_assert_msg(rc == PGEV_OK, "%s: column %d: pgev_result_get_array returned %d", FMT(binary),
+                  col, rc);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_msg(pgev_array_count(a) == count, "%s: column %d has %zu elements, not %zu",
+                  FMT(binary), col, pgev_array_count(a), count);
+    return a;
+}
+
+static void check_arrays(pgev_result *res, bool binary)
+{
+    const char *f = FMT(binary);
+    int16_t i16;
+    int32_t i32;
+    int64_t i64;
+    double d;
+    bool b;
+    const char *t;
+    size_t len;
+    char buf[64];
+
+    /* int2[]: values, a NULL element, and overflow checks per element. */
+    pgev_array *a = get_array(res, 0, 3, binary);
+    ck_assert_int_eq(pgev_array_elem_type(a), 21);
+    ck_assert_int_eq(pgev_array_get_int16(a, 0, &i16), PGEV_OK);
+    ck_assert_int_eq(i16, 1);
+    i16 = 7;
+    ck_assert_int_eq(pgev_array_is_null(a, 1), 1);
+    ck_assert_int_eq(pgev_array_is_null(a, 0), 0);
+    ck_assert_int_eq(pgev_array_get_int16(a, 1, &i16), 1);
+    ck_assert_int_eq(i16, 7);
+    ck_assert_int_eq(pgev_array_get_int64(a, 2, &i64), PGEV_OK);
+    ck_assert(i64 == INT16_MIN);
+    ck_assert_int_eq(pgev_array_get_int16(a, 3, &i16), PGEV_EINVAL); /* no element 3 */
+    ck_assert_int_eq(pgev_array_is_null(a, 3), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_array_get_int16(a, 0, NULL), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_array_get_bool(a, 0, &b), PGEV_EINVAL); /* type mismatch */
+    pgev_array_free(a);
+
+    a = get_array(res, 1, 2, binary);
+    ck_assert_int_eq(pgev_array_get_int32(a, 0, &i32), PGEV_OK);
+    ck_assert_int_eq(i32, INT32_MAX);
+    i16 = 7;
+    ck_assert_int_eq(pgev_array_get_int16(a, 0, &i16), PGEV_EINVAL); /* overflow */
+    ck_assert_int_eq(i16, 7);
+    ck_assert_int_eq(pgev_array_get_int32(a, 1, &i32), 1);
+    pgev_array_free(a);
+
+    a = get_array(res, 2, 2, binary);
+    ck_assert_int_eq(pgev_array_get_int64(a, 0, &i64), PGEV_OK);
+    ck_assert(i64 == INT64_MIN);
+    ck_assert_int_eq(pgev_array_get_int32(a, 0, &i32), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_array_get_int64(a, 1, &i64), PGEV_OK);
+    ck_assert(i64 == 0);
+    pgev_array_free(a);
+
+    /* text[]: NULL against the string "NULL", quoting and escapes. */
+    static const char *const texts[] = { "a", NULL, "NULL", "with \"quote\" and \\ backslash",
+                                         "", "sp ace", "{braces},", "null" };
+    a = get_array(res, 3, 8, binary);
+    for (size_t i = 0; i < 8; i++) {
+        t = NULL;
+        int rc = pgev_array_get_text(a, i, &t, &len);
+        if (!texts[i]) {
+            ck_assert_msg(rc == 1, "%s: text[%zu] should be NULL (rc %d)", f, i, rc);
+            continue;
+        }
+        ck_assert_msg(rc == PGEV_OK, "%s: text[%zu] rc %d", f, i, rc);
+        ck_assert_str_eq(t, texts[i]);
+        ck_assert_uint_eq(len, strlen(texts[i]));
+    }
+    ck_assert_int_eq(pgev_array_get_int64(a, 0, &i64), PGEV_EINVAL);
+    pgev_array_free(a);
+
+    a = get_array(res, 4, 3, binary);
+    ck_assert_int_eq(pgev_array_get_double(a, 0, &d), PGEV_OK);
+    ck_assert(d == 1.5);
+    ck_assert_int_eq(pgev_array_get_double(a, 1, &d), 1);
+    ck_assert_int_eq(pgev_array_get_double(a, 2, &d), PGEV_OK);
+    ck_assert(isnan(d));
+    pgev_array_free(a);
+
+    a = get_array(res, 5, 3, binary);
+    ck_assert_int_eq(pgev_array_get_bool(a, 0, &b), PGEV_OK);
+    ck_assert(b);
+    ck_assert_int_eq(pgev_array_get_bool(a, 1, &b), PGEV_OK);
+    ck_assert(!b);
+    ck_assert_int_eq(pgev_array_get_bool(a, 2, &b), 1);
+    pgev_array_free(a);
+
+    a = get_array(res, 6, 2, binary);
+    ck_assert_int_eq(pgev_array_get_bytea(a, 0, buf, sizeof buf, &len), PGEV_OK);
+    ck_assert_uint_eq(len, 2);
+    ck_assert(memcmp(buf, "\x00\xff", 2) == 0);
+    ck_assert_int_eq(pgev_array_get_bytea(a, 1, buf, sizeof buf, &len), 1);
+    pgev_array_free(a);
+
+    a = get_array(res, 7, 1, binary);
+    uint8_t u[16];
+    ck_assert_int_eq(pgev_array_get_uuid(a, 0, u), PGEV_OK);
+    ck_assert(memcmp(u, "\xa0\xee\xbc\x99\x9c\x0b\x4e\xf8\xbb\x6d\x6b\xb9\xbd\x38\x0a\x11", 16) == 0);
+    pgev_array_free(a);
+
+    a = get_array(res, 8, 3, binary);
+    ck_assert_int_eq(pgev_array_get_numeric(a, 0, buf, sizeof buf, &len), PGEV_OK);
+    ck_assert_str_eq(buf, "12.50");
+    ck_assert_int_eq(pgev_array_get_numeric(a, 1, buf, sizeof buf, &len), 1);
+    ck_assert_int_eq(pgev_array_get_numeric(a, 2, buf, sizeof buf, &len), PGEV_OK);
+    ck_assert_str_eq(buf, "NaN");
+    pgev_array_free(a);
+
+    a = get_array(res, 9, 3, binary);
+    ck_assert_int_eq(pgev_array_get_date(a, 0, &i32), PGEV_OK);
+    ck_assert_int_eq(i32, 10957);
+    ck_assert_int_eq(pgev_array_get_date(a, 1, &i32), PGEV_OK);
+    ck_assert_int_eq(i32, INT32_MAX);
+    ck_assert_int_eq(pgev_array_get_date(a, 2, &i32), 1);
+    pgev_array_free(a);
+
+    a = get_array(res, 10, 2, binary);
+    ck_assert_int_eq(pgev_array_get_timestamp(a, 0, &i64), PGEV_OK);
+    ck_assert(i64 == 1500000);
+    ck_assert_int_eq(pgev_array_get_timestamp(a, 1, &i64), 1);
+    pgev_array_free(a);
+
+    a = get_array(res, 11, 1, binary);
+    ck_assert_int_eq(pgev_array_get_timestamp(a, 0, &i64), PGEV_OK);
+    ck_assert(i64 == 3600 * USEC);
+    pgev_array_free(a);
+
+    a = get_array(res, 12, 0, binary); /* '{}' */
+    ck_assert_int_eq(pgev_array_get_int32(a, 0, &i32), PGEV_EINVAL);
+    pgev_array_free(a);
+
+    a = (pgev_array *)0x1;
+    ck_assert_int_eq(pgev_result_get_array(res, 0, 13, &a), 1); /* NULL array */
+    ck_assert_ptr_eq(a, (pgev_array *)0x1);
+
+    /* A lower bound other than 1 ("[0:2]={7,8,9}" in text). */
+    a = get_array(res, 14, 3, binary);
+    ck_assert_int_eq(pgev_array_get_int32(a, 2, &i32), PGEV_OK);
+    ck_assert_int_eq(i32, 9);
+    pgev_array_free(a);
+
+    a = (pgev_array *)0x1;
+    ck_assert_int_eq(pgev_result_get_array(res, 0, 15, &a), PGEV_EINVAL); /* two dimensions */
+    ck_assert_int_eq(pgev_result_get_array(res, 0, 17, &a), PGEV_EINVAL); /* not an array */
+    ck_assert_int_eq(pgev_result_get_array(res, 0, 16, NULL), PGEV_EINVAL);
+    ck_assert_ptr_eq(a, (pgev_array *)0x1);
+
+    a = get_array(res, 16, 1, binary);
+    ck_assert_int_eq(pgev_array_get_text(a, 0, &t, NULL), PGEV_OK);
+    ck_assert_str_eq(t, "x");
+    pgev_array_free(a);
+
+    a = get_array(res, 18, 1, binary);
+    ck_assert_int_eq(pgev_array_get_double(a, 0, &d), PGEV_OK);
+    ck_assert(d == 0.25);
+    pgev_array_free(a);
+
+    a = get_array(res, 19, 2, binary);
+    ck_assert_int_eq(pgev_array_get_json(a, 0, &t, &len), PGEV_OK);
+    ck_assert_str_eq(t, "{\"a\": 1}");
+    ck_assert_int_eq(pgev_array_get_json(a, 1, &t, &len), 1);
+    pgev_array_free(a);
+
+    a = get_array(res, 20, 1, binary);
+    pgev_interval iv;
+    ck_assert_int_eq(pgev_array_get_interval(a, 0, &iv), PGEV_OK);
+    ck_assert(iv.days == 1 && iv.months == 0 && iv.usec == 0);
+    pgev_array_free(a);
+
+    a = get_array(res, 21, 2, binary);
+    pgev_inet in;
+    ck_assert_int_eq(pgev_array_get_inet(a, 0, &in), PGEV_OK);
+    ck_assert(in.family == 4 && in.bits == 32 && memcmp(in.addr, "\x0a\0\0\x01", 4) == 0);
+    ck_assert_int_eq(pgev_array_get_inet(a, 1, &in), PGEV_OK);
+    ck_assert(in.family == 6 && in.bits == 128 && in.addr[15] == 1);
+    pgev_array_free(a);
+
+    pgev_array_free(NULL);
+    ck_assert_uint_eq(pgev_array_count(NULL), 0);
+}
+
+START_TEST(arrays)
+{
+    open_conn();
+    run_ok("SET TimeZone = 'Europe/Paris'");
+    check_both("SELECT ARRAY[1, NULL, -32768]::int2[], ARRAY[2147483647, NULL]::int4[], "
+               "ARRAY[-9223372036854775808, 0]::int8[], "
+               "ARRAY['a', NULL, 'NULL', 'with \"quote\" and \\ backslash', '', 'sp ace', "
+               "'{braces},', 'null']::text[], "
+               "ARRAY[1.5, NULL, 'NaN']::float8[], ARRAY[true, false, NULL], "
+               "ARRAY['\\x00ff'::bytea, NULL], "
+               "ARRAY['a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid], "
+               "ARRAY[12.50, NULL, 'NaN']::numeric[], "
+               "ARRAY['2000-01-01'::date, 'infinity', NULL], "
+               "ARRAY['1970-01-01 00:00:01.5'::timestamp, NULL], "
+               "ARRAY['1970-01-01 00:00:00-01'::timestamptz], '{}'::int4[], NULL::int4[], "
+               "'[0:2]={7,8,9}'::int4[], '{{1,2},{3,4}}'::int4[], ARRAY['x']::varchar[], 5, "
+               "ARRAY[0.25]::float4[], ARRAY['{\"a\": 1}'::jsonb, NULL], "
+               "ARRAY['1 day'::interval], ARRAY['10.0.0.1'::inet, '::1']",
+               check_arrays);
+    free_conn();
+}
+END_TEST
+
+/* Session settings that change array text: bytea_output and DateStyle. */
+static void check_array_settings(pgev_result *res, bool binary)
+{
+    pgev_array *a = get_array(res, 0, 2, binary);
+    unsigned char buf[8];
+    size_t len = 0;
+    ck_assert_int_eq(pgev_array_get_bytea(a, 0, buf, sizeof buf, &len), PGEV_OK);
+    ck_assert_uint_eq(len, 4);
+    ck_assert(memcmp(buf, "\x00\xff\\\"", 4) == 0);
+    ck_assert_int_eq(pgev_array_get_bytea(a, 1, buf, sizeof buf, &len), PGEV_OK);
+    ck_assert_uint_eq(len, 0);
+    pgev_array_free(a);
+
+    /* A date in the SQL style is not guessed at in text; binary does not care. */
+    a = get_array(res, 1, 1, binary);
+    int32_t days = 42;
+    ck_assert_int_eq(pgev_array_get_date(a, 0, &days), binary ? PGEV_OK : PGEV_EINVAL);
+    ck_assert_int_eq(days, binary ? 10957 : 42);
+    pgev_array_free(a);
+}
+
+START_TEST(array_settings)
+{
+    open_conn();
+    run_ok("SET bytea_output = escape");
+    run_ok("SET DateStyle = 'SQL, DMY'");
+    check_both("SELECT ARRAY['\\x00ff5c22'::bytea, ''::bytea], ARRAY['2000-01-01'::date]",
+               check_array_settings);
+    free_conn();
+}
+END_TEST
+
+/* ---- json, inet, interval ---------------------------------------------- */
+
+static void check_json_inet(pgev_result *res, bool binary)
+{
+    const char *t = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(pgev_result_get_json(res, 0, 0, &t, &len), PGEV_OK);
+    ck_assert_str_eq(t, "{\"a\": [1, 2]}");
+    ck_assert_uint_eq(len, strlen(t));
+    ck_assert_int_eq(pgev_result_get_json(res, 0, 1, &t, &len), PGEV_OK);
+    ck_assert_str_eq(t, "{\"k\":  \"v\"}"); /* json keeps its text as given */
+    ck_assert_int_eq(pgev_result_get_text(res, 0, 0, &t, &len), PGEV_OK); /* jsonb as text */
+    ck_assert_str_eq(t, "{\"a\": [1, 2]}");
+    ck_assert_int_eq(pgev_result_get_json(res, 0, 2, &t, &len), PGEV_EINVAL); /* text column */
+    ck_assert_int_eq(pgev_result_get_json(res, 0, 3, &t, &len), 1);
+
+    pgev_inet in;
+    memset(&in, 0x5a, sizeof in);
+    ck_assert_int_eq(pgev_result_get_inet(res, 0, 4, &in), PGEV_OK);
+    ck_assert(in.family == 4 && in.bits == 24 && !in.is_cidr);
+    ck_assert(memcmp(in.addr, "\xc0\xa8\x01\x05", 4) == 0);
+    ck_assert_int_eq(pgev_result_get_inet(res, 0, 5, &in), PGEV_OK);
+    ck_assert(in.family == 4 && in.bits == 8 && in.is_cidr);
+    ck_assert(memcmp(in.addr, "\x0a\0\0\0", 4) == 0);
+    ck_assert_int_eq(pgev_result_get_inet(res, 0, 6, &in), PGEV_OK);
+    ck_assert(in.family == 6 && in.bits == 64 && in.is_cidr);
+    ck_assert(memcmp(in.addr, "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\0", 16) == 0);
+    ck_assert_int_eq(pgev_result_get_inet(res, 0, 7, &in), PGEV_OK);
+    ck_assert(in.family == 6 && in.bits == 128 && !in.is_cidr);
+    ck_assert(memcmp(in.addr, "\0\0\0\0\0\0\0\0\0\0\xff\xff\x01\x02\x03\x04", 16) == 0);
+    ck_assert_int_eq(pgev_result_get_inet(res, 0, 2, &in), PGEV_EINVAL);
+
+    static const pgev_interval want[] = {
+        { .months = 14, .days = 3, .usec = (4 * 3600 + 5 * 60 + 6) * USEC + 789000 },
+        { .months = 0, .days = -1, .usec = (2 * 3600 + 3 * 60) * USEC },
+        { .months = -1, .days = 0, .usec = -1 },
+        { .months = 0, .days = 0, .usec = 0 },
+        { .months = INT32_MIN, .days = INT32_MAX, .usec = INT64_MAX - 1 },
+        { .months = 1, .days = 1, .usec = 100 * 3600 * USEC },
+    };
+    for (int i = 0; i < 6; i++) {
+        pgev_interval iv = { 0 };
+        int rc = pgev_result_get_interval(res, 0, 8 + i, &iv);
+        ck_assert_msg(rc == PGEV_OK, "%s: interval %d: rc %d", FMT(binary), i, rc);
+        ck_assert_msg(iv.months == want[i].months && iv.days == want[i].days &&
+                          iv.usec == want[i].usec,
+                      "%s: interval %d read as %d months %d days %lld us", FMT(binary), i,
+                      iv.months, iv.days, (long long)iv.usec);
+    }
+    pgev_interval iv = { .days = 42 };
+    ck_assert_int_eq(pgev_result_get_interval(res, 0, 2, &iv), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_result_get_interval(res, 0, 3, &iv), 1); /* NULL comes first */
+    ck_assert_int_eq(iv.days, 42);
+}
+
+START_TEST(json_inet_interval)
+{
+    open_conn();
+    check_both("SELECT '{\"a\":[1,2]}'::jsonb, '{\"k\":  \"v\"}'::json, 'x'::text, NULL::jsonb, "
+               "'192.168.1.5/24'::inet, '10.0.0.0/8'::cidr, '2001:db8::/64'::cidr, "
+               "'::ffff:1.2.3.4'::inet, "
+               "'1 year 2 mons 3 days 04:05:06.789'::interval, '-1 days +02:03:00'::interval, "
+               "'-1 mon -00:00:00.000001'::interval, '0'::interval, "
+               "make_interval(years => -178956970, months => -8, days => 2147483647) + "
+               "interval '2562047788 hours 54.775806 seconds', '1 mon 1 day 100 hours'::interval",
+               check_json_inet);
+    free_conn();
+}
+END_TEST
+
+static void check_interval_styles(pgev_result *res, bool binary)
+{
+    pgev_interval iv = { .days = 42 };
+    int rc = pgev_result_get_interval(res, 0, 0, &iv);
+    if (binary) {
+        ck_assert_int_eq(rc, PGEV_OK);
+        ck_assert(iv.months == 14 && iv.days == 3 && iv.usec == 4 * 3600 * USEC);
+    } else {
+        ck_assert_int_eq(rc, PGEV_EINVAL); /* not guessed */
+        ck_assert_int_eq(iv.days, 42);
+    }
+}
+
+START_TEST(interval_styles)
+{
+    static const char *const styles[] = { "sql_standard", "iso_8601", "postgres_verbose" };
+    open_conn();
+    for (int i = 0; i < 3; i++) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "SET IntervalStyle = %s", styles[i]);
+        run_ok(sql);
+        check_both("SELECT '1 year 2 mons 3 days 04:00:00'::interval", check_interval_styles);
+    }
+    free_conn();
+}
+END_TEST
+
+/* ---- columns by name ---------------------------------------------------- */
+
+static void check_columns(pgev_result *res, bool binary)
+{
+    (void)binary;
+    ck_assert_int_eq(pgev_result_column(res, "id"), 0);
+    ck_assert_int_eq(pgev_result_column(res, "Name"), 1);
+    ck_assert_int_eq(pgev_result_column(res, "name"), PGEV_EINVAL); /* exact, case-sensitive */
+    ck_assert_int_eq(pgev_result_column(res, "\"Name\""), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_result_column(res, "dup"), PGEV_EINVAL);  /* ambiguous */
+    ck_assert_int_eq(pgev_result_column(res, "missing"), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_result_column(res, ""), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_result_column(res, NULL), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_result_column(NULL, "id"), PGEV_EINVAL);
+    int64_t v = 0;
+    ck_assert_int_eq(pgev_result_get_int64(res, 0, pgev_result_column(res, "last"), &v), PGEV_OK);
+    ck_assert(v == 5);
+    PGresult *pg = pgev_result_steal(res);
+    ck_assert_int_eq(pgev_result_column(res, "id"), PGEV_EINVAL); /* no PGresult any more */
+    PQclear(pg);
+}
+
+START_TEST(columns_by_name)
+{
+    open_conn();
+    check_both("SELECT 1 AS id, 2 AS \"Name\", 3 AS dup, 4 AS dup, 5 AS last", check_columns);
+    free_conn();
+}
+END_TEST
+
+/* ---- array parameters --------------------------------------------------- */
+
+static const int64_t some_ids[] = { 3, 5, 8, 42 };
+
+static void check_count_3(pgev_result *res, bool binary)
+{
+    int64_t n = 0;
+    ck_assert_int_eq(pgev_result_get_int64(res, 0, 0, &n), PGEV_OK);
+    ck_assert_msg(n == 3, "%s: %lld rows matched", FMT(binary), (long long)n);
+}
+
+START_TEST(params_array_any)
+{
+    open_conn();
+    pgev_params p;
+    pgev_params_init(&p);
+    ck_assert_int_eq(pgev_params_int8_array(&p, some_ids, NULL, 4), PGEV_OK);
+    pgev_query_args args = { .sql = "SELECT count(*) FROM generate_series(1, 10) g WHERE g = ANY($1)" };
+    ck_assert_int_eq(pgev_params_apply(&p, &args), PGEV_OK);
+    run_check_args(args, false, check_count_3);
+    run_check_args(args, true, check_count_3);
+    pgev_params_clear(&p);
+    ck_assert_int_eq(pgev_params_count(&p), 0);
+
+    static const char *const names[] = { "b", "zz", NULL, "d" };
+    pgev_params_init(&p);
+    ck_assert_int_eq(pgev_params_text_array(&p, names, 4), PGEV_OK);
+    args.sql = "SELECT count(*) FROM unnest(ARRAY['a','b','c','d','e']) n WHERE n = ANY($1) "
+               "OR n IS NULL OR n = 'e'";
+    ck_assert_int_eq(pgev_params_apply(&p, &args), PGEV_OK);
+    run_check_args(args, true, check_count_3);
+    pgev_params_clear(&p);
+    free_conn();
+}
+END_TEST
+
+static const bool null_2nd[] = { false, true, false };
+static const int16_t a_i16[] = { INT16_MIN, 0, INT16_MAX };
+static const int32_t a_i32[] = { INT32_MIN, 0, INT32_MAX };
+static const int64_t a_i64[] = { INT64_MIN, 0, INT64_MAX };
+static const float a_f4[] = { -0.0f, 0, 0.1f };
+static const double a_f8[] = { 0.1, 0, -INFINITY };
+static const bool a_bool[] = { true, false, false };
+static const uint8_t a_uuid[3][16] = { { 0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d,
+                                         0x6b, 0xb9, 0xbd, 0x38, 0x0a, 0x11 },
+                                       { 0 },
+                                       { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff } };
+static const int32_t a_date[] = { -25567, 0, INT32_MAX };
+static const int64_t a_ts[] = { INT64_C(-2208988800000000) + 1, 0, INT64_MIN };
+static const int64_t a_tstz[] = { INT64_C(1719835200123456), 0, INT64_MAX };
+static const char *const a_text[] = { "h\xc3\xa9llo \"q\" \\ {x,y}", NULL, "NULL" };
+static const char *const a_num[] = { "-123456789012345678901234567890.000000000000000000001", NULL,
+                                     "NaN" };
+static const char a_bytes0[] = { 'a', 0, '\\', (char)0xff };
+static const void *const a_bytea[] = { a_bytes0, NULL, "" };
+static const size_t a_bytea_len[] = { sizeof a_bytes0, 0, 0 };
+
+static void fill_array_params(pgev_params *p)
+{
+    pgev_params_init(p);
+    ck_assert_int_eq(pgev_params_int2_array(p, a_i16, null_2nd, 3), PGEV_OK);       /* $1 */
+    ck_assert_int_eq(pgev_params_int4_array(p, a_i32, null_2nd, 3), PGEV_OK);       /* $2 */
+    ck_assert_int_eq(pgev_params_int8_array(p, a_i64, null_2nd, 3), PGEV_OK);       /* $3 */
+    ck_assert_int_eq(pgev_params_float4_array(p, a_f4, null_2nd, 3), PGEV_OK);      /* $4 */
+    ck_assert_int_eq(pgev_params_float8_array(p, a_f8, null_2nd, 3), PGEV_OK);      /* $5 */
+    ck_assert_int_eq(pgev_params_bool_array(p, a_bool, null_2nd, 3), PGEV_OK);      /* $6 */
+    ck_assert_int_eq(pgev_params_uuid_array(p, a_uuid, null_2nd, 3), PGEV_OK);      /* $7 */
+    ck_assert_int_eq(pgev_params_date_array(p, a_date, null_2nd, 3), PGEV_OK);      /* $8 */
+    ck_assert_int_eq(pgev_params_timestamp_array(p, a_ts, null_2nd, 3), PGEV_OK);   /* $9 */
+    ck_assert_int_eq(pgev_params_timestamptz_array(p, a_tstz, null_2nd, 3), PGEV_OK); /* $10 */
+    ck_assert_int_eq(pgev_params_text_array(p, a_text, 3), PGEV_OK);                /* $11 */
+    ck_assert_int_eq(pgev_params_numeric_array(p, a_num, 3), PGEV_OK);              /* $12 */
+    ck_assert_int_eq(pgev_params_bytea_array(p, a_bytea, a_bytea_len, 3), PGEV_OK); /* $13 */
+    ck_assert_int_eq(pgev_params_int8_array(p, NULL, NULL, 0), PGEV_OK);            /* $14: {} */
+    ck_assert_int_eq(pgev_params_int4_array(p, a_i32, NULL, 3), PGEV_OK);           /* $15 */
+}
+
+/* What the server made of them, as text it prints itself (not read by pgev's array decoder). */
+#define ARRAY_PARAMS_CHECK_SQL                                                                  \
+    "SELECT $1::text = '{-32768,NULL,32767}', $2::text = '{-2147483648,NULL,2147483647}', "      \
+    "$3::text = '{-9223372036854775808,NULL,9223372036854775807}', "                            \
+    "$4[1]::text = '-0' AND $4[2] IS NULL AND $4[3] = 0.1::float4, "                            \
+    "$5::text = '{0.1,NULL,-Infinity}', $6::text = '{t,NULL,f}', "                              \
+    "$7::text = '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,NULL,ffffffff-ffff-ffff-ffff-ffffffffffff}', " \
+    "$8::text = '{1900-01-01,NULL,infinity}', "                                                 \
+    "$9[1] = '1900-01-01 00:00:00.000001' AND $9[2] IS NULL AND $9[3] = '-infinity', "          \
+    "$10[1] = '2024-07-01 12:00:00.123456+00' AND $10[2] IS NULL AND $10[3] = 'infinity', "     \
+    "$11[1] = 'h\xc3\xa9llo \"q\" \\ {x,y}' AND $11[2] IS NULL AND $11[3] = 'NULL', "           \
+    "$12[1] = -123456789012345678901234567890.000000000000000000001 AND $12[2] IS NULL AND "    \
+    "$12[3] = 'NaN', "                                                                          \
+    "$13[1] = '\\x61005cff'::bytea AND $13[2] IS NULL AND $13[3] = '' AND "                     \
+    "cardinality($13) = 3, cardinality($14) = 0, array_lower($15, 1) = 1 AND "                  \
+    "array_ndims($15) = 1 AND array_position($15, NULL) IS NULL"
+
+START_TEST(params_arrays_decoded_by_server)
+{
+    open_conn();
+    run_ok("SET TimeZone = 'Asia/Kolkata'");
+    pgev_params p;
+    fill_array_params(&p);
+    pgev_query_args args = { .sql = ARRAY_PARAMS_CHECK_SQL };
+    ck_assert_int_eq(pgev_params_apply(&p, &args), PGEV_OK);
+    run_check_args(args, false, check_all_true);
+    run_check_args(args, true, check_all_true);
+    pgev_params_clear(&p);
+    free_conn();
+}
+END_TEST
+
+/* The same arrays read back through pgev_array. */
+static void check_array_roundtrip(pgev_result *res, bool binary)
+{
+    const char *f = FMT(binary);
+    pgev_array *a;
+    for (int col = 0; col < 13; col++) {
+        a = get_array(res, col, 3, binary);
+        ck_assert_msg(pgev_array_is_null(a, 1) == 1, "%s: $%d[2] is not NULL", f, col + 1);
+        for (size_t i = 0; i < 3; i += 2) {
+            int16_t i16;
+            int32_t i32;
+            int64_t i64;
+            double d;
+            bool b;
+            uint8_t u[16];
+            const char *t;
+            char buf[128];
+            size_t len;
+            int rc;
+            switch (col) {
+            case 0: rc = pgev_array_get_int16(a, i, &i16); ck_assert(i16 == a_i16[i]); break;
+            case 1: rc = pgev_array_get_int32(a, i, &i32); ck_assert(i32 == a_i32[i]); break;
+            case 2: rc = pgev_array_get_int64(a, i, &i64); ck_assert(i64 == a_i64[i]); break;
+            case 3:
+                rc = pgev_array_get_double(a, i, &d);
+                ck_assert(d == (double)a_f4[i] && !signbit(d) == !signbit(a_f4[i]));
+                break;
+            case 4: rc = pgev_array_get_double(a, i, &d); ck_assert(d == a_f8[i]); break;
+            case 5: rc = pgev_array_get_bool(a, i, &b); ck_assert(b == a_bool[i]); break;
+            case 6: rc = pgev_array_get_uuid(a, i, u); ck_assert(memcmp(u, a_uuid[i], 16) == 0); break;
+            case 7: rc = pgev_array_get_date(a, i, &i32); ck_assert(i32 == a_date[i]); break;
+            case 8: rc = pgev_array_get_timestamp(a, i, &i64); ck_assert(i64 == a_ts[i]); break;
+            case 9: rc = pgev_array_get_timestamp(a, i, &i64); ck_assert(i64 == a_tstz[i]); break;
+            case 10:
+                rc = pgev_array_get_text(a, i, &t, &len);
+                ck_assert_str_eq(t, a_text[i]);
+                break;
+            case 11:
+                rc = pgev_array_get_numeric(a, i, buf, sizeof buf, &len);
+                ck_assert_str_eq(buf, a_num[i]);
+                break;
+            default:
+                rc = pgev_array_get_bytea(a, i, buf, sizeof buf, &len);
+                ck_assert_uint_eq(len, a_bytea_len[i]);
+                ck_assert(memcmp(buf, a_bytea[i], len) == 0);
+                break;
+            }
+            ck_assert_msg(rc == PGEV_OK, "%s: $%d[%zu]: rc %d", f, col + 1, i + 1, rc);
+        }
+        pgev_array_free(a);
+    }
+    a = get_array(res, 13, 0, binary);
+    pgev_array_free(a);
+}
+
+START_TEST(params_arrays_round_trip)
+{
+    open_conn();
+    run_ok("SET TimeZone = 'America/St_Johns'");
+    pgev_params p;
+    fill_array_params(&p);
+    pgev_query_args args = { .sql = "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+                                    "$13, $14" };
+    ck_assert_int_eq(pgev_params_apply(&p, &args), PGEV_OK);
+    run_check_args(args, false, check_array_roundtrip);
+    run_check_args(args, true, check_array_roundtrip);
+    pgev_params_clear(&p);
+    free_conn();
+}
+END_TEST
+
+START_TEST(params_arrays_rejected_by_server)
+{
+    open_conn();
+    static const char *const bad[] = { "1", "12abc" };
+    pgev_params p;
+    pgev_params_init(&p);
+    ck_assert_int_eq(pgev_params_numeric_array(&p, bad, 2), PGEV_OK);
+    pgev_query_args args = { .sql = "SELECT $1" };
+    ck_assert_int_eq(pgev_params_apply(&p, &args), PGEV_OK);
+    tu_query q = { 0 };
+    ck_assert_int_gt(tu_submit(conn, &args, &q, false), 0);
+    pgev_params_clear(&p);
+    tu_wait_query(&q);
+    ck_assert_int_eq(q.status, PGEV_ESERVER);
+    ck_assert_str_eq(q.sqlstate, "22P02");
+    free_conn();
+}
+END_TEST
+
+/* Server-free: the array appenders' refusals and what they encode. */
+START_TEST(params_arrays_unhappy)
+{
+    pgev_params p;
+    pgev_query_args args = { 0 };
+
+    pgev_params_init(&p);
+    ck_assert_int_eq(pgev_params_int8_array(&p, NULL, NULL, 2), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_params_count(&p), 0);
+    ck_assert_int_eq(pgev_params_apply(&p, &args), PGEV_EINVAL);
+    pgev_params_clear(&p);
+
+    static const int32_t too_early[] = { 0, INT32_MIN + 1 };
+    ck_assert_int_eq(pgev_params_date_array(&p, too_early, NULL, 2), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_params_apply(&p, &args), PGEV_EINVAL);
+    pgev_params_clear(&p);
+    /* ... unless that element is NULL, when its value is not read. */
+    static const bool second_null[] = { false, true };
+    ck_assert_int_eq(pgev_params_date_array(&p, too_early, second_null, 2), PGEV_OK);
+    pgev_params_clear(&p);
+
+    static const int64_t too_early_ts[] = { INT64_MIN + 1 };
+    ck_assert_int_eq(pgev_params_timestamptz_array(&p, too_early_ts, NULL, 1), PGEV_EINVAL);
+    pgev_params_clear(&p);
+    ck_assert_int_eq(pgev_params_bytea_array(&p, a_bytea, NULL, 3), PGEV_EINVAL);
+    pgev_params_clear(&p);
+    ck_assert_int_eq(pgev_params_text_array(&p, NULL, 1), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_params_numeric_array(&p, NULL, 1), PGEV_EINVAL);
+    pgev_params_clear(&p);
+    ck_assert_int_eq(pgev_params_int4_array(NULL, a_i32, NULL, 3), PGEV_EINVAL);
+    pgev_params_clear(NULL);
+
+    /* Full: the array is not added (nor leaked: ASan would see it). */
+    for (int i = 0; i < PGEV_PARAMS_MAX; i++)
+        ck_assert_int_eq(pgev_params_int8_array(&p, a_i64, NULL, 3), PGEV_OK);
+    ck_assert_int_eq(pgev_params_int8_array(&p, a_i64, NULL, 3), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_params_count(&p), PGEV_PARAMS_MAX);
+    pgev_params_clear(&p);
+    ck_assert_int_eq(pgev_params_count(&p), 0);
+    ck_assert_int_eq(pgev_params_apply(&p, &args), PGEV_OK); /* clear resets the sticky error */
+
+    /* The binary layout: 1 dimension, has-NULL flag, element type, length 2, lower bound 1. */
+    static const int16_t two[] = { 1, -1 };
+    pgev_params_init(&p);
+    ck_assert_int_eq(pgev_params_int2_array(&p, two, second_null, 2), PGEV_OK);
+    ck_assert_int_eq(pgev_params_int2_array(&p, two, NULL, 0), PGEV_OK);
+    static const char *const nums[] = { "1\"", NULL };
+    ck_assert_int_eq(pgev_params_numeric_array(&p, nums, 2), PGEV_OK);
+    ck_assert_int_eq(pgev_params_apply(&p, &args), PGEV_OK);
+    static const unsigned char want[] = { 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 21, 0, 0, 0, 2,
+                                          0, 0, 0, 1, 0, 0, 0, 2, 0, 1, 0xff, 0xff, 0xff, 0xff };
+    ck_assert_int_eq(args.param_types[0], 1005);
+    ck_assert_int_eq(args.param_formats[0], 1);
+    ck_assert_int_eq(args.param_lengths[0], (int)sizeof want);
+    ck_assert(memcmp(args.param_values[0], want, sizeof want) == 0);
+    ck_assert_int_eq(args.param_lengths[1], 12);
+    ck_assert(memcmp(args.param_values[1], "\0\0\0\0\0\0\0\0\0\0\0\x15", 12) == 0);
+    ck_assert_int_eq(args.param_types[2], 1231);
+    ck_assert_int_eq(args.param_formats[2], 0);
+    ck_assert_str_eq(args.param_values[2], "{\"1\\\"\",NULL}");
+    pgev_params_clear(&p);
+}
+END_TEST
+
+/* ---- hostile array input (server-free) ---------------------------------- */
+
+/*
+ * A result of one field holding exactly the given bytes (len < 0: strlen), typed and
+ * formatted as asked, wrapped the way the library wraps what it receives
+ * (as tests/fuzz/fuzz_types.c does): no server sends these.
+ */
+typedef struct fake_result {
+    PGresult *pg;
+    pgev_result res;
+} fake_result;
+
+static void fake_make(fake_result *fr, Oid type, bool binary, const char *val, int len)
+{
+    fr->pg = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+    ck_assert_ptr_nonnull(fr->pg);
+    PGresAttDesc attr = { .name = (char *)"v", .format = binary ? 1 : 0, .typid = type,
+                          .typlen = -1, .atttypmod = -1 };
+    ck_assert(PQsetResultAttrs(fr->pg, 1, &attr));
+    ck_assert(PQsetvalue(fr->pg, 0, 0, (char *)val, len < 0 ? (int)strlen(val) : len));
+    fr->res = (pgev_result){ .status = PGEV_OK, .pg = fr->pg, .tag_source = fr->pg, .rows = 1 };
+}
+
+/* Decodes val (len < 0: its strlen) as an array; returns the element count, or the error. */
+static long text_array_count(Oid type, const char *val, int len)
+{
+    fake_result fr;
+    fake_make(&fr, type, false, val, len);
+    pgev_array *a = NULL;
+    int rc = pgev_result_get_array(&fr.res, 0, 0, &a);
+    long n = rc == PGEV_OK ? (long)pgev_array_count(a) : rc;
+    pgev_array_free(a);
+    PQclear(fr.pg);
+    return n;
+}
+
+START_TEST(arrays_hostile_text)
+{
+    static const char *const bad[] = {
+        "", "{", "}", "{1", "{1,}", "{,1}", "{1,,2}", "{{1}}", "{1,{2}}", "{1}x", " {1}",
+        "{ 1}", "{1 }", "{\"1}", "{\"1\\", "{\"1\\\"}", "{1\"}", "{a\\b}", "[1:2]={1}",
+        "[1:2={1,2}", "[1:2]{1,2}", "[]={}", "[1]={1}", "[x:1]={1}", "[1:1]=", "[3:1]={}",
+        "[99999999999:99999999999]={1}", "[1:99999999999999999999]={1}", "{\"a\"b}",
+        "{\"\"\"}", "{NULL,}", "NULL", "{}}", "{{}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(text_array_count(1009, bad[i], -1) == PGEV_EINVAL, "\"%s\" was accepted",
+                      bad[i]);
+    ck_assert_int_eq(text_array_count(1009, "{a\0b}", 5), PGEV_EINVAL);
+    ck_assert_int_eq(text_array_count(1009, "{\"a\0\"}", 6), PGEV_EINVAL);
+    ck_assert_int_eq(text_array_count(1009, "{a}\0", 4), PGEV_EINVAL);
+
+    ck_assert_int_eq(text_array_count(1009, "{}", -1), 0);
+    ck_assert_int_eq(text_array_count(1009, "[1:0]={}", -1), 0);
+    ck_assert_int_eq(text_array_count(1009, "[-2:0]={a,b,c}", -1), 3);
+    ck_assert_int_eq(text_array_count(1009, "{\"\",\"\\\\\"}", -1), 2);
+    ck_assert_int_eq(text_array_count(25, "{a}", -1), PGEV_EINVAL); /* text, not text[] */
+    ck_assert_int_eq(text_array_count(1111, "{a}", -1), PGEV_EINVAL); /* an array type pgev lacks */
+
+    /* NULL (any case, unquoted) against "NULL" (quoted), and escapes. */
+    fake_result fr;
+    fake_make(&fr, 1009, false, "{NULL,nUlL,\"NULL\",NULLX,\"a\\\"\\\\b\\c\",\xc3\xa9}", -1);
+    pgev_array *a = NULL;
+    ck_assert_int_eq(pgev_result_get_array(&fr.res, 0, 0, &a), PGEV_OK);
+    PQclear(fr.pg); /* the array keeps its own copy */
+    ck_assert_uint_eq(pgev_array_count(a), 6);
+    const char *t;
+    size_t len;
+    ck_assert_int_eq(pgev_array_get_text(a, 0, &t, &len), 1);
+    ck_assert_int_eq(pgev_array_get_text(a, 1, &t, &len), 1);
+    ck_assert_int_eq(pgev_array_get_text(a, 2, &t, &len), PGEV_OK);
+    ck_assert_str_eq(t, "NULL");
+    ck_assert_int_eq(pgev_array_get_text(a, 3, &t, &len), PGEV_OK);
+    ck_assert_str_eq(t, "NULLX");
+    ck_assert_int_eq(pgev_array_get_text(a, 4, &t, &len), PGEV_OK);
+    ck_assert_str_eq(t, "a\"\\bc");
+    ck_assert_uint_eq(len, 5);
+    ck_assert_int_eq(pgev_array_get_text(a, 5, &t, &len), PGEV_OK);
+    ck_assert_str_eq(t, "\xc3\xa9");
+    pgev_array_free(a);
+
+    /* Elements that parse as an array but not as their type. */
+    fake_make(&fr, 1007, false, "{1,x,99999999999}", -1);
+    ck_assert_int_eq(pgev_result_get_array(&fr.res, 0, 0, &a), PGEV_OK);
+    int32_t i32 = 7;
+    int64_t i64;
+    ck_assert_int_eq(pgev_array_get_int32(a, 0, &i32), PGEV_OK);
+    ck_assert_int_eq(pgev_array_get_int32(a, 1, &i32), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_array_get_int32(a, 2, &i32), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_array_get_int64(a, 2, &i64), PGEV_OK);
+    ck_assert_int_eq(i32, 1);
+    pgev_array_free(a);
+    PQclear(fr.pg);
+}
+END_TEST
+
+/* Decodes a binary int4[] (element type 23 unless the bytes say otherwise). */
+static long binary_array_count(const unsigned char *val, int len)
+{
+    fake_result fr;
+    fake_make(&fr, 1007, true, (const char *)val, len);
+    pgev_array *a = NULL;
+    int rc = pgev_result_get_array(&fr.res, 0, 0, &a);
+    long n = rc == PGEV_OK ? (long)pgev_array_count(a) : rc;
+    pgev_array_free(a);
+    PQclear(fr.pg);
+    return n;
+}
+
+#define BE32(v) (unsigned char)((uint32_t)(v) >> 24), (unsigned char)((uint32_t)(v) >> 16), \
+                (unsigned char)((uint32_t)(v) >> 8), (unsigned char)(v)
+
+START_TEST(arrays_hostile_binary)
+{
+    const unsigned char ok[] = { BE32(1), BE32(1), BE32(23), BE32(2), BE32(1),
+                                 BE32(4), BE32(7), BE32(-1) };
+    ck_assert_int_eq(binary_array_count(ok, sizeof ok), 2);
+    const unsigned char empty[] = { BE32(0), BE32(0), BE32(23) };
+    ck_assert_int_eq(binary_array_count(empty, sizeof empty), 0);
+
+    /* Each of these breaks one rule of the layout. */
+    const unsigned char two_dims[] = { BE32(2), BE32(0), BE32(23), BE32(1), BE32(1), BE32(1),
+                                       BE32(1), BE32(4), BE32(7) };
+    const unsigned char bad_flags[] = { BE32(1), BE32(2), BE32(23), BE32(1), BE32(1), BE32(4),
+                                        BE32(7) };
+    const unsigned char wrong_elem[] = { BE32(1), BE32(0), BE32(25), BE32(1), BE32(1), BE32(4),
+                                         BE32(7) };
+    const unsigned char negative_dim[] = { BE32(1), BE32(0), BE32(23), BE32(-1), BE32(1) };
+    const unsigned char huge_dim[] = { BE32(1), BE32(0), BE32(23), BE32(0x7fffffff), BE32(1),
+                                       BE32(-1) };
+    const unsigned char bound_overflow[] = { BE32(1), BE32(0), BE32(23), BE32(2),
+                                             BE32(0x7fffffff), BE32(-1), BE32(-1) };
+    const unsigned char elem_len_neg[] = { BE32(1), BE32(0), BE32(23), BE32(1), BE32(1),
+                                           BE32(-2) };
+    const unsigned char elem_too_long[] = { BE32(1), BE32(0), BE32(23), BE32(1), BE32(1),
+                                            BE32(5), BE32(7) };
+    const unsigned char trailing[] = { BE32(1), BE32(0), BE32(23), BE32(1), BE32(1), BE32(-1),
+                                       0 };
+    const unsigned char short_header[] = { BE32(1), BE32(0), BE32(23), BE32(1) };
+    const unsigned char missing_elem[] = { BE32(1), BE32(0), BE32(23), BE32(2), BE32(1),
+                                           BE32(-1) };
+    const unsigned char negative_ndim[] = { BE32(-1), BE32(0), BE32(23) };
+    struct { const unsigned char *v; int len; const char *what; } bad[] = {
+        { two_dims, sizeof two_dims, "two dimensions" },
+        { bad_flags, sizeof bad_flags, "flags 2" },
+        { wrong_elem, sizeof wrong_elem, "text elements in int4[]" },
+        { negative_dim, sizeof negative_dim, "negative length" },
+        { huge_dim, sizeof huge_dim, "length beyond the data" },
+        { bound_overflow, sizeof bound_overflow, "upper bound overflow" },
+        { elem_len_neg, sizeof elem_len_neg, "element length -2" },
+        { elem_too_long, sizeof elem_too_long, "element beyond the data" },
+        { trailing, sizeof trailing, "trailing byte" },
+        { short_header, sizeof short_header, "short header" },
+        { missing_elem, sizeof missing_elem, "missing element" },
+        { negative_ndim, sizeof negative_ndim, "negative ndim" },
+        { ok, 11, "cut header" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(binary_array_count(bad[i].v, bad[i].len) == PGEV_EINVAL, "%s was accepted",
+                      bad[i].what);
+
+    /* A 3-byte int4 element parses as an array but not as an int4. */
+    const unsigned char short_elem[] = { BE32(1), BE32(0), BE32(23), BE32(1), BE32(1), BE32(3),
+                                         1, 2, 3 };
+    fake_result fr;
+    fake_make(&fr, 1007, true, (const char *)short_elem, sizeof short_elem);
+    pgev_array *a = NULL;
+    ck_assert_int_eq(pgev_result_get_array(&fr.res, 0, 0, &a), PGEV_OK);
+    int32_t v = 9;
+    ck_assert_int_eq(pgev_array_get_int32(a, 0, &v), PGEV_EINVAL);
+    ck_assert_int_eq(v, 9);
+    pgev_array_free(a);
+    PQclear(fr.pg);
+}
+END_TEST
+
+/* inet, interval and jsonb values no server sends. */
+START_TEST(scalars_hostile)
+{
+    static const struct { Oid type; bool binary; const char *val; int len; } bad[] = {
+        { 869, false, "1.2.3.4/33", -1 },   { 869, false, "1.2.3", -1 },
+        { 869, false, "1.2.3.4/", -1 },     { 869, false, "1.2.3.4/1x", -1 },
+        { 869, false, "::1/129", -1 },      { 869, false, "/8", -1 },
+        { 650, false, "10.0.0.1/8", -1 },   { 869, false, "1.2.3.4/0024", -1 },
+        { 869, true, "\x02\x20\x00\x04\x01\x02\x03", 7 },       /* short address */
+        { 869, true, "\x02\x21\x00\x04\x01\x02\x03\x04", 8 },   /* 33 bits */
+        { 869, true, "\x02\x20\x01\x04\x01\x02\x03\x04", 8 },   /* says cidr in an inet */
+        { 869, true, "\x04\x20\x00\x04\x01\x02\x03\x04", 8 },   /* unknown family */
+        { 650, true, "\x02\x08\x01\x04\x0a\x00\x00\x01", 8 },   /* host bits in a cidr */
+        { 1186, false, "1 years", -1 },     { 1186, false, "2 year", -1 },
+        { 1186, false, "1 day 1 year", -1 }, { 1186, false, "1 day 1 day", -1 },
+        { 1186, false, "0 days", -1 },      { 1186, false, "1 day ", -1 },
+        { 1186, false, "1 day  01:00:00", -1 }, { 1186, false, "01:60:00", -1 },
+        { 1186, false, "01:00", -1 },        { 1186, false, "01:00:00.1234567", -1 },
+        { 1186, false, "01:00:00 1 day", -1 }, { 1186, false, "--01:00:00", -1 },
+        { 1186, false, "99999999999 mons", -1 }, { 1186, false, "178956971 years", -1 },
+        { 1186, false, "2562047789:00:00", -1 }, { 1186, false, "@ 1 day", -1 },
+        { 1186, false, "P1D", -1 },          { 1186, false, "", -1 },
+        { 1186, true, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 15 },
+        { 3802, true, "\x02{}", 3 },         { 3802, true, "", 0 },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        fake_result fr;
+        fake_make(&fr, bad[i].type, bad[i].binary, bad[i].val, bad[i].len);
+        pgev_inet in;
+        pgev_interval iv;
+        const char *t;
+        int rc = bad[i].type == 1186   ? pgev_result_get_interval(&fr.res, 0, 0, &iv)
+                 : bad[i].type == 3802 ? pgev_result_get_json(&fr.res, 0, 0, &t, NULL)
+                                       : pgev_result_get_inet(&fr.res, 0, 0, &in);
+        ck_assert_msg(rc == PGEV_EINVAL, "case %zu (\"%s\") was accepted", i, bad[i].val);
+        PQclear(fr.pg);
+    }
+}
+END_TEST
+
 static Suite *types_suite(void)
 {
     Suite *s = suite_create("types");
     TCase *tc = tu_tcase("encode", 10);
     tcase_add_test(tc, params_encoding);
     tcase_add_test(tc, params_unhappy);
+    tcase_add_test(tc, params_arrays_unhappy);
+    tcase_add_test(tc, arrays_hostile_text);
+    tcase_add_test(tc, arrays_hostile_binary);
+    tcase_add_test(tc, scalars_hostile);
     suite_add_tcase(s, tc);
 
     tc = tu_tcase("decode", 60);
@@ -1012,12 +1872,21 @@ static Suite *types_suite(void)
     tcase_add_test(tc, bad_indexes);
     tcase_add_test(tc, stolen_result);
     tcase_add_test(tc, error_result);
+    tcase_add_test(tc, arrays);
+    tcase_add_test(tc, array_settings);
+    tcase_add_test(tc, json_inet_interval);
+    tcase_add_test(tc, interval_styles);
+    tcase_add_test(tc, columns_by_name);
     suite_add_tcase(s, tc);
 
     tc = tu_tcase("params", 60);
     tcase_add_test(tc, params_decoded_by_server);
     tcase_add_test(tc, params_round_trip);
     tcase_add_test(tc, params_rejected_by_server);
+    tcase_add_test(tc, params_array_any);
+    tcase_add_test(tc, params_arrays_decoded_by_server);
+    tcase_add_test(tc, params_arrays_round_trip);
+    tcase_add_test(tc, params_arrays_rejected_by_server);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -4,14 +4,17 @@
  * The input is a program: each byte picks a pgev_params_* call, and the
  * bytes after it give that call's argument (8 bytes for a number, 16 for a
  * uuid, a length byte and that many bytes for bytea, a NUL-terminated
- * string for text and numeric). After the program, pgev_params_apply()
- * fills a pgev_query_args. The target checks the builder's promises: at
+ * string for text and numeric; for an array, a count byte, a NULL mask
+ * byte and the elements). After the program, pgev_params_apply()
+ * fills a pgev_query_args, and every array parameter is decoded again with
+ * pgev_result_get_array() (as the server would send it back, in the same
+ * format), which must give the same elements. The target checks the builder's promises: at
  * most PGEV_PARAMS_MAX parameters, a failed call adds nothing and makes
  * apply fail (sticky errors), and every parameter apply hands out can be
  * read in full: binary values for their length, text values up to their
  * NUL (ASan sees any overrun).
  */
-#include "pgev.h"
+#include "pgev-internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +61,145 @@ take_string(reader *r)
     return s;
 }
 
+static size_t
+take_byte(reader *r)
+{
+    if (!r->left)
+        return 0;
+    r->left--;
+    return *r->p++;
+}
+
+/* What an array step added, to compare with what decoding it gives back. */
+typedef struct array_step {
+    int index;        /* parameter number */
+    int kind;         /* 0 int8, 1 text, 2 numeric, 3 bytea, 4 date, 5 float8 */
+    size_t n;
+    bool nulls[16];
+    int64_t i64[16];
+    double f8[16];
+    char *strs[16];   /* text, numeric, bytea (owned by the owned list) */
+    size_t lens[16];
+} array_step;
+
+/* An array step: count (0..16), NULL mask, then the elements. */
+static int
+add_array(pgev_params *p, reader *r, int kind, array_step *st, void **owned, int *nowned)
+{
+    size_t n = take_byte(r) % 17;
+    unsigned mask = (unsigned)(take_byte(r) | take_byte(r) << 8);
+    st->kind = kind;
+    st->n = n;
+    for (size_t i = 0; i < n; i++) {
+        st->nulls[i] = mask >> i & 1;
+        if (kind == 0 || kind == 4 || kind == 5) {
+            uint64_t v = take_u64(r);
+            st->i64[i] = (int64_t)v;
+            memcpy(&st->f8[i], &v, sizeof v);
+        } else if (kind == 3) {
+            size_t len = take_byte(r) % 8;
+            if (len > r->left)
+                len = r->left;
+            char *b = malloc(len + 1);
+            check(b != NULL, "malloc");
+            memcpy(b, r->p, len);
+            r->p += len;
+            r->left -= len;
+            owned[(*nowned)++] = b;
+            st->strs[i] = st->nulls[i] ? NULL : b;
+            st->lens[i] = len;
+        } else {
+            char *s = take_string(r);
+            owned[(*nowned)++] = s;
+            st->strs[i] = st->nulls[i] ? NULL : s;
+            st->lens[i] = strlen(s);
+        }
+    }
+    switch (kind) {
+    case 0: return pgev_params_int8_array(p, st->i64, st->nulls, n);
+    case 1: return pgev_params_text_array(p, (const char *const *)st->strs, n);
+    case 2: return pgev_params_numeric_array(p, (const char *const *)st->strs, n);
+    case 3: return pgev_params_bytea_array(p, (const void *const *)st->strs, st->lens, n);
+    case 4: {
+        int32_t days[16];
+        for (size_t i = 0; i < n; i++)
+            days[i] = (int32_t)st->i64[i];
+        return pgev_params_date_array(p, days, st->nulls, n);
+    }
+    default: return pgev_params_float8_array(p, st->f8, st->nulls, n);
+    }
+}
+
+/* Decodes parameter st->index as a result field would hold it. */
+static void
+decode_back(const pgev_query_args *args, const array_step *st)
+{
+    int i = st->index;
+    PGresult *pg = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+    check(pg != NULL, "PQmakeEmptyPGresult");
+    bool binary = args->param_formats[i] == 1;
+    int len = binary ? args->param_lengths[i] : (int)strlen(args->param_values[i]);
+    PGresAttDesc attr = { .name = (char *)"a", .format = binary, .typid = args->param_types[i],
+                          .typlen = -1, .atttypmod = -1 };
+    check(PQsetResultAttrs(pg, 1, &attr) &&
+              PQsetvalue(pg, 0, 0, (char *)args->param_values[i], len),
+          "PQsetvalue");
+    pgev_result res = { .status = PGEV_OK, .pg = pg, .tag_source = pg, .rows = 1 };
+    pgev_array *a = NULL;
+    int rc = pgev_result_get_array(&res, 0, 0, &a);
+    check(rc == PGEV_OK || rc == PGEV_ENOMEM, "an encoded array decodes");
+    if (rc != PGEV_OK) {
+        PQclear(pg);
+        return;
+    }
+    check(pgev_array_count(a) == st->n, "the same number of elements");
+    for (size_t k = 0; k < st->n; k++) {
+        bool is_null = st->kind == 1 || st->kind == 2 || st->kind == 3 ? st->strs[k] == NULL
+                                                                        : st->nulls[k];
+        check(pgev_array_is_null(a, k) == (is_null ? 1 : 0), "the same NULL elements");
+        if (is_null)
+            continue;
+        int64_t v;
+        int32_t days;
+        double d;
+        const char *t;
+        size_t tlen;
+        char buf[64];
+        switch (st->kind) {
+        case 0:
+            check(pgev_array_get_int64(a, k, &v) == PGEV_OK && v == st->i64[k], "int8 element");
+            break;
+        case 1:
+            check(pgev_array_get_text(a, k, &t, &tlen) == PGEV_OK && tlen == st->lens[k] &&
+                      memcmp(t, st->strs[k], tlen) == 0,
+                  "text element");
+            break;
+        case 2:
+            /* Text format: the element comes back as the server would read it. */
+            check(pgev_array_get_text(a, k, &t, &tlen) == PGEV_OK && tlen == st->lens[k] &&
+                      memcmp(t, st->strs[k], tlen) == 0,
+                  "numeric element text");
+            break;
+        case 3:
+            check(pgev_array_get_bytea(a, k, buf, sizeof buf, &tlen) == PGEV_OK &&
+                      tlen == st->lens[k] && memcmp(buf, st->strs[k], tlen) == 0,
+                  "bytea element");
+            break;
+        case 4:
+            check(pgev_array_get_date(a, k, &days) == PGEV_OK && days == (int32_t)st->i64[k],
+                  "date element");
+            break;
+        default:
+            check(pgev_array_get_double(a, k, &d) == PGEV_OK &&
+                      memcmp(&d, &st->f8[k], sizeof d) == 0,
+                  "float8 element, bit for bit");
+            break;
+        }
+    }
+    pgev_array_free(a);
+    PQclear(pg);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
@@ -68,8 +210,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pgev_params_init(&p);
     /* Strings and bytes are borrowed until apply: keep them (one per
      * step at most, and steps are capped below the array's size). */
-    void *owned[256];
+    void *owned[256 + 200 * 16];
     int nowned = 0;
+    array_step arrays[PGEV_PARAMS_MAX];
+    int narrays = 0;
     bool failed = false;
     int steps = 0;
     while (r.left > 0 && steps < 200) {
@@ -79,7 +223,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int before = pgev_params_count(&p);
         int rc = PGEV_OK;
         uint64_t v;
-        switch (op % 14) {
+        switch (op % 20) {
         case 0: rc = pgev_params_null(&p, (Oid)take_u64(&r)); break;
         case 1: rc = pgev_params_bool(&p, take_u64(&r) & 1); break;
         case 2: rc = pgev_params_int2(&p, (int16_t)take_u64(&r)); break;
@@ -92,7 +236,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             char *s = take_string(&r);
             owned[nowned++] = s;
             /* op 8 with an empty string passes NULL: SQL NULL. */
-            const char *arg = op % 14 == 8 && s[0] == '\0' ? NULL : s;
+            const char *arg = op % 20 == 8 && s[0] == '\0' ? NULL : s;
             rc = op % 2 ? pgev_params_numeric(&p, arg) : pgev_params_text(&p, arg);
             break;
         }
@@ -124,9 +268,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         case 11: rc = pgev_params_date(&p, (int32_t)take_u64(&r)); break;
         case 12: rc = pgev_params_timestamp(&p, (int64_t)take_u64(&r)); break;
-        default: rc = pgev_params_timestamptz(&p, (int64_t)take_u64(&r)); break;
+        case 13: rc = pgev_params_timestamptz(&p, (int64_t)take_u64(&r)); break;
+        default: {
+            array_step st;
+            memset(&st, 0, sizeof st);
+            st.index = before;
+            rc = add_array(&p, &r, op % 20 - 14, &st, owned, &nowned);
+            if (rc == PGEV_OK)
+                arrays[narrays++] = st;
+            break;
         }
-        check(rc == PGEV_OK || rc == PGEV_EINVAL, "a params call returns OK or EINVAL");
+        }
+        check(rc == PGEV_OK || rc == PGEV_EINVAL || rc == PGEV_ENOMEM,
+              "a params call returns OK, EINVAL or ENOMEM");
         int after = pgev_params_count(&p);
         if (rc == PGEV_OK)
             check(after == before + 1, "a call that succeeded added one parameter");
@@ -153,10 +307,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 sum += (unsigned char)val[k];
         }
         (void)sum;
-        (void)args.param_types;
+        for (int i = 0; i < narrays; i++)
+            decode_back(&args, &arrays[i]);
     } else {
         check(args.nparams == 0 && args.param_values == NULL, "a failed apply leaves args alone");
     }
+    pgev_params_clear(&p);
+    check(pgev_params_count(&p) == 0, "clear empties");
     for (int i = 0; i < nowned; i++)
         free(owned[i]);
     return 0;

@@ -7,8 +7,10 @@
  * exactly as libpq would hold it. The value goes into a real PGresult
  * (PQmakeEmptyPGresult + PQsetResultAttrs + PQsetvalue) wrapped in a
  * pgev_result the way the library wraps the results it receives, and every
- * public pgev_result_get_* accessor reads it. Besides crashes and sanitizer
- * reports, the target checks what the accessors promise: a consistent
+ * public pgev_result_get_* accessor reads it; an array is decoded with
+ * pgev_result_get_array() and every element read with every pgev_array_get_*
+ * accessor. Besides crashes and sanitizer reports, the target checks what
+ * the accessors promise: a consistent
  * answer between the integer widths, the size protocol of the bytea and
  * numeric accessors, NUL-terminated numeric text, and no output written on
  * failure where the header says so.
@@ -25,7 +27,12 @@ static const Oid types[] = {
     26 /* oid */,      114 /* json */,   700 /* float4 */,  701 /* float8 */,
     705 /* unknown */, 1042 /* bpchar */, 1043 /* varchar */, 1082 /* date */,
     1114 /* timestamp */, 1184 /* timestamptz */, 1700 /* numeric */, 2950 /* uuid */,
-    0 /* invalid */,   3802 /* jsonb: no decoder */,
+    0 /* invalid */,   3802 /* jsonb */,     869 /* inet */,    650 /* cidr */,
+    1186 /* interval */,
+    /* arrays of each of the above */
+    1000, 1001, 1002, 1003, 1005, 1007, 1009, 1014, 1015, 1016, 1021, 1022, 1028, 1041, 651,
+    1115, 1182, 1185, 1187, 1231, 199, 3807, 2951,
+    1111 /* an array type pgev does not decode */,
 };
 
 #define NTYPES (sizeof(types) / sizeof(types[0]))
@@ -37,6 +44,56 @@ check(bool ok, const char *what)
         fprintf(stderr, "fuzz_types: broken promise: %s\n", what);
         abort();
     }
+}
+
+/* Every element accessor on element i; text it hands out is read in full. */
+static void
+read_element(const pgev_array *a, size_t i)
+{
+    int64_t i64 = 0x5a5a;
+    int32_t i32 = 0x5a5a;
+    int16_t i16;
+    int rc64 = pgev_array_get_int64(a, i, &i64);
+    int rc32 = pgev_array_get_int32(a, i, &i32);
+    if (rc32 == PGEV_OK)
+        check(rc64 == PGEV_OK && i64 == i32, "element int32 agrees with int64");
+    if (rc64 == 1)
+        check(rc32 == 1 && pgev_array_is_null(a, i) == 1 && i64 == 0x5a5a,
+              "a NULL element is NULL to every accessor, and stores nothing");
+    (void)pgev_array_get_int16(a, i, &i16);
+    double d;
+    (void)pgev_array_get_double(a, i, &d);
+    bool b;
+    (void)pgev_array_get_bool(a, i, &b);
+    const char *text;
+    size_t tlen;
+    volatile unsigned sum = 0;
+    if (pgev_array_get_text(a, i, &text, &tlen) == PGEV_OK) {
+        for (size_t k = 0; k <= tlen; k++) /* the NUL too */
+            sum += (unsigned char)text[k];
+        check(text[tlen] == '\0', "element text is NUL-terminated at its length");
+    }
+    if (pgev_array_get_json(a, i, &text, &tlen) == PGEV_OK)
+        for (size_t k = 0; k < tlen; k++)
+            sum += (unsigned char)text[k];
+    unsigned char buf[64];
+    size_t len = 0;
+    int rc = pgev_array_get_bytea(a, i, buf, sizeof buf, &len);
+    check(rc != PGEV_OK || len <= sizeof buf, "element bytea fits what it says");
+    char nbuf[64];
+    rc = pgev_array_get_numeric(a, i, nbuf, sizeof nbuf, &len);
+    check(rc != PGEV_OK || (len < sizeof nbuf && strlen(nbuf) == len), "element numeric text");
+    uint8_t uuid[16];
+    (void)pgev_array_get_uuid(a, i, uuid);
+    (void)pgev_array_get_date(a, i, &i32);
+    (void)pgev_array_get_timestamp(a, i, &i64);
+    pgev_inet in;
+    if (pgev_array_get_inet(a, i, &in) == PGEV_OK)
+        check((in.family == 4 && in.bits <= 32) || (in.family == 6 && in.bits <= 128),
+              "element inet family and bits");
+    pgev_interval iv;
+    (void)pgev_array_get_interval(a, i, &iv);
+    (void)sum;
 }
 
 static void
@@ -113,6 +170,41 @@ read_all(const pgev_result *res)
     (void)pgev_result_get_date(res, 0, 0, &days);
     int64_t usec;
     (void)pgev_result_get_timestamp(res, 0, 0, &usec);
+
+    const char *json;
+    size_t jlen;
+    if (pgev_result_get_json(res, 0, 0, &json, &jlen) == PGEV_OK) {
+        volatile unsigned sum = 0;
+        for (size_t i = 0; i < jlen; i++)
+            sum += (unsigned char)json[i];
+        (void)sum;
+    }
+    pgev_inet in;
+    memset(&in, 0x5a, sizeof in);
+    rc = pgev_result_get_inet(res, 0, 0, &in);
+    if (rc == PGEV_OK)
+        check((in.family == 4 && in.bits <= 32) || (in.family == 6 && in.bits <= 128),
+              "inet family and bits");
+    else
+        check(in.bits == 0x5a, "inet stores nothing on failure");
+    pgev_interval iv;
+    (void)pgev_result_get_interval(res, 0, 0, &iv);
+
+    /* Arrays: at most one element per 1 byte of text or 4 of binary. */
+    pgev_array *arr = NULL;
+    rc = pgev_result_get_array(res, 0, 0, &arr);
+    check(rc == PGEV_OK || rc == 1 || rc == PGEV_EINVAL || rc == PGEV_ENOMEM, "array status");
+    check((rc == PGEV_OK) == (arr != NULL), "an array exactly when OK");
+    if (arr) {
+        size_t n = pgev_array_count(arr);
+        check(n <= (size_t)PQgetlength(pgev_result_pg(res), 0, 0), "element count is bounded");
+        for (size_t i = 0; i < n; i++)
+            read_element(arr, i);
+        check(pgev_array_is_null(arr, n) == PGEV_EINVAL, "no element past the end");
+        pgev_array_free(arr);
+    }
+    check(pgev_result_column(res, "v") == 0 && pgev_result_column(res, "w") == PGEV_EINVAL,
+          "columns by name");
 
     /* Out of range and NULL outputs are refused, never followed. */
     check(pgev_result_get_int64(res, 1, 0, &i64) == PGEV_EINVAL, "row 1 does not exist");

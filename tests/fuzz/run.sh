@@ -4,7 +4,10 @@
 #   bash tests/fuzz/run.sh [SECONDS]     (default 10 seconds per target)
 #
 # Targets (tests/fuzz/fuzz_<name>.c): types (the typed value decoders of lib/types.c, text
-# and binary formats) and params (the pgev_params builder). Each is built with clang
+# and binary formats: scalars, json/jsonb, inet/cidr, interval, and arrays with every element
+# accessor), params (the pgev_params builder, array parameters decoded back and compared) and
+# decoders (lib/types.c's decoders and array parsers called directly on exact-size heap blocks,
+# so that ASan sees any read past a value, which libpq's packed result blocks would hide). Each is built with clang
 # -fsanitize=fuzzer,address,undefined, out of tree in $PGEV_FUZZ_BUILD (default a fresh
 # directory under /tmp, removed afterwards), from the library sources it needs, and runs for
 # SECONDS over a copy of tests/fuzz/corpus/<name>/ (the kept corpus is only read; set
@@ -71,9 +74,11 @@ printf 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n);\nin
 "$cc" -fsanitize=fuzzer "$build/probe.c" -o "$build/probe" >/dev/null 2>&1 ||
     skip "$cc cannot build libFuzzer targets (-fsanitize=fuzzer)"
 
-lib_sources=("$root/lib/types.c" "$root/lib/result.c" "$root/lib/error.c")
 status=0
-for target in types params; do
+for target in types params decoders; do
+    lib_sources=("$root/lib/types.c" "$root/lib/result.c" "$root/lib/error.c")
+    # fuzz_decoders includes lib/types.c itself, to reach its static decoders.
+    [[ $target == decoders ]] && lib_sources=("$root/lib/result.c" "$root/lib/error.c")
     echo "fuzz/run.sh: building fuzz_$target with $cc"
     # shellcheck disable=SC2086 # $pq_libs is a list of words
     if ! "$cc" "${flags[@]}" "$here/fuzz_$target.c" "${lib_sources[@]}" $pq_libs \
