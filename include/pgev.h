@@ -49,6 +49,7 @@ extern "C" {
 #endif
 
 struct event_base;
+struct evdns_base;
 
 /** Library version, as a string and as a number (major*10000+minor*100+patch). */
 #define PGEV_VERSION_STRING "0.1.0"
@@ -512,6 +513,17 @@ typedef struct pgev_conn_options {
      * consecutive queries may reach different server sessions.
      */
     int stmt_cache_size;
+    /**
+     * The resolver for host names (libevent's evdns, on the same
+     * event_base), or NULL: then the connection makes its own when a host
+     * name needs resolving (reading /etc/resolv.conf and /etc/hosts) and
+     * frees it once connected. Sharing one across connections and pools
+     * reads the configuration once and shares evdns's nameserver state
+     * (which servers answer, which time out); see the README. Borrowed:
+     * it must outlive the connection's connecting (free it after the
+     * connections that use it).
+     */
+    struct evdns_base *evdns_base;
 } pgev_conn_options;
 
 /**
@@ -1264,6 +1276,10 @@ typedef struct pgev_pool_options {
      * pgev_conn_options.stmt_cache_size): 0 for the default size,
      * PGEV_STMT_CACHE_OFF behind PgBouncer in transaction mode. */
     int stmt_cache_size;
+    /** The resolver for every connection's host names (see
+     * pgev_conn_options.evdns_base); NULL: each connection its own.
+     * Borrowed: free it after the pool. */
+    struct evdns_base *evdns_base;
 } pgev_pool_options;
 
 /**
