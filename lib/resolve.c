@@ -346,17 +346,17 @@ pgev_plan_new(const char *conninfo, char *err, size_t errlen)
         fail_parse(err, errlen, "could not match %d host names to %d hostaddr values", nhost, naddr);
         goto fail;
     }
-    plan->nhosts = hosts ? nhost : addrs ? naddr : 1;
-    if (ports && nport != 1 && nport != plan->nhosts) {
-        fail_parse(err, errlen, "could not match %d port numbers to %d hosts", nport, plan->nhosts);
+    int count = hosts ? nhost : addrs ? naddr : 1;
+    if (ports && nport != 1 && nport != count) {
+        fail_parse(err, errlen, "could not match %d port numbers to %d hosts", nport, count);
         goto fail;
     }
-    plan->hosts = calloc((size_t)plan->nhosts, sizeof(*plan->hosts));
+    plan->hosts = calloc((size_t)count, sizeof(*plan->hosts));
     if (!plan->hosts) {
-        plan->nhosts = 0;
         fail_parse(err, errlen, "out of memory");
         goto fail;
     }
+    plan->nhosts = count;
     for (int i = 0; i < plan->nhosts; i++) {
         plan_host *h = &plan->hosts[i];
         const char *name = hosts ? hosts[i] : NULL;
