@@ -601,6 +601,22 @@ resolver_destroy(pgev_resolver *r)
     free(r);
 }
 
+/* getaddrinfo's codes in words a reader of a connection error knows
+ * (libevent's own table says "nodename nor servname provided, or not
+ * known" for a name that does not exist). */
+static const char *
+resolve_error(int code)
+{
+    switch (code) {
+    case EVUTIL_EAI_NONAME: return "no such host (the name does not exist)";
+    case EVUTIL_EAI_NODATA: return "no address for the name";
+    case EVUTIL_EAI_AGAIN: return "temporary failure in name resolution (no name server answered)";
+    case EVUTIL_EAI_FAIL: return "the name server failed";
+    case EVUTIL_EAI_MEMORY: return "out of memory";
+    default: return evutil_gai_strerror(code);
+    }
+}
+
 static void
 on_addrinfo(int result, struct evutil_addrinfo *res, void *arg)
 {
@@ -636,7 +652,7 @@ on_addrinfo(int result, struct evutil_addrinfo *res, void *arg)
         }
         const char *why = result == 0 && n == 0 ? "no address for the name"
                         : result == 0          ? NULL
-                                               : evutil_gai_strerror(result);
+                                               : resolve_error(result);
         req->fn(req->arg, why, addrs, n);
     }
     if (res)
