@@ -580,7 +580,11 @@ PGEV_API pgev_conn *pgev_conn_new(struct event_base *base, const char *conninfo,
  * completes with PGEV_ECANCELLED (its callback runs inside this call, or,
  * when called from one of this connection's callbacks, right after that
  * callback returns). on_connect/on_disconnect are not called. Safe from
- * inside any of the connection's callbacks; NULL is a no-op.
+ * inside any of the connection's callbacks; NULL is a no-op. Freed while
+ * a host name is being resolved, the connection cancels the request, and
+ * evdns answers the cancel from the loop: let the loop run once more
+ * before freeing the event_base, or evdns's small request (and the
+ * connection's own resolver) is never released.
  */
 PGEV_API void pgev_conn_free(pgev_conn *conn);
 
@@ -621,7 +625,8 @@ PGEV_API int pgev_conn_inflight(const pgev_conn *conn);
 /**
  * The underlying libpq connection, for read-only inspection
  * (PQparameterStatus, PQserverVersion, PQbackendPID...). Borrowed; NULL
- * before connecting started and after close. Never issue commands or
+ * while a host name is being resolved, between two connect attempts, and
+ * after close. Never issue commands or
  * change its settings through it.
  */
 PGEV_API PGconn *pgev_conn_pg(const pgev_conn *conn);
