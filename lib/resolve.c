@@ -113,13 +113,17 @@ is_conninfo_string(const char *s)
            strchr(s, '=') != NULL;
 }
 
+/* The conninfo's value of kw, else the environment variable's, as libpq
+ * reads them; NULL when neither is set or this libpq has no such option
+ * (load_balance_hosts before 16: libpq ignores its variable too). */
 static const char *
 option_value(const PQconninfoOption *opts, const char *kw, const char *env)
 {
-    for (const PQconninfoOption *o = opts; o && o->keyword; o++)
-        if (strcmp(o->keyword, kw) == 0 && o->val)
-            return o->val;
-    return env ? getenv(env) : NULL;
+    for (const PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (strcmp(o->keyword, kw) == 0)
+            return o->val ? o->val : env ? getenv(env) : NULL;
+    }
+    return NULL;
 }
 
 /* Splits a comma-separated list into a NULL-terminated array of copies
@@ -283,8 +287,11 @@ pgev_plan_new(const char *conninfo, char *err, size_t errlen)
         for (PQconninfoOption *o = plan->parsed; o->keyword; o++)
             nopts++;
     } else {
+        /* Just a database name; the (empty) parse still lists the
+         * keywords this libpq knows. */
         plan->dbname_only = strdup(conninfo);
-        if (!plan->dbname_only) {
+        plan->parsed = PQconninfoParse("", NULL);
+        if (!plan->dbname_only || !plan->parsed) {
             fail_parse(err, errlen, "out of memory");
             goto fail;
         }

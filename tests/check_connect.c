@@ -1092,6 +1092,28 @@ START_TEST(conninfo_forms)
     expect_bad_option("host=/tmp bogus_option=1", &none, "bogus_option");
     expect_bad_option("host=a,b,c port=1,2", &none, "could not match 2 port numbers to 3 hosts");
     expect_bad_option("host=a,b hostaddr=127.0.0.1", &none, "could not match 2 host names to 1 hostaddr");
+
+    /* Just a database name, the rest from PG* variables (as in libpq). */
+    PQconninfoOption *dsn = PQconninfoParse(tu_dsn(), NULL);
+    ck_assert_ptr_nonnull(dsn);
+    for (PQconninfoOption *o = dsn; o->keyword; o++) {
+        if (o->val && strcmp(o->keyword, "host") == 0)
+            setenv("PGHOST", o->val, 1);
+        if (o->val && strcmp(o->keyword, "port") == 0)
+            setenv("PGPORT", o->val, 1);
+        if (o->val && strcmp(o->keyword, "user") == 0)
+            setenv("PGUSER", o->val, 1);
+    }
+    PQconninfoFree(dsn);
+    tu_connrec rec = { 0 };
+    pgev_conn_options opts = { 0 };
+    tu_conn_opts(&opts, &rec);
+    pgev_conn *conn = tu_conn_new("postgres", &opts);
+    wait_on_connect(&rec, 10000);
+    ck_assert_msg(rec.connect_code == PGEV_OK, "%s", rec.connect_msg);
+    ck_assert_str_eq(PQdb(pgev_conn_pg(conn)), "postgres");
+    ck_assert_str_eq(PQhost(pgev_conn_pg(conn)), getenv("PGHOST"));
+    pgev_conn_free(conn);
 }
 END_TEST
 
