@@ -254,17 +254,26 @@ connected(pgev_conn *conn)
  */
 static void connect_next(pgev_conn *conn);
 
+/* The current attempt failed (or timed out): its reason is noted and its
+ * libpq connection closed; the cursor moves to the next address. */
 static void
-attempt_failed(pgev_conn *conn, bool timeout)
+attempt_over(pgev_conn *conn, bool timeout)
 {
     const char *addr = pgev_plan_address(conn->plan);
     const char *port = pgev_plan_port(conn->plan);
-    if (timeout) {
+    if (timeout && !addr) {
+        /* A unix socket (libpq's own wording names it so). */
         pgev_plan_note_failure(conn->plan, true,
-                               "connection to server at \"%s\"%s%s%s, port %s failed: no answer "
+                               "connection to server on socket in \"%s\", port %s failed: no answer "
                                "within %d ms (connect timeout)",
-                               pgev_plan_host(conn->plan), addr ? " (" : "", addr ? addr : "",
-                               addr ? ")" : "", port ? port : "(default)", conn->connect_timeout_ms);
+                               pgev_plan_host(conn->plan), port ? port : "(default)",
+                               conn->connect_timeout_ms);
+    } else if (timeout) {
+        pgev_plan_note_failure(conn->plan, true,
+                               "connection to server at \"%s\" (%s), port %s failed: no answer "
+                               "within %d ms (connect timeout)",
+                               pgev_plan_host(conn->plan), addr, port ? port : "(default)",
+                               conn->connect_timeout_ms);
     } else {
         const char *msg = conn->pg ? PQerrorMessage(conn->pg) : NULL;
         pgev_plan_note_failure(conn->plan, false, "%s",
@@ -278,6 +287,12 @@ attempt_failed(pgev_conn *conn, bool timeout)
         conn->pg = NULL;
     }
     pgev_plan_advance(conn->plan);
+}
+
+static void
+attempt_failed(pgev_conn *conn, bool timeout)
+{
+    attempt_over(conn, timeout);
     connect_next(conn);
 }
 
@@ -328,8 +343,8 @@ connect_next(pgev_conn *conn)
             if (!conn->pg || PQstatus(conn->pg) == CONNECTION_BAD) {
                 /* Out of memory, a bad option, a socket path that does
                  * not exist: this attempt is over before it began. */
-                attempt_failed(conn, false);
-                return;
+                attempt_over(conn, false);
+                continue;
             }
             PQsetNoticeReceiver(conn->pg, notice_receiver, conn);
             pgev_loop_timer(conn->loop, conn->connect_timeout_ms);
