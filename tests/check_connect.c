@@ -43,7 +43,7 @@ static double mono_ms(void)
 
 /* Names it knows: an A record (127.0.0.1) after `delay_ms`, NXDOMAIN
  * after the delay, or never an answer. Anything else: NXDOMAIN at once. */
-enum dns_answer { DNS_A, DNS_NXDOMAIN, DNS_SILENT };
+enum dns_answer { DNS_A, DNS_NXDOMAIN, DNS_SILENT, DNS_TWO_A };
 static const struct {
     const char *name;
     enum dns_answer answer;
@@ -51,6 +51,7 @@ static const struct {
     { "slow.pgev.test", DNS_A },
     { "nx.pgev.test", DNS_NXDOMAIN },
     { "hang.pgev.test", DNS_SILENT },
+    { "two.pgev.test", DNS_TWO_A },    /* 127.0.0.2, then 127.0.0.1 */
 };
 
 typedef struct dns_reply dns_reply;
@@ -147,11 +148,18 @@ static void dns_read(evutil_socket_t fd, short what, void *arg)
     p[6] = 0, p[7] = 0;                       /* answers, below */
     p[8] = p[9] = p[10] = p[11] = 0;
     r->len = qend;
-    if (answer == DNS_A && qtype == 1) {      /* A: 127.0.0.1; AAAA: no data */
-        static const unsigned char rr[] = { 0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1 };
+    if ((answer == DNS_A || answer == DNS_TWO_A) && qtype == 1) { /* A; AAAA: no data */
+        unsigned char rr[] = { 0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1 };
+        if (answer == DNS_TWO_A) {
+            rr[15] = 2;
+            memcpy(p + r->len, rr, sizeof rr);
+            r->len += sizeof rr;
+            p[7]++;
+            rr[15] = 1;
+        }
         memcpy(p + r->len, rr, sizeof rr);
         r->len += sizeof rr;
-        p[7] = 1;
+        p[7]++;
     }
     r->timer = evtimer_new(tu_base, dns_send, r);
     ck_assert_ptr_nonnull(r->timer);
@@ -626,6 +634,47 @@ START_TEST(hung_first_host_moves_on)
     free(dead);
     close(bh);
     close(bh2);
+}
+END_TEST
+
+/* A name with two addresses, the first a listener that never answers:
+ * connect_timeout applies to each address, and the second is tried. */
+START_TEST(per_address_timeout)
+{
+    if (!have_tcp())
+        return;
+    int port = atoi(getenv("PGEV_TEST_PORT"));
+    int bh = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(bh, 0);
+    int one = 1;
+    setsockopt(bh, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    inet_pton(AF_INET, "127.0.0.2", &sa.sin_addr);
+    if (bind(bh, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(bh, 16) != 0) {
+        fprintf(stderr, "skipped: cannot listen on 127.0.0.2:%d\n", port);
+        close(bh);
+        return;
+    }
+    dns_server ns;
+    dns_start(&ns, 0);
+    struct evdns_base *dns = dns_client(&ns);
+    char *conninfo = dsn_host("two.pgev.test", NULL);
+    tu_connrec rec = { 0 };
+    pgev_conn_options opts = { .evdns_base = dns, .connect_timeout_ms = 500 };
+    tu_conn_opts(&opts, &rec);
+    double start = mono_ms();
+    pgev_conn *conn = tu_conn_new(conninfo, &opts);
+    wait_on_connect(&rec, 10000);
+    double elapsed = mono_ms() - start;
+    ck_assert_msg(rec.connect_code == PGEV_OK, "on_connect: %s", rec.connect_msg);
+    ck_assert_msg(elapsed >= 490 && elapsed < 1250, "connected after %.0f ms", elapsed);
+    ck_assert_str_eq(PQhost(pgev_conn_pg(conn)), "two.pgev.test");
+    ck_assert_str_eq(PQhostaddr(pgev_conn_pg(conn)), "127.0.0.1");
+    pgev_conn_free(conn);
+    evdns_base_free(dns, 0);
+    dns_stop(&ns);
+    close(bh);
+    free(conninfo);
 }
 END_TEST
 
@@ -1128,6 +1177,7 @@ static Suite *connect_suite(void)
     suite_add_tcase(s, tc);
     tc = tu_tcase("multihost", 60);
     tcase_add_test(tc, hung_first_host_moves_on);
+    tcase_add_test(tc, per_address_timeout);
     tcase_add_test(tc, refused_then_name);
     tcase_add_test(tc, pool_past_hung_host);
     tcase_add_test(tc, target_session_attrs_picks_the_right_host);
