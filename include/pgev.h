@@ -485,11 +485,11 @@ typedef struct pgev_conn_options {
     /** Called once when the connection is up, or could not be made. Always
      * before on_disconnect, also when pgev_conn_close() was called while
      * connecting (on_connect, then the queued queries, then on_disconnect)
-     * or the connection is lost right after it came up. */
+     * or the connection is lost right after it came up; on_disconnect
+     * never follows an on_connect that reported an error. */
     pgev_conn_cb on_connect;
     /** Called once when a connection that was up ends (lost, or closed by
-     * pgev_conn_close()), after on_connect. Not called when connecting
-     * failed (on_connect had the error), nor by pgev_conn_free(). */
+     * pgev_conn_close()). Not called by pgev_conn_free(). */
     pgev_conn_cb on_disconnect;
     /** Server notices; NULL drops them. */
     pgev_notice_cb on_notice;
