@@ -532,8 +532,10 @@ typedef struct pgev_conn_options {
      * frees it once connected. Sharing one across connections and pools
      * reads the configuration once and shares evdns's nameserver state
      * (which servers answer, which time out); see the README. Borrowed:
-     * it must outlive the connection's connecting (free it after the
-     * connections that use it).
+     * free it after the connections that use it, and, when one of them was
+     * freed while resolving, after the loop has run once more (evdns
+     * answers the cancelled request from the loop and still reads the
+     * evdns_base then).
      */
     struct evdns_base *evdns_base;
 } pgev_conn_options;

@@ -997,6 +997,16 @@ START_TEST(close_and_free_while_resolving)
     ck_assert_int_eq(rec.connect_calls, 0);
     ck_assert_int_eq(rec.disconnect_calls, 0);
 
+    /* The README's recipe: free while resolving, one loop pass, then the
+     * evdns_base (ASan's leak check holds it to that). */
+    struct evdns_base *dns2 = dns_client(&ns);
+    pgev_conn_options opts2 = { .evdns_base = dns2 };
+    conn = tu_conn_new(conninfo, &opts2);
+    tu_run_for(50);
+    pgev_conn_free(conn);
+    event_base_loop(tu_base, EVLOOP_NONBLOCK);
+    evdns_base_free(dns2, 0);
+
     /* Freed while resolving with a resolver of its own ("localhost" would
      * come from the hosts file at once, so a name nobody knows). */
     pgev_conn_options own = { 0 };
