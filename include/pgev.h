@@ -63,6 +63,7 @@ extern "C" {
 #endif
 
 struct event_base;
+struct evdns_base;
 
 /** Library version, as a string and as a number (major*10000+minor*100+patch). */
 #define PGEV_VERSION_STRING "0.1.0"
@@ -697,11 +698,19 @@ typedef void (*pgev_result_cb)(pgev_conn *conn, pgev_result *res, void *arg);
 
 /**
  * Connection options. Zero-initialise and set what you need; every 0/NULL
- * field takes its default. The struct is read during pgev_conn_new() only.
+ * field takes its default. A negative time or limit (connect_timeout_ms,
+ * query_timeout_ms, cancel_grace_ms, max_pending, max_inflight) makes the
+ * connection fail from the loop with PGEV_ECONNECT ("invalid option: ...
+ * is negative"); stmt_cache_size has its own negative value. The struct is
+ * read during pgev_conn_new() only.
  */
 typedef struct pgev_conn_options {
-    /** Connect deadline in milliseconds. 0: the conninfo's connect_timeout
-     * if it has one, else PGEV_DEFAULT_CONNECT_TIMEOUT_MS. */
+    /** Connect deadline in milliseconds, per attempt: each host and each
+     * of its addresses gets this long to connect (and each host name this
+     * long to resolve) before the next one is tried, as libpq applies
+     * connect_timeout. 0: the conninfo's connect_timeout if it has one,
+     * else PGEV_DEFAULT_CONNECT_TIMEOUT_MS. Negative: the connection fails
+     * (PGEV_ECONNECT, "invalid option"). */
     int connect_timeout_ms;
     /** Most queries waiting to be sent (submitted before the connection is
      * ready, or beyond the in-flight window); a submit beyond it fails with
@@ -710,7 +719,11 @@ typedef struct pgev_conn_options {
     /** Most queries sent and not yet completed (the pipeline window).
      * 0: PGEV_DEFAULT_MAX_INFLIGHT. */
     int max_inflight;
-    /** Called once when the connection is up, or could not be made. */
+    /** Called once when the connection is up, or could not be made. Always
+     * before on_disconnect, also when pgev_conn_close() was called while
+     * connecting (on_connect, then the queued queries, then on_disconnect)
+     * or the connection is lost right after it came up; on_disconnect
+     * never follows an on_connect that reported an error. */
     pgev_conn_cb on_connect;
     /** Called once when a connection that was up ends (lost, or closed by
      * pgev_conn_close()). Not called by pgev_conn_free(). When the
@@ -757,21 +770,50 @@ typedef struct pgev_conn_options {
      * consecutive queries may reach different server sessions.
      */
     int stmt_cache_size;
+    /**
+     * The resolver for host names (libevent's evdns, on the same
+     * event_base), or NULL: then the connection makes its own when a host
+     * name needs resolving (reading /etc/resolv.conf and /etc/hosts) and
+     * frees it once connected. Sharing one across connections and pools
+     * reads the configuration once and shares evdns's nameserver state
+     * (which servers answer, which time out); see the README. Borrowed:
+     * free it after the connections that use it, and, when one of them was
+     * freed while resolving, after the loop has run once more (evdns
+     * answers the cancelled request from the loop and still reads the
+     * evdns_base then).
+     */
+    struct evdns_base *evdns_base;
 } pgev_conn_options;
 
 /**
  * Creates a connection on `base` and starts connecting, without blocking.
  *
  * conninfo: a libpq connection string ("host=... dbname=...") or URI
- * ("postgresql://..."); PG* environment variables fill what it leaves out,
- * as in libpq. Multi-host lists and target_session_attrs work as in libpq.
+ * ("postgresql://..."), or just a database name; PG* environment variables
+ * fill what it leaves out, as in libpq.
  * opts: may be NULL for all defaults; read during the call only.
+ *
+ * Nothing here or later blocks: host names are resolved asynchronously
+ * with libevent's evdns (opts->evdns_base, or a resolver of the
+ * connection's own reading /etc/resolv.conf and /etc/hosts) and handed to
+ * libpq as hostaddr, while host keeps the name for TLS verify-full, SNI,
+ * Kerberos and the password file. Unix-socket paths and IP literals are
+ * not resolved. A multi-host list (host=a,b,c, port and hostaddr lists,
+ * target_session_attrs, load_balance_hosts where libpq has it) is tried
+ * one host and one address at a time, each with connect_timeout_ms of its
+ * own; the first that connects and is the kind target_session_attrs asks
+ * for wins. The exception: a host named only in a service file is left to
+ * libpq, which resolves it blocking.
  *
  * Queries may be submitted at once; they are sent when the connection is
  * ready, or complete with PGEV_ECONNECT if it cannot be made. A malformed
- * conninfo or an unreachable server is reported through on_connect (from
- * the loop), with the state PGEV_CONN_FAILED and the message also in
- * pgev_conn_errmsg() right away when already known.
+ * conninfo, an option out of range (connect_timeout beyond 2147483 s, a
+ * negative time), a name that does not resolve ("could not resolve host
+ * ...") or an unreachable server is reported through on_connect (from the
+ * loop) with PGEV_ECONNECT (PGEV_ETIMEOUT when every attempt timed out)
+ * and one line per failed attempt, with the state PGEV_CONN_FAILED and the
+ * message also in pgev_conn_errmsg() right away when already known.
+ * Passwords in the conninfo never appear in any message.
  *
  * Returns the connection, owned by the caller (free it with
  * pgev_conn_free()), or NULL when base or conninfo is NULL or memory ran
@@ -785,7 +827,11 @@ PGEV_API pgev_conn *pgev_conn_new(struct event_base *base, const char *conninfo,
  * completes with PGEV_ECANCELLED (its callback runs inside this call, or,
  * when called from one of this connection's callbacks, right after that
  * callback returns). on_connect/on_disconnect are not called. Safe from
- * inside any of the connection's callbacks; NULL is a no-op.
+ * inside any of the connection's callbacks; NULL is a no-op. Freed while
+ * a host name is being resolved, the connection cancels the request, and
+ * evdns answers the cancel from the loop: let the loop run once more
+ * before freeing the event_base, or evdns's small request (and the
+ * connection's own resolver) is never released.
  */
 PGEV_API void pgev_conn_free(pgev_conn *conn);
 
@@ -826,7 +872,8 @@ PGEV_API int pgev_conn_inflight(const pgev_conn *conn);
 /**
  * The underlying libpq connection, for read-only inspection
  * (PQparameterStatus, PQserverVersion, PQbackendPID...). Borrowed; NULL
- * before connecting started and after close. Never issue commands or
+ * while a host name is being resolved, between two connect attempts, and
+ * after close. Never issue commands or
  * change its settings through it.
  */
 PGEV_API PGconn *pgev_conn_pg(const pgev_conn *conn);
@@ -1578,6 +1625,10 @@ typedef struct pgev_pool_options {
      * pgev_conn_options.stmt_cache_size): 0 for the default size,
      * PGEV_STMT_CACHE_OFF behind PgBouncer in transaction mode. */
     int stmt_cache_size;
+    /** The resolver for every connection's host names (see
+     * pgev_conn_options.evdns_base); NULL: each connection its own.
+     * Borrowed: free it after the pool. */
+    struct evdns_base *evdns_base;
 } pgev_pool_options;
 
 /**

@@ -69,14 +69,31 @@ void
 pgev_conn_refuse(pgev_conn *conn, const char *fmt, ...)
 {
     va_list ap;
+    char raw[sizeof(conn->errmsg)];
     va_start(ap, fmt);
-    vsnprintf(conn->errmsg, sizeof(conn->errmsg), fmt, ap);
+    vsnprintf(raw, sizeof(raw), fmt, ap);
     va_end(ap);
+    /* Some refusals quote libpq's text. */
+    pgev_mask_secrets(conn->errmsg, sizeof(conn->errmsg), raw);
+}
+
+/* Connecting is over (connected, failed, freed): the plan and the
+ * resolver go. */
+static void
+connect_cleanup(pgev_conn *conn)
+{
+    pgev_resolver_free(conn->resolver);
+    conn->resolver = NULL;
+    pgev_plan_free(conn->plan);
+    conn->plan = NULL;
+    conn->resolving = false;
+    conn->resolve_answered = false;
 }
 
 static void
 close_pg(pgev_conn *conn)
 {
+    connect_cleanup(conn);
     pgev_loop_watch(conn->loop, -1, false, false);
     pgev_loop_timer(conn->loop, -1);
     conn->fd = -1;
@@ -248,19 +265,155 @@ connected(pgev_conn *conn)
         return;
     }
     pgev_loop_timer(conn->loop, -1);
+    connect_cleanup(conn);
     conn->want_write = false;
     conn->connected = true;
     /* A close requested while connecting has left us CLOSING: drain. */
     if (conn->state == PGEV_CONN_CONNECTING)
         conn_set_state(conn, PGEV_CONN_READY);
     pgev_conn_update_watch(conn);
-    /* Queries submitted while connecting go out before on_connect runs, so
-     * anything on_connect submits queues behind them. */
-    pgev_conn_pump(conn);
-    if (conn->free_requested || conn->state == PGEV_CONN_FAILED)
-        return;
+    /* on_connect comes first: whatever follows (the first send failing,
+     * a close requested while connecting completing) ends with
+     * on_disconnect, which must never precede it. Queries submitted while
+     * connecting are pending already, so anything on_connect submits
+     * queues behind them; the pump below sends them in that order. */
     if (conn->on_connect)
         conn->on_connect(conn, NULL, conn->arg);
+    if (conn->free_requested || conn->state == PGEV_CONN_FAILED)
+        return;
+    pgev_conn_pump(conn);
+}
+
+/*
+ * Connecting walks the plan (resolve.c): for each host, its name resolved
+ * if it has one, then one libpq connection per address, each with its own
+ * deadline (connect_timeout_ms, the conn's one timer). A failed or timed
+ * out attempt, or a name that does not resolve, moves on to the next;
+ * when none is left the connection fails with every attempt's reason.
+ * libpq sees one host and one address at a time, so target_session_attrs
+ * rejects a host of the wrong kind as a failed attempt, and we move on.
+ *
+ * Runs from the loop, or from pgev_conn_new() (no callback runs from
+ * here: a plan that is used up is reported from on_deferred).
+ */
+static void connect_next(pgev_conn *conn);
+
+/* The current attempt failed (or timed out): its reason is noted and its
+ * libpq connection closed; the cursor moves to the next address. */
+static void
+attempt_over(pgev_conn *conn, bool timeout)
+{
+    const char *addr = pgev_plan_address(conn->plan);
+    const char *port = pgev_plan_port(conn->plan);
+    if (timeout && !addr) {
+        /* A unix socket (libpq's own wording names it so). */
+        pgev_plan_note_failure(conn->plan, true,
+                               "connection to server on socket in \"%s\", port %s failed: no answer "
+                               "within %d ms (connect timeout)",
+                               pgev_plan_host(conn->plan), port ? port : "(default)",
+                               conn->connect_timeout_ms);
+    } else if (timeout) {
+        pgev_plan_note_failure(conn->plan, true,
+                               "connection to server at \"%s\" (%s), port %s failed: no answer "
+                               "within %d ms (connect timeout)",
+                               pgev_plan_host(conn->plan), addr, port ? port : "(default)",
+                               conn->connect_timeout_ms);
+    } else {
+        const char *msg = conn->pg ? PQerrorMessage(conn->pg) : NULL;
+        pgev_plan_note_failure(conn->plan, false, "%s",
+                               msg && msg[0] ? msg : "could not start connecting (out of memory)");
+    }
+    pgev_loop_watch(conn->loop, -1, false, false);
+    pgev_loop_timer(conn->loop, -1);
+    conn->fd = -1;
+    if (conn->pg) {
+        PQfinish(conn->pg);
+        conn->pg = NULL;
+    }
+    pgev_plan_advance(conn->plan);
+}
+
+static void
+attempt_failed(pgev_conn *conn, bool timeout)
+{
+    attempt_over(conn, timeout);
+    connect_next(conn);
+}
+
+/* evdns answered (maybe inside pgev_resolver_start()): note it in the
+ * plan and go on from the loop. */
+static void
+on_resolved(void *arg, const char *why, const char *const *addrs, int naddrs)
+{
+    pgev_conn *conn = arg;
+    conn->resolving = false;
+    if (why || pgev_plan_resolved(conn->plan, addrs, naddrs) != 0) {
+        pgev_plan_note_failure(conn->plan, false, "could not resolve host \"%s\": %s",
+                               pgev_plan_host(conn->plan), why ? why : "out of memory");
+        pgev_plan_resolve_failed(conn->plan);
+    }
+    conn->resolve_answered = true;
+    pgev_loop_defer(conn->loop);
+}
+
+static void
+connect_next(pgev_conn *conn)
+{
+    for (;;) {
+        switch (pgev_plan_next(conn->plan)) {
+        case PGEV_PLAN_RESOLVE: {
+            char why[PGEV_ERRMSG_MAX];
+            if (!conn->resolver)
+                conn->resolver = pgev_resolver_new(pgev_loop_base(conn->loop), conn->evdns);
+            conn->resolving = true;
+            conn->resolve_answered = false;
+            if (!conn->resolver ||
+                pgev_resolver_start(conn->resolver, pgev_plan_host(conn->plan), on_resolved, conn,
+                                    why, sizeof(why)) != 0) {
+                conn->resolving = false;
+                pgev_plan_note_failure(conn->plan, false, "could not resolve host \"%s\": %s",
+                                       pgev_plan_host(conn->plan),
+                                       conn->resolver ? why : "out of memory");
+                pgev_plan_resolve_failed(conn->plan);
+                continue;
+            }
+            if (!conn->resolving)
+                return; /* answered at once: on_deferred goes on */
+            pgev_loop_timer(conn->loop, conn->connect_timeout_ms);
+            return;
+        }
+        case PGEV_PLAN_ATTEMPT:
+            conn->pg = pgev_plan_start(conn->plan);
+            if (!conn->pg || PQstatus(conn->pg) == CONNECTION_BAD) {
+                /* Out of memory, a bad option, a socket path that does
+                 * not exist: this attempt is over before it began. */
+                attempt_over(conn, false);
+                continue;
+            }
+            PQsetNoticeReceiver(conn->pg, notice_receiver, conn);
+            pgev_loop_timer(conn->loop, conn->connect_timeout_ms);
+            /* libpq: before the first poll, behave as if it asked for writability. */
+            conn->fd = PQsocket(conn->pg);
+            if (conn->fd < 0 || pgev_loop_watch(conn->loop, conn->fd, false, true) != 0) {
+                conn->fd = -1;
+                pgev_loop_defer(conn->loop);
+            }
+            return;
+        case PGEV_PLAN_DONE:
+        default: {
+            pgev_error err;
+            int code = pgev_plan_only_timeouts(conn->plan) ? PGEV_ETIMEOUT : PGEV_ECONNECT;
+            pgev_error_set(&err, code, "%s", pgev_plan_errors(conn->plan));
+            pgev_error_copy(&conn->error, &err);
+            snprintf(conn->errmsg, sizeof(conn->errmsg), "%s", pgev_error_message(&conn->error));
+            conn->has_error = true;
+            conn->connect_failed_early = true;
+            pgev_loop_timer(conn->loop, -1);
+            pgev_loop_defer(conn->loop);
+            return;
+        }
+        }
+    }
 }
 
 /* One step of PQconnectPoll; the socket may change between steps. */
@@ -268,9 +421,9 @@ static void
 connect_step(pgev_conn *conn)
 {
     PostgresPollingStatusType st = PQconnectPoll(conn->pg);
-    /* libpq may have closed the socket and opened another (next host,
-     * SSL or GSS fallback), possibly with the same number: always register
-     * it anew, never trust an old registration. */
+    /* libpq may have closed the socket and opened another (SSL or GSS
+     * fallback), possibly with the same number: always register it anew,
+     * never trust an old registration. */
     pgev_loop_watch(conn->loop, -1, false, false);
     conn->fd = PQsocket(conn->pg);
     switch (st) {
@@ -286,7 +439,7 @@ connect_step(pgev_conn *conn)
         break;
     case PGRES_POLLING_FAILED:
     default:
-        connect_failed(conn, PGEV_ECONNECT, "could not connect to the server");
+        attempt_failed(conn, false);
         break;
     }
 }
@@ -320,11 +473,17 @@ static void
 on_timeout(pgev_conn *conn)
 {
     pgev_conn_enter_dispatch(conn);
-    if (!conn->connected && conn->pg) {
-        pgev_error err;
-        pgev_error_set(&err, PGEV_ETIMEOUT, "could not connect within %d ms (connect timeout)",
-                       conn->connect_timeout_ms);
-        pgev_conn_fail(conn, PGEV_ETIMEOUT, &err);
+    if (!conn->connected && conn->plan && conn->resolving) {
+        /* The name's deadline: that host is skipped. */
+        pgev_resolver_cancel(conn->resolver);
+        conn->resolving = false;
+        pgev_plan_note_failure(conn->plan, false,
+                               "could not resolve host \"%s\": no answer within %d ms (connect timeout)",
+                               pgev_plan_host(conn->plan), conn->connect_timeout_ms);
+        pgev_plan_resolve_failed(conn->plan);
+        connect_next(conn);
+    } else if (!conn->connected && conn->plan && conn->pg) {
+        attempt_failed(conn, true);
     } else if (conn->cancel_target && !pgev_cancel_tick(conn)) {
         /* A cancelled query still holds the session after the grace
          * period: the server is unresponsive or ignores the cancel. */
@@ -337,19 +496,27 @@ on_timeout(pgev_conn *conn)
     pgev_conn_leave_dispatch(conn);
 }
 
-/* Deferred work: reporting a failure found outside the loop, and the
- * flush after queries submitted from outside a pgev callback. */
+/* Deferred work: going on after a name resolved, reporting a failure
+ * found outside the loop, and the flush after queries submitted from
+ * outside a pgev callback. */
 static void
 on_deferred(pgev_conn *conn)
 {
     pgev_conn_enter_dispatch(conn);
     if (conn->failing.head || conn->fail_notify) {
         fail_continue(conn);
-    } else if (conn->connect_failed_early) {
+        pgev_conn_leave_dispatch(conn);
+        return;
+    }
+    if (!conn->connected && conn->resolve_answered && conn->plan) {
+        conn->resolve_answered = false;
+        connect_next(conn);
+    }
+    if (conn->connect_failed_early) {
         conn->connect_failed_early = false;
         pgev_error err;
         pgev_error_copy(&err, &conn->error);
-        pgev_conn_fail(conn, PGEV_ECONNECT, &err);
+        pgev_conn_fail(conn, err.code, &err);
     } else {
         if (!conn->connected && conn->fd < 0 && conn->pg)
             connect_step(conn);
@@ -363,25 +530,6 @@ on_deferred(pgev_conn *conn)
         pgev_conn_pump(conn);
     }
     pgev_conn_leave_dispatch(conn);
-}
-
-/* connect_timeout from the conninfo, in ms, or 0. */
-static int
-conninfo_timeout_ms(PGconn *pg)
-{
-    int ms = 0;
-    PQconninfoOption *opts = PQconninfo(pg);
-    if (!opts)
-        return 0;
-    for (PQconninfoOption *o = opts; o->keyword; o++) {
-        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val && o->val[0]) {
-            int s = atoi(o->val);
-            if (s > 0)
-                ms = s > 2 ? s * 1000 : 2000; /* libpq's own minimum is 2 s */
-        }
-    }
-    PQconninfoFree(opts);
-    return ms;
 }
 
 pgev_conn *
@@ -421,41 +569,34 @@ pgev_conn_new(struct event_base *base, const char *conninfo, const pgev_conn_opt
         return NULL;
     }
 
-    /* expand_dbname lets "dbname" carry a whole conninfo string or URI. */
-    const char *const keywords[] = { "dbname", NULL };
-    const char *const values[] = { conninfo, NULL };
-    conn->pg = PQconnectStartParams(keywords, values, 1);
-    if (!conn->pg) {
-        pgev_loop_free(conn->loop);
-        pgev_stmt_cache_free(&conn->stmts);
-        free(conn);
-        return NULL;
+    conn->evdns = opts->evdns_base;
+    char why[PGEV_ERRMSG_MAX];
+    const char *bad_option = opts->connect_timeout_ms < 0  ? "connect_timeout_ms"
+                           : opts->query_timeout_ms < 0    ? "query_timeout_ms"
+                           : opts->cancel_grace_ms < 0     ? "cancel_grace_ms"
+                           : opts->max_pending < 0         ? "max_pending"
+                           : opts->max_inflight < 0        ? "max_inflight"
+                                                           : NULL;
+    if (bad_option) {
+        snprintf(why, sizeof(why), "invalid option: %s is negative", bad_option);
+    } else {
+        conn->plan = pgev_plan_new(conninfo, why, sizeof(why));
     }
-    PQsetNoticeReceiver(conn->pg, notice_receiver, conn);
-
-    if (PQstatus(conn->pg) == CONNECTION_BAD) {
-        /* Malformed conninfo, unknown host and the like: known now, but
+    if (!conn->plan) {
+        /* Malformed conninfo, an option out of range: known now, but
          * reported from the loop like every other outcome. */
-        pgev_error_from_conn(&conn->error, PGEV_ECONNECT, conn->pg, "could not start connecting");
+        pgev_error_set(&conn->error, PGEV_ECONNECT, "%s", why);
         snprintf(conn->errmsg, sizeof(conn->errmsg), "%s", pgev_error_message(&conn->error));
         conn->has_error = true;
         conn->connect_failed_early = true;
         pgev_loop_defer(conn->loop);
         return conn;
     }
-
     conn->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms
-                                                            : conninfo_timeout_ms(conn->pg);
+                                                            : pgev_plan_connect_timeout_ms(conn->plan);
     if (conn->connect_timeout_ms <= 0)
         conn->connect_timeout_ms = PGEV_DEFAULT_CONNECT_TIMEOUT_MS;
-    pgev_loop_timer(conn->loop, conn->connect_timeout_ms);
-
-    /* libpq: before the first poll, behave as if it asked for writability. */
-    conn->fd = PQsocket(conn->pg);
-    if (conn->fd < 0 || pgev_loop_watch(conn->loop, conn->fd, false, true) != 0) {
-        conn->fd = -1;
-        pgev_loop_defer(conn->loop);
-    }
+    connect_next(conn);
     return conn;
 }
 

@@ -50,6 +50,11 @@ void pgev_error_from_result(pgev_error *err, int code, const PGresult *res);
 void pgev_error_from_conn(pgev_error *err, int code, const PGconn *pg, const char *fallback);
 /* Deep-copies src into dst so dst no longer borrows from a PGresult. */
 void pgev_error_copy(pgev_error *dst, const pgev_error *src);
+/* Copies src into dst (cap bytes, always terminated) with every password
+ * it holds (URI userinfo, password=..., percent-encoded forms) replaced by
+ * "********". Returns the length written. pgev_error_set() and
+ * pgev_error_from_*() apply it: no secret reaches a pgev message. */
+size_t pgev_mask_secrets(char *dst, size_t cap, const char *src);
 
 /* ------------------------------------------------------------------------
  * Results
@@ -290,6 +295,70 @@ pgev_watch *pgev_watch_new(pgev_loop *loop, int fd, pgev_timer_fn fn, void *arg)
 void pgev_watch_free(pgev_watch *watch);
 
 /* ------------------------------------------------------------------------
+ * Connecting (resolve.c): the conninfo's hosts as a plan of attempts, one
+ * host and one address per libpq connection, and host names resolved with
+ * evdns. conn.c drives the plan.
+ * ------------------------------------------------------------------------ */
+
+typedef struct pgev_plan pgev_plan;
+
+typedef enum pgev_plan_step {
+    PGEV_PLAN_ATTEMPT,  /* start a libpq connection: pgev_plan_start() */
+    PGEV_PLAN_RESOLVE,  /* resolve pgev_plan_host() first */
+    PGEV_PLAN_DONE      /* every host and address was tried */
+} pgev_plan_step;
+
+/* Reads conninfo (a conninfo string, a URI or a database name; the PG*
+ * variables fill in host, hostaddr, port, target_session_attrs,
+ * load_balance_hosts and connect_timeout as in libpq). NULL with the
+ * (masked) reason in err when it is malformed or out of range. */
+pgev_plan *pgev_plan_new(const char *conninfo, char *err, size_t errlen);
+void pgev_plan_free(pgev_plan *plan);
+/* connect_timeout of the conninfo (or PGCONNECT_TIMEOUT) in ms; 0: none. */
+int pgev_plan_connect_timeout_ms(const pgev_plan *plan);
+/* What comes next at the cursor (moves past hosts with nothing left). */
+pgev_plan_step pgev_plan_next(pgev_plan *plan);
+/* The current host as written, its address (NULL when libpq picks, e.g. a
+ * socket) and its port (NULL: the default). */
+const char *pgev_plan_host(const pgev_plan *plan);
+const char *pgev_plan_address(const pgev_plan *plan);
+const char *pgev_plan_port(const pgev_plan *plan);
+/* PQconnectStartParams() for the current attempt (host, hostaddr, port). */
+PGconn *pgev_plan_start(pgev_plan *plan);
+/* The current attempt failed: on to the next address (or host). */
+void pgev_plan_advance(pgev_plan *plan);
+/* The current host's name resolved to these numeric addresses (0 or -1: out of memory). */
+int pgev_plan_resolved(pgev_plan *plan, const char *const *addrs, int naddrs);
+/* The current host's name could not be resolved: it is skipped. */
+void pgev_plan_resolve_failed(pgev_plan *plan);
+/* Records why an attempt failed (masked; `timeout`: it timed out). */
+void pgev_plan_note_failure(pgev_plan *plan, bool timeout, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Every failure so far, one per line, for the final error. */
+const char *pgev_plan_errors(const pgev_plan *plan);
+/* True when there were failures and every one was an attempt timing out. */
+bool pgev_plan_only_timeouts(const pgev_plan *plan);
+
+/* Asynchronous name resolution with evdns: on the application's
+ * evdns_base when given, else on one of its own, made at the first name
+ * (reading resolv.conf and /etc/hosts) and freed with the resolver. */
+typedef struct pgev_resolver pgev_resolver;
+struct evdns_base;
+/* why: NULL on success, else why the name did not resolve. addrs are
+ * numeric strings, borrowed for the call. May run inside
+ * pgev_resolver_start() (answers from /etc/hosts). */
+typedef void (*pgev_resolve_fn)(void *arg, const char *why, const char *const *addrs, int naddrs);
+pgev_resolver *pgev_resolver_new(struct event_base *base, struct evdns_base *shared);
+/* Starts resolving `name`; 0, or -1 with err filled (fn never runs then). */
+int pgev_resolver_start(pgev_resolver *r, const char *name, pgev_resolve_fn fn, void *arg,
+                        char *err, size_t errlen);
+/* Drops the request in progress: its fn never runs. */
+void pgev_resolver_cancel(pgev_resolver *r);
+/* Cancels and frees; what evdns still references lives on until evdns
+ * answers it from the loop. NULL is a no-op. */
+void pgev_resolver_free(pgev_resolver *r);
+
+/* ------------------------------------------------------------------------
  * The connection
  * ------------------------------------------------------------------------ */
 
@@ -306,7 +375,7 @@ struct pgev_conn {
     pgev_loop *loop;
     int fd;                 /* the socket currently watched; re-read after every connect poll */
     bool connected;         /* PQconnectPoll reported OK; pipeline mode is on */
-    bool connect_failed_early; /* PQconnectStart failed: report from the loop */
+    bool connect_failed_early; /* connecting failed outside the loop: report from the loop */
     bool broken;            /* libpq failed outside the loop: fail from the loop */
     bool want_write;        /* libpq holds unsent bytes (PQflush returned 1) */
     bool more_results;      /* read_results yielded with results left to hand out */
@@ -391,7 +460,14 @@ struct pgev_conn {
     int64_t next_id;
     int max_pending;
     int max_inflight;
-    int connect_timeout_ms;
+    int connect_timeout_ms; /* per attempt (host and address) and per name resolution */
+    /* While connecting (resolve.c): the hosts still to try, the resolver,
+     * and a name's answer waiting to be acted on from the loop. */
+    pgev_plan *plan;
+    pgev_resolver *resolver;
+    struct evdns_base *evdns;   /* the application's, or NULL */
+    bool resolving;         /* a name is being resolved: the timer is its deadline */
+    bool resolve_answered;  /* the answer is in the plan: go on from on_deferred */
     size_t unflushed_bytes; /* estimate, to flush libpq's buffer before it grows large */
     size_t libpq_errlen;    /* length of PQerrorMessage() last looked at (dispatch.c) */
     int64_t turn_end_ms;    /* when the read loop's current turn is over (coarse clock) */

@@ -189,6 +189,7 @@ struct pgev_pool {
     /* options, defaults applied */
     int min_conns, max_conns, max_connecting, connect_timeout_ms, conn_max_inflight;
     int stmt_cache_size;
+    struct evdns_base *evdns_base; /* borrowed: the application's resolver, or NULL */
     int acquire_timeout_ms, max_waiters, queue_timeout_ms, max_pending;
     int idle_timeout_ms, max_lifetime_ms;
     int query_timeout_ms, health_check_idle_ms;
@@ -559,6 +560,7 @@ open_slot(pgev_pool *pool, uint64_t now, bool standby)
         .connect_timeout_ms = pool->connect_timeout_ms,
         .max_inflight = pool->conn_max_inflight,
         .stmt_cache_size = pool->stmt_cache_size,
+        .evdns_base = pool->evdns_base,
         .on_connect = on_conn_connect,
         .on_disconnect = on_conn_disconnect,
         .arg = slot,
@@ -1498,6 +1500,7 @@ pgev_pool_new(struct event_base *base, const char *conninfo, const pgev_pool_opt
         opts->max_connecting > 0 ? opts->max_connecting : PGEV_POOL_DEFAULT_MAX_CONNECTING;
     pool->connect_timeout_ms = opts->connect_timeout_ms;
     pool->stmt_cache_size = opts->stmt_cache_size;
+    pool->evdns_base = opts->evdns_base;
     pool->conn_max_inflight =
         opts->conn_max_inflight > 0 ? opts->conn_max_inflight : PGEV_DEFAULT_MAX_INFLIGHT;
     pool->acquire_timeout_ms = opts->acquire_timeout_ms > 0 ? opts->acquire_timeout_ms
