@@ -640,7 +640,8 @@ typedef struct pgev_query_args {
      * libpq's PQsendQueryParams: types may be NULL (the server infers
      * them); values[i] NULL is SQL NULL; lengths and formats may be NULL
      * for all-text parameters (formats[i] 1 = binary, then lengths[i] is
-     * the byte count). */
+     * the byte count). values NULL with nparams > 0 sends every parameter
+     * as NULL (libpq's rule; connections and pools alike). */
     int nparams;
     const Oid *param_types;
     const char *const *param_values;
@@ -1168,6 +1169,8 @@ typedef struct pgev_pool pgev_pool;
 #define PGEV_POOL_BACKOFF_MAX_MS 5000
 /** Period of the pool's maintenance timer. */
 #define PGEV_POOL_MAINTENANCE_MS 250
+/** How long a released connection's reset may take (pgev_pool_options.reset_timeout_ms). */
+#define PGEV_POOL_DEFAULT_RESET_TIMEOUT_MS 5000
 
 /**
  * Init hook: runs once on every new connection, after it connected and
@@ -1184,7 +1187,8 @@ typedef void (*pgev_pool_init_cb)(pgev_pool *pool, pgev_conn *conn, void *arg);
  * Acquire callback: on success conn is the connection, exclusively the
  * caller's until pgev_pool_release(), and err is NULL. On failure conn is
  * NULL and err says why: PGEV_ETIMEOUT (acquire_timeout_ms passed),
- * PGEV_ECANCELLED (the pool was freed). err is borrowed for the call.
+ * PGEV_ECANCELLED (pgev_pool_acquire_cancel(), or the pool was freed).
+ * err is borrowed for the call.
  */
 typedef void (*pgev_pool_acquire_cb)(pgev_pool *pool, pgev_conn *conn, const pgev_error *err,
                                      void *arg);
@@ -1264,6 +1268,16 @@ typedef struct pgev_pool_options {
      * pgev_conn_options.stmt_cache_size): 0 for the default size,
      * PGEV_STMT_CACHE_OFF behind PgBouncer in transaction mode. */
     int stmt_cache_size;
+    /** The longest a released connection's reset (rollback of what the
+     * borrower left open, UNLISTEN *, reset_query) may take, in
+     * milliseconds; past it the connection is discarded and replaced (a
+     * network partition, a backend that stopped answering).
+     * 0: PGEV_POOL_DEFAULT_RESET_TIMEOUT_MS. */
+    int reset_timeout_ms;
+    /** A connection is replaced after this many uses (pool queries and
+     * acquires): it takes no new work once reached and is closed when
+     * idle. 0: no limit. */
+    int64_t max_uses;
 } pgev_pool_options;
 
 /**
@@ -1301,6 +1315,9 @@ typedef struct pgev_pool_stats_t {
      * 12.5 %; 0 before the first one. */
     double query_p50_us, query_p99_us;
     double acquire_wait_p50_us, acquire_wait_p99_us;
+    int64_t reset_timeouts; /**< released connections discarded because their reset passed reset_timeout_ms */
+    int64_t acquires_cancelled; /**< waiting acquires ended by pgev_pool_acquire_cancel() */
+    int64_t pool_resets;    /**< pgev_pool_reset() calls */
 } pgev_pool_stats_t;
 
 /**
@@ -1381,27 +1398,61 @@ PGEV_API int64_t pgev_pool_execute(pgev_pool *pool, const char *name, int nparam
  * Asks for exclusive use of one connection. cb runs exactly once, from the
  * loop: with a ready connection with nothing outstanding, in FIFO order
  * among waiters, or with PGEV_ETIMEOUT after acquire_timeout_ms (the
- * message names the last connection error, if any). While held, the
- * connection takes no pool queries; use it with the pgev_conn_* calls,
- * never pgev_conn_free() or pgev_conn_close() it, and hand it back with
- * pgev_pool_release().
+ * message names the last connection error, if any), or PGEV_ECANCELLED
+ * after pgev_pool_acquire_cancel(). While held, the connection takes no
+ * pool queries; use it with the pgev_conn_* calls, never pgev_conn_free()
+ * or pgev_conn_close() it, and hand it back with pgev_pool_release(pool,
+ * conn, id), where id is what this call returned: the id ties the release
+ * to this acquire.
  *
- * Returns PGEV_OK (cb will run), or PGEV_EINVAL (NULL pool or cb),
- * PGEV_ECLOSED (closing or closed pool), PGEV_EQUEUEFULL (max_waiters
- * already waiting), PGEV_ENOMEM; then cb never runs.
+ * Returns the acquire id (> 0, unique in this pool: cb will run), or
+ * PGEV_EINVAL (NULL pool or cb), PGEV_ECLOSED (closing or closed pool),
+ * PGEV_EQUEUEFULL (max_waiters already waiting), PGEV_ENOMEM; then cb
+ * never runs.
  */
-PGEV_API int pgev_pool_acquire(pgev_pool *pool, pgev_pool_acquire_cb cb, void *arg);
+PGEV_API int64_t pgev_pool_acquire(pgev_pool *pool, pgev_pool_acquire_cb cb, void *arg);
 
 /**
- * Gives an acquired connection back. If it is in a transaction (or its
- * state is unknown because queries are still running), the pool rolls it
- * back, then runs reset_query if set, before reuse; if that fails, or the
- * connection is broken or expired, it is closed and replaced. Queries still
- * running on it complete normally. The caller must not use conn afterwards.
- * Returns PGEV_OK, or PGEV_EINVAL when conn is not currently acquired from
- * this pool. Never calls back. Safe from inside any callback.
+ * Cancels a waiting acquire: its callback runs once, from the loop, with
+ * PGEV_ECANCELLED (never inside this call). Returns PGEV_OK, or
+ * PGEV_EINVAL when acquire_id is not waiting (already granted, timed out,
+ * cancelled, or unknown): then nothing changes, and a granted connection
+ * is the caller's to release.
  */
-PGEV_API int pgev_pool_release(pgev_pool *pool, pgev_conn *conn);
+PGEV_API int pgev_pool_acquire_cancel(pgev_pool *pool, int64_t acquire_id);
+
+/**
+ * Gives back the connection acquired under acquire_id (what
+ * pgev_pool_acquire() returned). Nothing of the borrower reaches the next
+ * one: its notification callbacks are dropped at once; before the
+ * connection is used again the pool rolls back a transaction left open
+ * (a pgev_txn through pgev_txn_rollback(), a plain BEGIN with ROLLBACK;
+ * also whenever queries are still running on it), runs UNLISTEN * if the
+ * borrower subscribed with pgev_conn_listen(), then reset_query if set.
+ * Those steps are pipelined together and bounded by reset_timeout_ms: if
+ * one fails or the time passes, or the connection is broken, expired
+ * (max_lifetime_ms, max_uses, pgev_pool_reset()), it is discarded and
+ * replaced. A clean connection released outside a callback needs none of
+ * this; one released inside a query callback is looked at once that
+ * query's Sync has been read (no ROLLBACK round trip when it is clean).
+ * Queries still running on it complete normally, or with PGEV_ECANCELLED
+ * when it is discarded. The caller must not use conn afterwards.
+ *
+ * Returns PGEV_OK, or PGEV_EINVAL when conn is not held under acquire_id
+ * (released already, or acquired by someone else since: a stale or
+ * double release), with pgev_pool_errmsg() saying so; then nothing
+ * changes. Never calls back. Safe from inside any callback.
+ */
+PGEV_API int pgev_pool_release(pgev_pool *pool, pgev_conn *conn, int64_t acquire_id);
+
+/**
+ * Replaces every connection (after a failover or a credential rotation):
+ * idle ones are closed now, busy ones once their pool queries complete,
+ * acquired ones when released; new ones are opened as usual (min_conns,
+ * demand). Queries and acquires go on meanwhile. Returns PGEV_OK, or
+ * PGEV_EINVAL (NULL), PGEV_ECLOSED (the pool is closing or closed).
+ */
+PGEV_API int pgev_pool_reset(pgev_pool *pool);
 
 /**
  * Ends the on_conn_init hook of `conn`: ok true puts the connection into

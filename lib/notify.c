@@ -9,6 +9,7 @@
  * channel.
  */
 #include "pgev-internal.h"
+#include "pool-internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,4 +201,14 @@ pgev_listeners_free(pgev_conn *conn)
 {
     while (conn->listeners)
         remove_listener(&conn->listeners);
+}
+
+int
+pgev_conn_drop_listeners(pgev_conn *conn)
+{
+    int n = 0;
+    for (pgev_listener *l = conn->listeners; l; l = l->next)
+        n++;
+    pgev_listeners_free(conn);
+    return n;
 }

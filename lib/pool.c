@@ -21,13 +21,21 @@
  * another connection instead of failing.
  *
  * Freeing a pgev_conn from inside one of its own callbacks is deferred by
- * the connection layer, and a deferred free still calls back into us. So
- * the pool frees connections only from its own "kick" event, when no
- * connection callback is running: a slot that should go is marked RETIRED
- * and the next service pass (service()) frees it. For the same reason,
- * pgev_pool_free() from inside a connection callback leaves the pool
- * struct behind as a zombie, which only forwards the last callbacks of
- * that connection, until the kick event frees it.
+ * the connection layer, and a deferred free still completes its queries
+ * (through our callbacks) afterwards. So the pool frees connections only
+ * from its own "kick" event, when no connection callback is running: a
+ * slot that should go is marked RETIRED and the next service pass
+ * (service()) frees it.
+ *
+ * Lifetime (one scheme, see pool_hold()): the pool struct is reference
+ * counted. The application holds one reference until pgev_pool_free();
+ * every query the pool has handed to a connection (pool queries, reset
+ * steps, health checks) holds one until its callback has run; every pool
+ * frame that calls user code holds one while it runs. pgev_pool_free()
+ * from inside such a frame is carried out when the outermost one returns
+ * (`calling`); it completes everything and frees the connections, and the
+ * memory goes when the last reference does: a connection whose free the
+ * connection layer deferred may still complete pool queries into it.
  *
  * Timers: one periodic maintenance timer (idle timeout, lifetime, min
  * size, init timeout, reconnect backoff), one deadline timer for the head
@@ -36,7 +44,8 @@
  * The connection layer's event adapter (loop.c) is bound to one
  * connection, so the pool's three events are made here.
  */
-#include "pgev-internal.h" /* struct pgev_result / pgev_error, for make_error() only */
+#include "pgev-internal.h" /* struct pgev_result / pgev_error, for the pool's own error results */
+#include "pool-internal.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -63,15 +72,16 @@ typedef enum slot_state {
     SLOT_RESERVED,   /* promised to the head waiter: takes no new pool
                       * queries, granted once its outstanding ones finish */
     SLOT_ACQUIRED,   /* held by a user through pgev_pool_acquire() */
-    SLOT_RESETTING,  /* released dirty: ROLLBACK / reset_query running */
+    SLOT_RESETTING,  /* released: its reset steps (ROLLBACK, UNLISTEN *,
+                      * reset_query) running, each under reset_timeout_ms */
     SLOT_CLOSING,    /* pgev_conn_close() called: draining its queries */
     SLOT_RETIRED,    /* finished with; service() frees the connection */
     SLOT_NSTATES
 } slot_state;
 
-/* How long a reset may wait for its Sync to be read before the
- * connection is given up on (see finish_reset). */
-#define RESET_SYNC_WAIT_MS 5000
+/* While a released connection's last Sync is unread (released inside a
+ * query callback), service() looks at it again this often. */
+#define RESET_RECHECK_MS 2
 
 typedef struct pool_slot pool_slot;
 typedef struct pool_query pool_query;
@@ -83,8 +93,15 @@ struct pool_slot {
     pgev_conn *conn;
     slot_state state;
     int outstanding;            /* pool queries handed to conn, not yet complete */
-    int resets_running;         /* RESETTING: reset queries not yet complete */
+    int resets_running;         /* RESETTING: reset steps not yet complete */
     bool reset_failed;
+    bool reset_planned;         /* RESETTING: its steps are queued (see reset_plan) */
+    bool unlisten_wanted;       /* RESETTING: the borrower subscribed to channels */
+    bool awaiting_sync;         /* RESETTING: the borrower's last Sync is not read yet */
+    uint64_t reset_deadline_ms; /* RESETTING: discarded past this */
+    int64_t lease;              /* ACQUIRED: the acquire id it is held under */
+    int64_t uses;               /* pool queries and acquires it took (max_uses) */
+    uint64_t generation;        /* pool->generation when it was opened (pgev_pool_reset) */
     bool lost;                  /* ACQUIRED: the connection died while held */
     bool standby;               /* a standby_conninfo connection: read-only queries only */
     bool refusing;              /* its connection refused a submit (broken, about to fail) */
@@ -102,6 +119,7 @@ struct pool_query {
     uint64_t query_deadline_ms; /* its own timeout, from the submit; 0: none */
     uint64_t queue_deadline_ms; /* submit + queue_timeout_ms: a re-queued query keeps it */
     int retries;                /* times sent again after its connection lost it once sent */
+    bool delivered;             /* on_rows ran: never sent again */
     uint64_t submitted_us;      /* for the latency percentiles */
     pgev_query_args args;       /* on_done/on_rows/arg are the user's; pointers into our copy */
     char *payload;              /* that copy when it did not fit in inline_payload, else NULL */
@@ -111,6 +129,8 @@ struct pool_query {
 
 struct pool_waiter {
     pool_waiter *next;
+    int64_t id;                 /* what pgev_pool_acquire() returned */
+    bool cancelled;             /* pgev_pool_acquire_cancel(): completed by service() */
     uint64_t deadline_ms;
     uint64_t created_us;        /* for the acquire-wait percentiles */
     pgev_pool_acquire_cb cb;
@@ -177,7 +197,9 @@ lat_percentile(const lat_hist *h, double q)
 typedef enum pool_state {
     POOL_OPEN,
     POOL_DRAINING,              /* pgev_pool_close() called */
-    POOL_CLOSED                 /* drained, or being freed */
+    POOL_CLOSED,                /* drained */
+    POOL_FREEING,               /* pgev_pool_free() called inside a pool frame: done when it returns */
+    POOL_FREED                  /* torn down; the memory goes with the last reference */
 } pool_state;
 
 struct pgev_pool {
@@ -192,6 +214,8 @@ struct pgev_pool {
     int acquire_timeout_ms, max_waiters, queue_timeout_ms, max_pending;
     int idle_timeout_ms, max_lifetime_ms;
     int query_timeout_ms, health_check_idle_ms;
+    int reset_timeout_ms;
+    int64_t max_uses;           /* 0: no limit */
     char *standby_conninfo;     /* NULL: no standbys */
     int standby_min_conns, standby_max_conns;
     pgev_pool_init_cb on_conn_init;
@@ -206,17 +230,16 @@ struct pgev_pool {
     int nwaiters;
     int outstanding;
 
-    struct event *kick_ev;      /* deferred work: service(), or the zombie's last free */
+    struct event *kick_ev;      /* deferred work: service() */
     struct event *maint_ev;     /* periodic maintenance */
-    struct event *deadline_ev;  /* earliest queue / waiter deadline */
+    struct event *deadline_ev;  /* earliest queue / waiter / reset deadline */
     bool kicked;
 
-    /* Teardown: see pgev_pool_free(). */
-    int depth;                  /* > 0 while pool code with user callbacks is on the stack */
-    int conn_cb_depth;          /* > 0 while one of our connections is calling back */
-    bool free_requested;
-    bool freeing;
-    bool zombie;
+    /* Lifetime: see the file comment and pool_hold(). */
+    int refs;
+    int calling;                /* pool frames calling user code now */
+    uint64_t generation;        /* bumped by pgev_pool_reset(): older connections are replaced */
+    int64_t next_acquire_id;
 
     pgev_pool_closed_cb on_closed;
     void *closed_arg;
@@ -240,7 +263,7 @@ struct pgev_pool {
 };
 
 static void service(pgev_pool *pool);
-static void pool_real_free(pgev_pool *pool);
+static void pool_teardown(pgev_pool *pool);
 static void pool_destroy(pgev_pool *pool);
 
 /* Recycled query records kept per pool. */
@@ -313,34 +336,61 @@ pool_refuse(pgev_pool *pool, const char *fmt, ...)
     va_end(ap);
 }
 
+/* pgev_pool_free() was called: nothing new is accepted, nothing is
+ * started, and the pool's events are gone (or about to be). */
+static bool
+pool_dead(const pgev_pool *pool)
+{
+    return pool->state >= POOL_FREEING;
+}
+
 static void
 kick(pgev_pool *pool)
 {
-    if (pool->kicked || pool->freeing)
+    if (pool->kicked || pool_dead(pool))
         return;
     pool->kicked = true;
     event_active(pool->kick_ev, EV_TIMEOUT, 0);
 }
 
-/* User callbacks run between enter and leave; a pgev_pool_free() from one
- * of them is carried out by the outermost leave. Returns false when the
- * pool struct is gone (freed at once) and must not be touched. */
+/*
+ * References (see the file comment). A query the pool hands to a
+ * connection takes one (pool_hold) and its callback gives it back
+ * (pool_drop) as the last thing it does; the memory is freed when the
+ * count reaches 0, so no callback of ours can find it gone.
+ */
+static void
+pool_hold(pgev_pool *pool)
+{
+    pool->refs++;
+}
+
+static void
+pool_drop(pgev_pool *pool)
+{
+    assert(pool->refs > 0);
+    if (--pool->refs == 0)
+        pool_destroy(pool);
+}
+
+/* User code runs between enter and leave. A pgev_pool_free() from inside
+ * waits for the outermost leave, so the pool code up the stack never
+ * finds its queues or slots torn down under it; it checks pool_dead()
+ * after each user call and stops. The pool may be gone after leave. */
 static void
 pool_enter(pgev_pool *pool)
 {
-    pool->depth++;
+    pool->refs++;
+    pool->calling++;
 }
 
-static bool
+static void
 pool_leave(pgev_pool *pool)
 {
-    assert(pool->depth > 0);
-    if (--pool->depth == 0 && pool->free_requested && !pool->freeing) {
-        bool stays = pool->conn_cb_depth > 0; /* it becomes a zombie */
-        pool_real_free(pool);
-        return stays;
-    }
-    return true;
+    assert(pool->calling > 0);
+    if (--pool->calling == 0 && pool->state == POOL_FREEING)
+        pool_teardown(pool);
+    pool_drop(pool);
 }
 
 /*
@@ -478,27 +528,47 @@ slot_close(pool_slot *slot)
     slot_set_state(slot, SLOT_CLOSING);
 }
 
+/* A connection that should take no new work and go once idle: too old,
+ * used max_uses times, or older than the last pgev_pool_reset(). */
 static bool
 slot_expired(const pool_slot *slot, uint64_t now)
 {
-    return slot->expires_ms != 0 && now >= slot->expires_ms;
+    const pgev_pool *pool = slot->pool;
+    return (slot->expires_ms != 0 && now >= slot->expires_ms) ||
+           (pool->max_uses > 0 && slot->uses >= pool->max_uses) || slot->generation != pool->generation;
 }
 
 /* A READY slot that can take one more pool query. */
 static bool
-slot_dispatchable(const pool_slot *slot)
+slot_dispatchable(const pool_slot *slot, uint64_t now)
 {
     return slot->state == SLOT_READY && !slot->checking && !slot->refusing &&
-           slot->outstanding < slot->pool->conn_max_inflight &&
+           slot->outstanding < slot->pool->conn_max_inflight && !slot_expired(slot, now) &&
            pgev_conn_state(slot->conn) == PGEV_CONN_READY;
 }
 
+static void health_check(pgev_pool *pool, pool_slot *s, uint64_t now);
+
+/* An idle connection unused for health_check_idle_ms answers an empty
+ * query before it takes work (pgev.h promises it): it starts that check
+ * now and is skipped until the check has passed. */
+static bool
+needs_check_first(pgev_pool *pool, pool_slot *s, uint64_t now)
+{
+    if (pool->health_check_idle_ms <= 0 || s->outstanding != 0 ||
+        now - s->last_used_ms < (uint64_t)pool->health_check_idle_ms)
+        return false;
+    health_check(pool, s, now);
+    return true;
+}
+
 static pool_slot *
-least_loaded(pgev_pool *pool, bool standby)
+least_loaded(pgev_pool *pool, bool standby, uint64_t now)
 {
     pool_slot *best = NULL;
     for (pool_slot *s = pool->slots; s; s = s->next)
-        if (s->standby == standby && slot_dispatchable(s) && (!best || s->outstanding < best->outstanding))
+        if (s->standby == standby && slot_dispatchable(s, now) &&
+            (!best || s->outstanding < best->outstanding) && !needs_check_first(pool, s, now))
             best = s;
     return best;
 }
@@ -506,15 +576,15 @@ least_loaded(pgev_pool *pool, bool standby)
 /* Where a query goes now: read-only ones to the least-loaded standby with
  * room, else (like every other query) to the least-loaded primary one. */
 static pool_slot *
-pick_slot(pgev_pool *pool, const pool_query *pq)
+pick_slot(pgev_pool *pool, const pool_query *pq, uint64_t now)
 {
     if (pool->standby_conninfo && (pq->args.flags & PGEV_QUERY_READONLY)) {
-        pool_slot *s = least_loaded(pool, true);
+        pool_slot *s = least_loaded(pool, true, now);
         if (s)
             return s;
         pool->standby_wanted = true;
     }
-    return least_loaded(pool, false);
+    return least_loaded(pool, false, now);
 }
 
 /* Slots of one kind that are not retired, and of those the ones on their
@@ -551,6 +621,7 @@ open_slot(pgev_pool *pool, uint64_t now, bool standby)
     slot->state = SLOT_CONNECTING;
     slot->created_ms = now;
     slot->last_used_ms = now;
+    slot->generation = pool->generation;
     if (pool->max_lifetime_ms > 0) {
         uint64_t jitter = pool_random(pool) % ((uint64_t)pool->max_lifetime_ms / 10 + 1);
         slot->expires_ms = now + (uint64_t)pool->max_lifetime_ms - jitter;
@@ -618,9 +689,8 @@ on_conn_connect(pgev_conn *conn, const pgev_error *err, void *arg)
 {
     pool_slot *slot = arg;
     pgev_pool *pool = slot->pool;
-    if (pool->zombie || slot->state != SLOT_CONNECTING)
+    if (pool_dead(pool) || slot->state != SLOT_CONNECTING)
         return;
-    pool->conn_cb_depth++;
     pool_enter(pool);
     uint64_t now = now_ms();
     if (err) {
@@ -652,7 +722,6 @@ on_conn_connect(pgev_conn *conn, const pgev_error *err, void *arg)
         kick(pool);
     }
     pool_leave(pool);
-    pool->conn_cb_depth--;
 }
 
 static void
@@ -660,7 +729,7 @@ on_conn_disconnect(pgev_conn *conn, const pgev_error *err, void *arg)
 {
     pool_slot *slot = arg;
     pgev_pool *pool = slot->pool;
-    if (pool->zombie)
+    if (pool_dead(pool))
         return;
     switch (slot->state) {
     case SLOT_RETIRED:
@@ -691,11 +760,12 @@ static void requeue_front(pgev_pool *pool, pool_query *pq);
 
 /* A query its connection lost: sent again elsewhere when it never left
  * the connection (as often as that happens, within its queue deadline), or
- * when the caller said running it twice is harmless (POOL_RETRY_MAX). */
+ * when the caller said running it twice is harmless (POOL_RETRY_MAX) and
+ * none of its rows reached the caller yet (they would arrive twice). */
 static bool
 worth_retrying(const pgev_pool *pool, const pool_query *pq, const pgev_result *res)
 {
-    if (pgev_result_status(res) != PGEV_ECONNLOST || pool->state != POOL_OPEN || pool->free_requested)
+    if (pgev_result_status(res) != PGEV_ECONNLOST || pool->state != POOL_OPEN || pq->delivered)
         return false;
     if (!pgev_result_sent(res))
         return true;
@@ -708,41 +778,33 @@ on_query_done(pgev_conn *conn, pgev_result *res, void *arg)
     pool_query *pq = arg;
     pool_slot *slot = pq->slot;
     pgev_pool *pool = slot->pool;
-    if (!pool->zombie && worth_retrying(pool, pq, res)) {
-        slot->outstanding--;
-        pool->outstanding--;
+    slot->outstanding--;
+    pool->outstanding--;
+    if (worth_retrying(pool, pq, res)) {
         if (pgev_result_sent(res))
             pq->retries++;
         pq->slot = NULL;
         pool->stats.queries_retried++;
         requeue_front(pool, pq);
         kick(pool);
+        pool_drop(pool);   /* the dispatched query's reference */
         return;
     }
     pgev_result_cb cb = pq->args.on_done;
     void *user = pq->args.arg;
-    if (!pool->zombie)
-        lat_add(&pool->query_latency, now_us() - pq->submitted_us);
+    lat_add(&pool->query_latency, now_us() - pq->submitted_us);
     pool_query_free(pool, pq);
-    slot->outstanding--;
-    if (pool->zombie) {
-        if (cb)
-            cb(conn, res, user);
-        return;
-    }
-    pool->outstanding--;
     if (pgev_result_status(res) != PGEV_OK)
         pool->stats.queries_failed++;
-    pool->conn_cb_depth++;
     pool_enter(pool);
     if (cb)
         cb(conn, res, user);
-    if (!pool->zombie) {
+    if (!pool_dead(pool)) {
         slot->last_used_ms = now_ms();
         kick(pool);
     }
     pool_leave(pool);
-    pool->conn_cb_depth--;
+    pool_drop(pool);
 }
 
 static void
@@ -750,47 +812,120 @@ on_query_rows(pgev_conn *conn, pgev_result *res, void *arg)
 {
     pool_query *pq = arg;
     pgev_pool *pool = pq->slot->pool;
-    if (pool->zombie) {
-        pq->args.on_rows(conn, res, pq->args.arg);
-        return;
-    }
-    pool->conn_cb_depth++;
+    pq->delivered = true;
     pool_enter(pool);
     pq->args.on_rows(conn, res, pq->args.arg);
-    pool_leave(pool);
-    pool->conn_cb_depth--;
+    pool_leave(pool);   /* pq's reference keeps the pool */
 }
 
-/* Completion of a ROLLBACK / reset_query after a dirty release. */
+/* Completion of one reset step (ROLLBACK, UNLISTEN *, reset_query). */
 static void
 on_reset_done(pgev_conn *conn, pgev_result *res, void *arg)
 {
     pool_slot *slot = arg;
     pgev_pool *pool = slot->pool;
-    slot->resets_running--;
-    if (pool->zombie)
-        return;
-    if (pgev_result_status(res) != PGEV_OK)
-        slot->reset_failed = true;
     (void)conn;
-    /* The verdict waits for service(): inside this callback the connection
-     * has not yet read the query's Sync, so libpq still reports the
-     * transaction status as ACTIVE. */
-    if (slot->resets_running == 0)
-        kick(pool);
+    slot->resets_running--;
+    if (!pool_dead(pool)) {
+        if (pgev_result_status(res) != PGEV_OK)
+            slot->reset_failed = true;
+        /* The verdict waits for service(): inside this callback the
+         * connection has not yet read the query's Sync, so libpq still
+         * reports the transaction status as ACTIVE. */
+        if (slot->resets_running == 0)
+            kick(pool);
+    }
+    pool_drop(pool);
 }
 
-/* A RESETTING slot whose reset queries have all completed: back into
- * service when the session is idle again, closed otherwise. */
+/* Queues one reset step on a released connection. */
+static bool
+reset_step(pool_slot *slot, const char *sql)
+{
+    pgev_query_args args = { .sql = sql, .flags = PGEV_QUERY_NOCACHE, .timeout_ms = -1,
+                             .on_done = on_reset_done, .arg = slot };
+    if (pgev_conn_submit(slot->conn, &args) < 0)
+        return false;
+    pool_hold(slot->pool);
+    slot->resets_running++;
+    return true;
+}
+
+/*
+ * Queues what a released connection needs before its next borrower, all
+ * at once (each step its own Sync): the rollback of a transaction left
+ * open (a pgev_txn through its own rollback, so that the statements it
+ * holds run first), UNLISTEN * when the borrower subscribed, and
+ * reset_query. Called at release, or, when the borrower's last Sync was
+ * not read yet (a release from inside a query callback: libpq reports
+ * ACTIVE until then), by service() once it has been: a clean session then
+ * needs no ROLLBACK round trip.
+ */
+static void
+reset_plan(pool_slot *slot)
+{
+    pgev_pool *pool = slot->pool;
+    pgev_conn *conn = slot->conn;
+    slot->reset_planned = true;
+    slot->awaiting_sync = false;
+    bool busy = pgev_conn_pending(conn) + pgev_conn_inflight(conn) > 0;
+    pgev_txn *txn = pgev_conn_open_txn(conn);
+    if (txn) {
+        if (pgev_txn_rollback(txn, on_reset_done, slot) == PGEV_OK) {
+            pool_hold(pool);
+            slot->resets_running++;
+        } else {
+            slot->reset_failed = true;
+        }
+    } else if (busy || PQtransactionStatus(pgev_conn_pg(conn)) != PQTRANS_IDLE) {
+        if (!reset_step(slot, "ROLLBACK"))
+            slot->reset_failed = true;
+    }
+    if (slot->unlisten_wanted && !slot->reset_failed) {
+        slot->unlisten_wanted = false;
+        if (!reset_step(slot, "UNLISTEN *"))
+            slot->reset_failed = true;
+    }
+    if (pool->reset_query && !slot->reset_failed && !reset_step(slot, pool->reset_query))
+        slot->reset_failed = true;
+    if (slot->resets_running > 0)
+        pool->stats.resets++;
+}
+
+/* A RESETTING slot with no step running: its steps queued now, back into
+ * service when the session is idle again, or discarded (a step failed,
+ * the connection broke, the session is not idle, or reset_timeout_ms
+ * passed). */
 static void
 finish_reset(pool_slot *slot, uint64_t now)
 {
-    PGTransactionStatusType txn = PQtransactionStatus(pgev_conn_pg(slot->conn));
-    if (!slot->reset_failed && pgev_conn_state(slot->conn) == PGEV_CONN_READY &&
-        txn == PQTRANS_ACTIVE && now - slot->last_used_ms < RESET_SYNC_WAIT_MS)
-        return; /* the Sync is not read yet: the next pass looks again */
-    if (slot->reset_failed || pgev_conn_state(slot->conn) != PGEV_CONN_READY ||
-        txn != PQTRANS_IDLE || slot_expired(slot, now)) {
+    pgev_pool *pool = slot->pool;
+    bool up = pgev_conn_state(slot->conn) == PGEV_CONN_READY;
+    PGTransactionStatusType txn = up ? PQtransactionStatus(pgev_conn_pg(slot->conn)) : PQTRANS_UNKNOWN;
+    if (now >= slot->reset_deadline_ms) {
+        pool->stats.reset_timeouts++;
+        slot_retire(slot);  /* its steps complete (ECANCELLED) when it is freed */
+        return;
+    }
+    if (slot->reset_failed || !up) {
+        slot_close(slot);
+        return;
+    }
+    bool idle_conn = pgev_conn_pending(slot->conn) + pgev_conn_inflight(slot->conn) == 0;
+    if (txn == PQTRANS_ACTIVE && idle_conn) {
+        slot->awaiting_sync = true;  /* the next pass looks again (arm_deadline) */
+        return;
+    }
+    if (!slot->reset_planned) {
+        reset_plan(slot);
+        if (slot->resets_running > 0 || slot->reset_failed) {
+            if (slot->reset_failed && slot->resets_running == 0)
+                slot_close(slot);
+            return;
+        }
+        txn = PQtransactionStatus(pgev_conn_pg(slot->conn));
+    }
+    if (txn != PQTRANS_IDLE || slot_expired(slot, now)) {
         slot_close(slot);
         return;
     }
@@ -832,7 +967,9 @@ dispatch(pgev_pool *pool, pool_slot *slot, pool_query *pq)
     if (slot->standby && slot->outstanding > 0)
         pool->standby_wanted = true;
     slot->outstanding++;
+    slot->uses++;
     pool->outstanding++;
+    pool_hold(pool);    /* until on_query_done */
     return rc;
 }
 
@@ -841,9 +978,9 @@ pgev_pool_submit(pgev_pool *pool, const pgev_query_args *args)
 {
     if (!pool)
         return PGEV_EINVAL;
-    if (pool->state != POOL_OPEN || pool->free_requested || pool->zombie) {
+    if (pool->state != POOL_OPEN) {
         pool_refuse(pool, "pool is %s: no new queries",
-                    pool->state == POOL_DRAINING ? "closing" : "closed");
+                    pool->state == POOL_DRAINING ? "closing" : pool_dead(pool) ? "freed" : "closed");
         return PGEV_ECLOSED;
     }
     if (!args || (!args->sql == !args->stmt)) {
@@ -853,14 +990,14 @@ pgev_pool_submit(pgev_pool *pool, const pgev_query_args *args)
                                             : "query has neither sql nor stmt");
         return PGEV_EINVAL;
     }
-    if (args->nparams < 0 || args->nparams > PGEV_MAX_PARAMS ||
-        (args->nparams > 0 && !args->param_values)) {
-        pool_refuse(pool, "query has %d parameters%s; the protocol allows 0 to %d", args->nparams,
-                    args->nparams > 0 && !args->param_values ? " but no values" : "",
+    /* nparams > 0 with param_values NULL: every parameter is NULL, as on
+     * a connection (libpq's rule). */
+    if (args->nparams < 0 || args->nparams > PGEV_MAX_PARAMS) {
+        pool_refuse(pool, "query has %d parameters; the protocol allows 0 to %d", args->nparams,
                     PGEV_MAX_PARAMS);
         return PGEV_EINVAL;
     }
-    for (int i = 0; args->param_formats && i < args->nparams; i++) {
+    for (int i = 0; args->param_formats && args->param_values && i < args->nparams; i++) {
         if (args->param_formats[i] == 1 && args->param_values[i] &&
             (!args->param_lengths || args->param_lengths[i] < 0)) {
             pool_refuse(pool, "binary parameter $%d needs a length (param_lengths)", i + 1);
@@ -887,7 +1024,7 @@ pgev_pool_submit(pgev_pool *pool, const pgev_query_args *args)
 
     /* Straight to a connection when nothing queued is ahead of it. */
     pool_slot *slot;
-    while (!pool->queue_head && (slot = pick_slot(pool, pq)) != NULL) {
+    while (!pool->queue_head && (slot = pick_slot(pool, pq, now)) != NULL) {
         int64_t drc = dispatch(pool, slot, pq);
         if (drc == PGEV_ECLOSED)
             continue;   /* that connection is going away: another one, or the queue */
@@ -955,7 +1092,7 @@ pgev_pool_execute(pgev_pool *pool, const char *name, int nparams, const char *co
 
 /* ---- acquire / release -------------------------------------------------- */
 
-int
+int64_t
 pgev_pool_acquire(pgev_pool *pool, pgev_pool_acquire_cb cb, void *arg)
 {
     if (!pool)
@@ -964,9 +1101,9 @@ pgev_pool_acquire(pgev_pool *pool, pgev_pool_acquire_cb cb, void *arg)
         pool_refuse(pool, "acquire callback is NULL");
         return PGEV_EINVAL;
     }
-    if (pool->state != POOL_OPEN || pool->free_requested || pool->zombie) {
+    if (pool->state != POOL_OPEN) {
         pool_refuse(pool, "pool is %s: no new acquires",
-                    pool->state == POOL_DRAINING ? "closing" : "closed");
+                    pool->state == POOL_DRAINING ? "closing" : pool_dead(pool) ? "freed" : "closed");
         return PGEV_ECLOSED;
     }
     if (pool->nwaiters >= pool->max_waiters) {
@@ -978,6 +1115,7 @@ pgev_pool_acquire(pgev_pool *pool, pgev_pool_acquire_cb cb, void *arg)
         pool_refuse(pool, "out of memory");
         return PGEV_ENOMEM;
     }
+    w->id = ++pool->next_acquire_id;
     w->cb = cb;
     w->arg = arg;
     w->deadline_ms = now_ms() + (uint64_t)pool->acquire_timeout_ms;
@@ -989,54 +1127,88 @@ pgev_pool_acquire(pgev_pool *pool, pgev_pool_acquire_cb cb, void *arg)
     pool->waiters_tail = w;
     pool->nwaiters++;
     kick(pool); /* granted from the loop, never inside this call */
-    return PGEV_OK;
+    return w->id;
+}
+
+/* Takes w off the waiters' list (it may be anywhere in it). */
+static void
+unlink_waiter(pgev_pool *pool, pool_waiter *w)
+{
+    pool_waiter *prev = NULL;
+    for (pool_waiter *cur = pool->waiters_head; cur; prev = cur, cur = cur->next) {
+        if (cur != w)
+            continue;
+        if (prev)
+            prev->next = cur->next;
+        else
+            pool->waiters_head = cur->next;
+        if (pool->waiters_tail == cur)
+            pool->waiters_tail = prev;
+        pool->nwaiters--;
+        return;
+    }
+}
+
+/* The cancelled acquires' callbacks run from service(). */
+int
+pgev_pool_acquire_cancel(pgev_pool *pool, int64_t acquire_id)
+{
+    if (!pool)
+        return PGEV_EINVAL;
+    for (pool_waiter *w = pool->waiters_head; w; w = w->next) {
+        if (w->id == acquire_id && !w->cancelled) {
+            w->cancelled = true;
+            kick(pool);
+            return PGEV_OK;
+        }
+    }
+    pool_refuse(pool, "acquire %lld is not waiting (granted, timed out, cancelled or unknown)",
+                (long long)acquire_id);
+    return PGEV_EINVAL;
 }
 
 int
-pgev_pool_release(pgev_pool *pool, pgev_conn *conn)
+pgev_pool_release(pgev_pool *pool, pgev_conn *conn, int64_t acquire_id)
 {
     if (!pool || !conn)
         return PGEV_EINVAL;
     pool_slot *slot = find_slot(pool, conn);
     if (!slot || slot->state != SLOT_ACQUIRED) {
-        pool_refuse(pool, "connection is not acquired from this pool");
+        pool_refuse(pool, "release refused: the connection is not acquired from this pool "
+                          "(released already?)");
         return PGEV_EINVAL;
     }
+    if (slot->lease != acquire_id) {
+        pool_refuse(pool, "release refused: the connection is held under acquire %lld, not %lld "
+                          "(that one was released already)",
+                    (long long)slot->lease, (long long)acquire_id);
+        return PGEV_EINVAL;
+    }
+    slot->lease = 0;
     kick(pool);
-    if (slot->lost || pgev_conn_state(conn) != PGEV_CONN_READY) {
+    /* Nothing of the borrower's reaches the next one: its notification
+     * callbacks go now (the server side is unsubscribed by the reset). */
+    slot->unlisten_wanted = pgev_conn_drop_listeners(conn) > 0;
+    uint64_t now = now_ms();
+    if (slot->lost || pgev_conn_state(conn) != PGEV_CONN_READY || pool_dead(pool)) {
         slot_retire(slot);
         return PGEV_OK;
     }
-    bool busy = pgev_conn_pending(conn) + pgev_conn_inflight(conn) > 0;
-    bool dirty = busy || PQtransactionStatus(pgev_conn_pg(conn)) != PQTRANS_IDLE;
-    if (!dirty && !pool->reset_query) {
-        if (slot_expired(slot, now_ms())) {
-            slot_close(slot);
-        } else {
-            slot->last_used_ms = now_ms();
-            slot_set_state(slot, SLOT_READY);
-        }
-        return PGEV_OK;
-    }
-    /* Queued after whatever the user left running, so it runs last. */
-    pool->stats.resets++;
     slot_set_state(slot, SLOT_RESETTING);
     slot->reset_failed = false;
-    slot->last_used_ms = now_ms(); /* when the reset started, until it is done */
-    if (dirty) {
-        if (pgev_conn_query(conn, "ROLLBACK", on_reset_done, slot) < 0)
-            slot->reset_failed = true;
-        else
-            slot->resets_running++;
+    slot->reset_planned = false;
+    slot->reset_deadline_ms = now + (uint64_t)pool->reset_timeout_ms;
+    slot->last_used_ms = now;
+    bool busy = pgev_conn_pending(conn) + pgev_conn_inflight(conn) > 0;
+    if (busy || PQtransactionStatus(pgev_conn_pg(conn)) != PQTRANS_ACTIVE) {
+        reset_plan(slot);
+        if (slot->reset_failed && slot->resets_running == 0) {
+            slot_close(slot); /* nothing could be queued: replace it */
+            return PGEV_OK;
+        }
     }
-    if (pool->reset_query && !slot->reset_failed) {
-        if (pgev_conn_query(conn, pool->reset_query, on_reset_done, slot) < 0)
-            slot->reset_failed = true;
-        else
-            slot->resets_running++;
-    }
-    if (slot->resets_running == 0)
-        slot_close(slot); /* nothing could be queued: replace it */
+    /* Otherwise released inside a query callback: service() decides once
+     * the Sync is read. Either way service() hands it on (finish_reset). */
     return PGEV_OK;
 }
 
@@ -1069,7 +1241,7 @@ static void
 expire_deadlines(pgev_pool *pool, uint64_t now)
 {
     char why[320];
-    while (pool->queue_head && pool->queue_head->deadline_ms <= now && !pool->free_requested) {
+    while (pool->queue_head && pool->queue_head->deadline_ms <= now && !pool_dead(pool)) {
         pool_query *pq = pool->queue_head;
         pool->queue_head = pq->next;
         if (!pool->queue_head)
@@ -1079,13 +1251,19 @@ expire_deadlines(pgev_pool *pool, uint64_t now)
                              "pool query waited %d ms for a connection and timed out%s",
                              pool->queue_timeout_ms, conn_error_suffix(pool, why, sizeof(why)));
     }
-    while (pool->waiters_head && pool->waiters_head->deadline_ms <= now &&
-           !pool->free_requested) {
+    /* Cancelled acquires anywhere in the list, then the timed-out head. */
+    for (pool_waiter *w = pool->waiters_head, *next; w && !pool_dead(pool); w = next) {
+        next = w->next;
+        if (!w->cancelled)
+            continue;
+        unlink_waiter(pool, w);
+        pool->stats.acquires_cancelled++;
+        complete_waiter_error(w, pool, PGEV_ECANCELLED, "acquire cancelled (pgev_pool_acquire_cancel)");
+        next = pool->waiters_head; /* the callback may have changed the list */
+    }
+    while (pool->waiters_head && pool->waiters_head->deadline_ms <= now && !pool_dead(pool)) {
         pool_waiter *w = pool->waiters_head;
-        pool->waiters_head = w->next;
-        if (!pool->waiters_head)
-            pool->waiters_tail = NULL;
-        pool->nwaiters--;
+        unlink_waiter(pool, w);
         pool->stats.acquire_timeouts++;
         complete_waiter_error(w, pool, PGEV_ETIMEOUT,
                               "no pool connection became free within %d ms (acquire timeout)%s",
@@ -1093,33 +1271,34 @@ expire_deadlines(pgev_pool *pool, uint64_t now)
     }
 }
 
-/* A slot a waiter can have now: reserved ones first (they were promised). */
+/* A slot a waiter can have now: reserved ones first (they were promised).
+ * An idle one unused for health_check_idle_ms is checked first. */
 static pool_slot *
-grantable(pgev_pool *pool)
+grantable(pgev_pool *pool, uint64_t now)
 {
     pool_slot *ready = NULL;
     for (pool_slot *s = pool->slots; s; s = s->next) {
-        if (s->standby || s->checking || s->outstanding != 0 || pgev_conn_state(s->conn) != PGEV_CONN_READY)
+        if (s->standby || s->checking || s->outstanding != 0 || pgev_conn_state(s->conn) != PGEV_CONN_READY ||
+            slot_expired(s, now))
             continue;
-        if (s->state == SLOT_RESERVED)
+        if (s->state == SLOT_RESERVED && !needs_check_first(pool, s, now))
             return s;
-        if (s->state == SLOT_READY && !ready)
+        if (s->state == SLOT_READY && !ready && !needs_check_first(pool, s, now))
             ready = s;
     }
     return ready;
 }
 
 static void
-grant_waiters(pgev_pool *pool)
+grant_waiters(pgev_pool *pool, uint64_t now)
 {
     pool_slot *slot;
-    while (pool->waiters_head && !pool->free_requested && (slot = grantable(pool)) != NULL) {
+    while (pool->waiters_head && !pool_dead(pool) && (slot = grantable(pool, now)) != NULL) {
         pool_waiter *w = pool->waiters_head;
-        pool->waiters_head = w->next;
-        if (!pool->waiters_head)
-            pool->waiters_tail = NULL;
-        pool->nwaiters--;
+        unlink_waiter(pool, w);
         slot_set_state(slot, SLOT_ACQUIRED);
+        slot->lease = w->id;
+        slot->uses++;
         pool->stats.acquires++;
         lat_add(&pool->acquire_wait, now_us() - w->created_us);
         pgev_pool_acquire_cb cb = w->cb;
@@ -1127,7 +1306,7 @@ grant_waiters(pgev_pool *pool)
         free(w);
         cb(pool, slot->conn, NULL, arg);
     }
-    if (pool->free_requested)
+    if (pool_dead(pool))
         return;
 
     /* Waiters not covered by connections on their way (connecting, being
@@ -1178,10 +1357,10 @@ requeue_front(pgev_pool *pool, pool_query *pq)
 }
 
 static void
-dispatch_queue(pgev_pool *pool)
+dispatch_queue(pgev_pool *pool, uint64_t now)
 {
     pool_slot *slot;
-    while (pool->queue_head && !pool->free_requested && (slot = pick_slot(pool, pool->queue_head)) != NULL) {
+    while (pool->queue_head && !pool_dead(pool) && (slot = pick_slot(pool, pool->queue_head, now)) != NULL) {
         pool_query *pq = pool->queue_head;
         pool->queue_head = pq->next;
         if (!pool->queue_head)
@@ -1225,7 +1404,7 @@ grow_standbys(pgev_pool *pool, uint64_t now)
 static void
 grow(pgev_pool *pool, uint64_t now)
 {
-    if (pool->state == POOL_CLOSED || pool->free_requested)
+    if (pool->state != POOL_OPEN && pool->state != POOL_DRAINING)
         return;
     int live = live_slots(pool->nslots);
     int serving = live - pool->nslots[SLOT_CLOSING];
@@ -1265,15 +1444,16 @@ on_health_checked(pgev_conn *conn, pgev_result *res, void *arg)
     pgev_pool *pool = slot->pool;
     (void)conn;
     slot->checking = false;
-    if (pool->zombie)
-        return;
-    if (pgev_result_status(res) == PGEV_OK) {
-        slot->last_used_ms = now_ms();
-    } else {
-        pool->stats.health_check_failures++;
-        slot_retire(slot); /* its replacement is opened by grow() */
+    if (!pool_dead(pool)) {
+        if (pgev_result_status(res) == PGEV_OK) {
+            slot->last_used_ms = now_ms();
+        } else {
+            pool->stats.health_check_failures++;
+            slot_retire(slot); /* its replacement is opened by grow() */
+        }
+        kick(pool);
     }
-    kick(pool);
+    pool_drop(pool);
 }
 
 /* Connections idle at least health_check_idle_ms answer an empty query
@@ -1291,7 +1471,9 @@ health_check(pgev_pool *pool, pool_slot *s, uint64_t now)
         s->checking = false;
         pool->stats.health_check_failures++;
         slot_retire(s);
+        return;
     }
+    pool_hold(pool);    /* until on_health_checked */
 }
 
 /* Queued queries whose own timeout (query_timeout_ms, or theirs) passed
@@ -1301,7 +1483,7 @@ static void
 expire_query_deadlines(pgev_pool *pool, uint64_t now)
 {
     pool_query **link = &pool->queue_head, *prev = NULL;
-    while (*link && !pool->free_requested) {
+    while (*link && !pool_dead(pool)) {
         pool_query *pq = *link;
         if (!pq->query_deadline_ms || pq->query_deadline_ms > now) {
             prev = pq;
@@ -1385,19 +1567,30 @@ check_drained(pgev_pool *pool)
         pool->on_closed(pool, pool->closed_arg);
 }
 
+/* The deadline timer: the head of the queue and of the waiters, and the
+ * released connections' reset deadlines (soon, when one waits for its
+ * last Sync to be read). */
 static void
-arm_deadline(pgev_pool *pool)
+arm_deadline(pgev_pool *pool, uint64_t now)
 {
     uint64_t next = UINT64_MAX;
     if (pool->queue_head)
         next = pool->queue_head->deadline_ms;
     if (pool->waiters_head && pool->waiters_head->deadline_ms < next)
         next = pool->waiters_head->deadline_ms;
+    if (pool->nslots[SLOT_RESETTING] > 0) {
+        for (pool_slot *s = pool->slots; s; s = s->next) {
+            if (s->state != SLOT_RESETTING)
+                continue;
+            uint64_t at = s->awaiting_sync ? now + RESET_RECHECK_MS : s->reset_deadline_ms;
+            if (at < next)
+                next = at;
+        }
+    }
     if (next == UINT64_MAX) {
         event_del(pool->deadline_ev);
         return;
     }
-    uint64_t now = now_ms();
     uint64_t ms = next > now ? next - now : 0;
     struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
     event_add(pool->deadline_ev, &tv);
@@ -1409,28 +1602,33 @@ service(pgev_pool *pool)
     pool_enter(pool);
     /* Freed here, where no connection callback is running. */
     pool_slot *next;
-    for (pool_slot *s = pool->slots; s && !pool->free_requested; s = next) {
+    for (pool_slot *s = pool->slots; s && !pool_dead(pool); s = next) {
         next = s->next;
         if (s->state == SLOT_RETIRED)
             reap_slot(pool, s);
     }
     uint64_t now = now_ms();
-    for (pool_slot *s = pool->slots; s; s = s->next)
+    for (pool_slot *s = pool->slots; s && !pool_dead(pool); s = s->next) {
         if (s->state == SLOT_RESETTING && s->resets_running == 0)
             finish_reset(s, now);
-    if (!pool->free_requested)
+        else if (s->state == SLOT_RESETTING && now >= s->reset_deadline_ms)
+            finish_reset(s, now);   /* a step that never ends: discarded */
+        else if (s->state == SLOT_READY && s->outstanding == 0 && !s->checking && slot_expired(s, now))
+            slot_close(s);          /* worn out (max_uses) or replaced (pgev_pool_reset) */
+    }
+    if (!pool_dead(pool))
         expire_deadlines(pool, now);
-    if (!pool->free_requested)
-        grant_waiters(pool);
-    if (!pool->free_requested)
-        dispatch_queue(pool);
-    if (!pool->free_requested)
+    if (!pool_dead(pool))
+        grant_waiters(pool, now);
+    if (!pool_dead(pool))
+        dispatch_queue(pool, now);
+    if (!pool_dead(pool))
         grow(pool, now);
     /* Connections closed by the checks above are reaped on the next pass. */
-    if (!pool->free_requested && pool->state == POOL_DRAINING)
+    if (!pool_dead(pool) && pool->state == POOL_DRAINING)
         check_drained(pool);
-    if (!pool->free_requested && pool->state != POOL_CLOSED)
-        arm_deadline(pool);
+    if (!pool_dead(pool) && pool->state != POOL_CLOSED)
+        arm_deadline(pool, now);
     pool_leave(pool);
 }
 
@@ -1441,10 +1639,6 @@ kick_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     pool->kicked = false;
-    if (pool->zombie) {
-        pool_destroy(pool); /* no connection callback can come any more */
-        return;
-    }
     service(pool);
 }
 
@@ -1454,8 +1648,13 @@ maint_cb(evutil_socket_t fd, short what, void *arg)
     pgev_pool *pool = arg;
     (void)fd;
     (void)what;
+    /* maintain() completes queries (their timeouts): under the same guard
+     * as every other pool frame that calls user code. */
+    pool_enter(pool);
     maintain(pool, now_ms());
-    service(pool);
+    if (!pool_dead(pool))
+        service(pool);
+    pool_leave(pool);
 }
 
 static void
@@ -1481,7 +1680,7 @@ pgev_pool_new(struct event_base *base, const char *conninfo, const pgev_pool_opt
         opts->acquire_timeout_ms < 0 || opts->max_waiters < 0 || opts->queue_timeout_ms < 0 ||
         opts->max_pending < 0 || opts->idle_timeout_ms < 0 || opts->max_lifetime_ms < 0 ||
         opts->query_timeout_ms < 0 || opts->health_check_idle_ms < 0 || opts->standby_min_conns < 0 ||
-        opts->standby_max_conns < 0)
+        opts->standby_max_conns < 0 || opts->reset_timeout_ms < 0 || opts->max_uses < 0)
         return NULL;
     int max_conns = opts->max_conns > 0 ? opts->max_conns : PGEV_POOL_DEFAULT_MAX_CONNS;
     if (opts->min_conns > max_conns)
@@ -1512,6 +1711,10 @@ pgev_pool_new(struct event_base *base, const char *conninfo, const pgev_pool_opt
     pool->health_check_idle_ms = opts->health_check_idle_ms;
     pool->standby_min_conns = opts->standby_min_conns;
     pool->standby_max_conns = opts->standby_max_conns > 0 ? opts->standby_max_conns : max_conns;
+    pool->reset_timeout_ms =
+        opts->reset_timeout_ms > 0 ? opts->reset_timeout_ms : PGEV_POOL_DEFAULT_RESET_TIMEOUT_MS;
+    pool->max_uses = opts->max_uses;
+    pool->refs = 1;     /* the application's, until pgev_pool_free() */
     pool->on_conn_init = opts->on_conn_init;
     pool->arg = opts->arg;
     pool->rng = now_ms() ^ (uint64_t)(uintptr_t)pool ^ 0x9e3779b97f4a7c15ull;
@@ -1535,7 +1738,7 @@ pgev_pool_new(struct event_base *base, const char *conninfo, const pgev_pool_opt
     return pool;
 }
 
-/* Frees the pool's memory. Nothing may call back into it afterwards. */
+/* Frees the pool's memory: when the last reference goes (pool_drop). */
 static void
 pool_destroy(pgev_pool *pool)
 {
@@ -1562,41 +1765,38 @@ pool_destroy(pgev_pool *pool)
 }
 
 /*
- * Completes everything with PGEV_ECANCELLED and frees the connections. When
- * one of our connections is calling back right now, its free is deferred by
- * the connection layer and it will still call back once more: then the pool
- * stays as a zombie that only forwards those callbacks, and the kick event
- * (which runs when no connection callback is on the stack) frees it.
+ * What pgev_pool_free() does, at once or when the outermost pool frame
+ * returns: its events go (nothing of the pool stays armed on the base),
+ * every waiting acquire and queued query completes with PGEV_ECANCELLED,
+ * and the connections are freed. Their pool queries complete through
+ * on_query_done: inside pgev_conn_free(), or, for a connection that is
+ * calling back right now, when its dispatch returns; each holds a
+ * reference, so the memory outlives them. The application's reference
+ * goes last.
  */
 static void
-pool_real_free(pgev_pool *pool)
+pool_teardown(pgev_pool *pool)
 {
-    pool->freeing = true;
-    pool->free_requested = true;
-    pool->state = POOL_CLOSED;
-    pool->depth++;
-    if (pool->maint_ev)
-        event_del(pool->maint_ev);
-    if (pool->deadline_ev)
-        event_del(pool->deadline_ev);
+    pool->state = POOL_FREED;
+    pool_enter(pool);
+    event_free(pool->kick_ev);   /* safe from inside its own callback */
+    event_free(pool->maint_ev);
+    event_free(pool->deadline_ev);
+    pool->kick_ev = pool->maint_ev = pool->deadline_ev = NULL;
 
     while (pool->waiters_head) {
         pool_waiter *w = pool->waiters_head;
-        pool->waiters_head = w->next;
-        pool->nwaiters--;
+        unlink_waiter(pool, w);
         complete_waiter_error(w, pool, PGEV_ECANCELLED, "cancelled: the pool was freed");
     }
-    pool->waiters_tail = NULL;
     while (pool->queue_head) {
         pool_query *pq = pool->queue_head;
         pool->queue_head = pq->next;
+        if (!pool->queue_head)
+            pool->queue_tail = NULL;
         pool->queued--;
         complete_query_error(pool, pq, PGEV_ECANCELLED, "cancelled: the pool was freed");
     }
-    pool->queue_tail = NULL;
-    /* Connections: their queries complete (ECANCELLED) through
-     * on_query_done, inside pgev_conn_free() or, for a connection that is
-     * calling back now, when its dispatch returns. */
     for (pool_slot *s = pool->slots; s; s = s->next) {
         if (s->conn) {
             pgev_conn *conn = s->conn;
@@ -1604,25 +1804,20 @@ pool_real_free(pgev_pool *pool)
             pgev_conn_free(conn);
         }
     }
-    pool->depth--;
-    if (pool->conn_cb_depth > 0) {
-        pool->zombie = true;
-        event_del(pool->kick_ev);
-        event_active(pool->kick_ev, EV_TIMEOUT, 0);
-        return;
-    }
-    pool_destroy(pool);
+    pool->calling--;   /* pool_leave() without a second teardown */
+    pool_drop(pool);
+    pool_drop(pool);   /* the application's reference */
 }
 
 void
 pgev_pool_free(pgev_pool *pool)
 {
-    if (!pool || pool->free_requested || pool->zombie)
+    if (!pool || pool_dead(pool))
         return;
-    pool->free_requested = true;
-    if (pool->depth > 0)
+    pool->state = POOL_FREEING;
+    if (pool->calling > 0)
         return; /* the outermost pool_leave() does it */
-    pool_real_free(pool);
+    pool_teardown(pool);
 }
 
 int
@@ -1630,11 +1825,26 @@ pgev_pool_close(pgev_pool *pool, pgev_pool_closed_cb on_closed, void *arg)
 {
     if (!pool)
         return PGEV_EINVAL;
-    if (pool->state != POOL_OPEN || pool->free_requested)
+    if (pool->state != POOL_OPEN)
         return PGEV_OK;
     pool->state = POOL_DRAINING;
     pool->on_closed = on_closed;
     pool->closed_arg = arg;
+    kick(pool);
+    return PGEV_OK;
+}
+
+int
+pgev_pool_reset(pgev_pool *pool)
+{
+    if (!pool)
+        return PGEV_EINVAL;
+    if (pool->state != POOL_OPEN) {
+        pool_refuse(pool, "pool is not open: nothing to reset");
+        return PGEV_ECLOSED;
+    }
+    pool->generation++;
+    pool->stats.pool_resets++;
     kick(pool);
     return PGEV_OK;
 }
@@ -1658,7 +1868,9 @@ pgev_pool_stats(const pgev_pool *pool, pgev_pool_stats_t *out)
             break;
         case SLOT_READY:
         case SLOT_RESERVED:
-            if (s->outstanding == 0)
+            if (s->checking)
+                out->conns_other++;   /* being health-checked (pgev.h) */
+            else if (s->outstanding == 0)
                 out->conns_idle++;
             else
                 out->conns_busy++;

@@ -143,7 +143,7 @@ typedef struct acq_rec acq_rec;
 typedef void (*acq_hook)(pgev_conn *conn, acq_rec *a);
 struct acq_rec {
     int index;
-    int rc;
+    int64_t rc;         /* what pgev_pool_acquire() returned: the acquire id */
     int calls;
     int seq;
     uint64_t done_ms;
@@ -173,7 +173,7 @@ acquire_cb(pgev_pool *p, pgev_conn *conn, const pgev_error *err, void *arg)
         a->hook(conn, a);
 }
 
-static int
+static int64_t
 acquire(acq_rec *a)
 {
     tu_in_call++;
@@ -194,11 +194,12 @@ wait_acquired(acq_rec *a)
     tu_run_until(acq_called, a, TU_WAIT_MS, "an acquire to call back");
 }
 
+/* Releases what a got, under a's acquire id. */
 static int
-release(pgev_conn *conn)
+release(acq_rec *a)
 {
     tu_in_call++;
-    int rc = pgev_pool_release(pool, conn);
+    int rc = pgev_pool_release(pool, a->conn, a->rc);
     tu_in_call--;
     return rc;
 }
@@ -536,7 +537,7 @@ START_TEST(acquire_fifo_and_exclusive)
     memset(a, 0, sizeof(a));
     for (int i = 0; i < 3; i++) {
         a[i].index = i;
-        ck_assert_int_eq(acquire(&a[i]), PGEV_OK);
+        ck_assert_int_gt(acquire(&a[i]), 0);
     }
     ck_assert_int_eq(a[0].calls, 0); /* never inside the call */
     wait_acquired(&a[0]);
@@ -558,15 +559,15 @@ START_TEST(acquire_fifo_and_exclusive)
     ck_assert_str_eq(own.value, "42");
     ck_assert_int_eq(a[1].calls + q.done_calls, 0);
 
-    ck_assert_int_eq(release(a[0].conn), PGEV_OK);
-    ck_assert_int_eq(release(a[0].conn), PGEV_EINVAL); /* not acquired any more */
+    ck_assert_int_eq(release(&a[0]), PGEV_OK);
+    ck_assert_int_eq(release(&a[0]), PGEV_EINVAL); /* not acquired any more */
     wait_acquired(&a[1]);
     ck_assert_ptr_eq(a[1].conn, a[0].conn);
     ck_assert_int_eq(a[2].calls, 0);
-    ck_assert_int_eq(release(a[1].conn), PGEV_OK);
+    ck_assert_int_eq(release(&a[1]), PGEV_OK);
     wait_acquired(&a[2]);
     ck_assert_int_eq(q.done_calls, 0);
-    ck_assert_int_eq(release(a[2].conn), PGEV_OK);
+    ck_assert_int_eq(release(&a[2]), PGEV_OK);
     wait_recs(&q, 1, TU_WAIT_MS);
     assert_rec_ok(&q);
     ck_assert_str_eq(q.value, "9");
@@ -584,11 +585,11 @@ START_TEST(acquire_timeout)
     pgev_pool_options opts = { .max_conns = 1, .acquire_timeout_ms = 300 };
     make_pool(&opts);
     acq_rec a = { .index = 0 }, b = { .index = 1 };
-    ck_assert_int_eq(acquire(&a), PGEV_OK);
+    ck_assert_int_gt(acquire(&a), 0);
     wait_acquired(&a);
     ck_assert_int_eq(a.code, PGEV_OK);
     uint64_t start = mono_ms();
-    ck_assert_int_eq(acquire(&b), PGEV_OK);
+    ck_assert_int_gt(acquire(&b), 0);
     wait_acquired(&b);
     ck_assert_int_eq(b.code, PGEV_ETIMEOUT);
     ck_assert_ptr_null(b.conn);
@@ -596,7 +597,7 @@ START_TEST(acquire_timeout)
     ck_assert_msg(strstr(b.message, "acquire timeout") != NULL, "message: %s", b.message);
     ck_assert_int_eq(stats().acquire_timeouts, 1);
     ck_assert_int_eq(stats().waiters, 0);
-    ck_assert_int_eq(release(a.conn), PGEV_OK);
+    ck_assert_int_eq(release(&a), PGEV_OK);
     free_pool();
     tu_assert_base_idle();
 }
@@ -605,9 +606,8 @@ END_TEST
 static void
 release_at_once(pgev_conn *conn, acq_rec *a)
 {
-    (void)a;
     if (conn)
-        TU_CHECK(pgev_pool_release(pool, conn) == PGEV_OK, "release in callback");
+        TU_CHECK(pgev_pool_release(pool, conn, a->rc) == PGEV_OK, "release in callback");
 }
 
 START_TEST(waiter_cap)
@@ -620,13 +620,13 @@ START_TEST(waiter_cap)
         a[i].index = i;
         a[i].hook = i > 0 ? release_at_once : NULL;
     }
-    ck_assert_int_eq(acquire(&a[0]), PGEV_OK);
+    ck_assert_int_gt(acquire(&a[0]), 0);
     wait_acquired(&a[0]);
-    ck_assert_int_eq(acquire(&a[1]), PGEV_OK);
-    ck_assert_int_eq(acquire(&a[2]), PGEV_OK);
+    ck_assert_int_gt(acquire(&a[1]), 0);
+    ck_assert_int_gt(acquire(&a[2]), 0);
     ck_assert_int_eq(acquire(&a[3]), PGEV_EQUEUEFULL);
     ck_assert_str_ne(pgev_pool_errmsg(pool), "");
-    ck_assert_int_eq(release(a[0].conn), PGEV_OK);
+    ck_assert_int_eq(release(&a[0]), PGEV_OK);
     wait_acquired(&a[2]);
     ck_assert_int_eq(a[1].code, PGEV_OK);
     ck_assert_int_eq(a[2].code, PGEV_OK);
@@ -644,7 +644,7 @@ START_TEST(dirty_release_is_rolled_back)
     make_pool(&opts);
     /* In a transaction, then released. */
     acq_rec a = { .index = 0 };
-    ck_assert_int_eq(acquire(&a), PGEV_OK);
+    ck_assert_int_gt(acquire(&a), 0);
     wait_acquired(&a);
     PGconn *pg = pgev_conn_pg(a.conn);
     ck_assert_int_eq(PQtransactionStatus(pg), PQTRANS_IDLE);
@@ -655,10 +655,10 @@ START_TEST(dirty_release_is_rolled_back)
     tu_wait_queries(q, 2, TU_WAIT_MS);
     tu_assert_ok(&q[1]);
     ck_assert_int_eq(PQtransactionStatus(pg), PQTRANS_INTRANS);
-    ck_assert_int_eq(release(a.conn), PGEV_OK);
+    ck_assert_int_eq(release(&a), PGEV_OK);
 
     acq_rec b = { .index = 1 };
-    ck_assert_int_eq(acquire(&b), PGEV_OK);
+    ck_assert_int_gt(acquire(&b), 0);
     wait_acquired(&b);
     ck_assert_ptr_eq(b.conn, a.conn);
     ck_assert_int_eq(PQtransactionStatus(pgev_conn_pg(b.conn)), PQTRANS_IDLE);
@@ -672,16 +672,16 @@ START_TEST(dirty_release_is_rolled_back)
     memset(f, 0, sizeof(f));
     ck_assert_int_gt(tu_query_sql(b.conn, "BEGIN", &f[0]), 0);
     ck_assert_int_gt(tu_query_sql(b.conn, "SELECT 1/0", &f[1]), 0);
-    ck_assert_int_eq(release(b.conn), PGEV_OK);
+    ck_assert_int_eq(release(&b), PGEV_OK);
     acq_rec c = { .index = 2 };
-    ck_assert_int_eq(acquire(&c), PGEV_OK);
+    ck_assert_int_gt(acquire(&c), 0);
     wait_acquired(&c);
     ck_assert_int_eq(f[0].done_calls + f[1].done_calls, 2); /* they ran before the handover */
     ck_assert_int_eq(f[1].status, PGEV_ESERVER);
     ck_assert_int_eq(PQtransactionStatus(pgev_conn_pg(c.conn)), PQTRANS_IDLE);
     ck_assert_int_eq(stats().resets, 2);
     /* A clean release needs no reset. */
-    ck_assert_int_eq(release(c.conn), PGEV_OK);
+    ck_assert_int_eq(release(&c), PGEV_OK);
     ck_assert_int_eq(stats().resets, 2);
     ck_assert_int_eq(stats().connects, 1);
     free_pool();
@@ -770,7 +770,7 @@ START_TEST(free_with_queued_and_running_work)
         ck_assert_int_gt(pool_sql(i < 2 ? "SELECT pg_sleep(5)" : "SELECT 1", &r[i]), 0);
     }
     acq_rec a = { .index = 0 };
-    ck_assert_int_eq(acquire(&a), PGEV_OK);
+    ck_assert_int_gt(acquire(&a), 0);
     int twenty = 20;
     tu_run_until(outstanding_at_least, &twenty, TU_WAIT_MS, "both pipelines to fill");
     pgev_pool_stats_t st = stats();
@@ -867,8 +867,8 @@ START_TEST(free_inside_acquire_callback)
     make_pool(&opts);
     acq_rec a = { .index = 0, .hook = free_from_acquire_callback };
     acq_rec b = { .index = 1 };
-    ck_assert_int_eq(acquire(&a), PGEV_OK);
-    ck_assert_int_eq(acquire(&b), PGEV_OK);
+    ck_assert_int_gt(acquire(&a), 0);
+    ck_assert_int_gt(acquire(&b), 0);
     pool_rec q = { .index = 1, .hook = expect_cancelled_after_callback };
     ck_assert_int_gt(pool_sql("SELECT 1", &q), 0);
     wait_acquired(&b);
@@ -909,7 +909,7 @@ START_TEST(close_drains)
         ck_assert_int_gt(pool_sql(sql, &r[i]), 0);
     }
     acq_rec a = { .index = 0, .hook = release_at_once };
-    ck_assert_int_eq(acquire(&a), PGEV_OK);
+    ck_assert_int_gt(acquire(&a), 0);
     tu_in_call++;
     ck_assert_int_eq(pgev_pool_close(pool, on_closed, &closed_calls), PGEV_OK);
     ck_assert_int_eq(pgev_pool_close(pool, on_closed, &closed_calls), PGEV_OK);
@@ -961,10 +961,10 @@ START_TEST(refusals)
     ck_assert_int_eq(pgev_pool_submit(pool, NULL), PGEV_EINVAL);
     pgev_query_args both = { .sql = "SELECT 1", .stmt = "s" };
     ck_assert_int_eq(pgev_pool_submit(pool, &both), PGEV_EINVAL);
-    pgev_query_args noparams = { .sql = "SELECT $1", .nparams = 1 };
-    ck_assert_int_eq(pgev_pool_submit(pool, &noparams), PGEV_EINVAL);
+    pgev_query_args manyparams = { .sql = "SELECT $1", .nparams = PGEV_MAX_PARAMS + 1 };
+    ck_assert_int_eq(pgev_pool_submit(pool, &manyparams), PGEV_EINVAL);
     ck_assert_int_eq(pgev_pool_acquire(pool, NULL, NULL), PGEV_EINVAL);
-    ck_assert_int_eq(pgev_pool_release(pool, NULL), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_pool_release(pool, NULL, 1), PGEV_EINVAL);
     tu_in_call--;
     uint64_t start = mono_ms();
     for (int i = 0; i < 6; i++) {
@@ -1099,7 +1099,7 @@ START_TEST(server_down_fails_fast_then_recovers)
         ck_assert_int_gt(pool_sql("SELECT 1", &r[i]), 0);
     }
     acq_rec a = { .index = 0 };
-    ck_assert_int_eq(acquire(&a), PGEV_OK);
+    ck_assert_int_gt(acquire(&a), 0);
     wait_recs(r, N, TU_WAIT_MS);
     wait_acquired(&a);
     for (int i = 0; i < N; i++) {
@@ -1145,10 +1145,10 @@ START_TEST(latency_percentiles)
     /* The acquire is granted once the query running now finishes (waiters
      * go before queued pool queries); the rest run after its release. */
     acq_rec a = { .index = 0 };
-    ck_assert_int_eq(acquire(&a), PGEV_OK);
+    ck_assert_int_gt(acquire(&a), 0);
     wait_acquired(&a);
     ck_assert_int_eq(a.code, PGEV_OK);
-    ck_assert_int_eq(release(a.conn), PGEV_OK);
+    ck_assert_int_eq(release(&a), PGEV_OK);
     wait_recs(r, N, TU_WAIT_MS);
     pgev_pool_stats_t st = stats();
     ck_assert_msg(st.query_p50_us >= 20000 * 0.875, "p50 %.0f us", st.query_p50_us);
@@ -1304,6 +1304,360 @@ START_TEST(query_timeout_counts_queue_time)
 }
 END_TEST
 
+/* ---- hand-over between borrowers, re-entrancy (issue 13) ----------------- */
+
+/* Runs the loop in short turns until cond(arg) holds or ms pass; returns
+ * whether it held. For tests that must undo something (a stopped backend)
+ * before they may fail. */
+static bool
+run_until_or_give_up(tu_cond cond, void *arg, int ms)
+{
+    uint64_t deadline = mono_ms() + (uint64_t)ms;
+    while (!cond(arg)) {
+        if (mono_ms() >= deadline)
+            return false;
+        tu_run_for(10);
+    }
+    return true;
+}
+
+static void
+free_pool_in_callback(pgev_conn *conn, pgev_result *res, pool_rec *r)
+{
+    (void)conn;
+    (void)res;
+    (void)r;
+    if (!pool)
+        return;
+    freeing_callback = 1;
+    pgev_pool_free(pool);
+    pool = NULL;
+    freeing_callback = 0;
+}
+
+/* 1. A pool query whose own timeout passes while it waits in the pool's
+ * queue completes from the maintenance pass; its callback frees the pool. */
+START_TEST(free_inside_queue_timeout)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1, .conn_max_inflight = 1,
+                               .queue_timeout_ms = 15000 };
+    make_pool(&opts);
+    wait_idle(1);
+    pool_rec r[2];
+    memset(r, 0, sizeof r);
+    r[0].index = 0;
+    r[0].hook = expect_cancelled_after_callback;
+    ck_assert_int_gt(pool_sql("SELECT pg_sleep(2)", &r[0]), 0);
+    r[1].index = 1;
+    r[1].hook = free_pool_in_callback;
+    pgev_query_args args = { .sql = "SELECT 'queued'", .timeout_ms = 200, .on_done = pool_done_cb,
+                             .arg = &r[1] };
+    tu_in_call++;
+    r[1].id = pgev_pool_submit(pool, &args);
+    tu_in_call--;
+    ck_assert_int_gt(r[1].id, 0);
+    wait_recs(r, 2, TU_WAIT_MS);
+    ck_assert_ptr_null(pool);
+    ck_assert_int_eq(r[1].status, PGEV_ETIMEOUT);
+    ck_assert_int_eq(r[0].status, PGEV_ECANCELLED);
+    tu_run_for(50);
+    assert_recs_once(r, 2);
+    tu_assert_base_idle();
+}
+END_TEST
+
+/* 2. Release, then free, from the callback of a query on the acquired
+ * connection (a common shutdown pattern). */
+static void
+release_then_free(pgev_conn *conn, pgev_result *res, tu_query *q)
+{
+    (void)res;
+    acq_rec *a = q->user;
+    TU_CHECK(pgev_pool_release(pool, conn, a->rc) == PGEV_OK, "release refused: %s", pgev_pool_errmsg(pool));
+    pgev_pool_free(pool);
+    pool = NULL;
+}
+
+START_TEST(release_then_free_in_callback)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    acq_rec a = { .index = 0 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    ck_assert_int_eq(a.code, PGEV_OK);
+    tu_query q[2];
+    memset(q, 0, sizeof q);
+    ck_assert_int_gt(tu_query_sql(a.conn, "BEGIN", &q[0]), 0);
+    q[1].user = &a;
+    q[1].on_done_hook = release_then_free;
+    ck_assert_int_gt(tu_query_sql(a.conn, "SELECT 1", &q[1]), 0);
+    tu_wait_queries(q, 2, TU_WAIT_MS);
+    ck_assert_ptr_null(pool);
+    tu_run_for(50);
+    tu_assert_all_once(q, 2);
+    tu_assert_base_idle();
+}
+END_TEST
+
+/* 3. One borrower's LISTEN never reaches the next borrower. */
+static int notify_a_calls;
+
+static void
+notify_a(pgev_conn *conn, const char *channel, const char *payload, int pid, void *arg)
+{
+    (void)conn;
+    (void)channel;
+    (void)payload;
+    (void)pid;
+    (void)arg;
+    notify_a_calls++;
+}
+
+START_TEST(listen_does_not_reach_next_borrower)
+{
+    notify_a_calls = 0;
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    acq_rec a = { .index = 0 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    tu_query q[4];
+    memset(q, 0, sizeof q);
+    q[0].id = pgev_conn_listen(a.conn, "pool_handover", notify_a, tu_done_cb, &q[0]);
+    ck_assert_int_gt(q[0].id, 0);
+    tu_wait_query(&q[0]);
+    tu_assert_ok(&q[0]);
+    ck_assert_int_eq(release(&a), PGEV_OK);
+
+    acq_rec b = { .index = 1 };
+    ck_assert_int_gt(acquire(&b), 0);
+    wait_acquired(&b);
+    ck_assert_ptr_eq(b.conn, a.conn);
+    tu_exec("NOTIFY pool_handover, 'for a only'");
+    ck_assert_int_gt(tu_query_sql(b.conn, "SELECT count(*) FROM pg_listening_channels()", &q[1]), 0);
+    tu_wait_query(&q[1]);
+    tu_assert_ok(&q[1]);
+    ck_assert_str_eq(q[1].value, "0");
+    ck_assert_int_gt(tu_query_sql(b.conn, "SELECT 1", &q[2]), 0);
+    tu_wait_query(&q[2]);
+    tu_run_for(100);
+    ck_assert_int_eq(notify_a_calls, 0);
+    ck_assert_int_eq(release(&b), PGEV_OK);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+/* 4. A pgev_txn left open at release: the next borrower still gets a clean
+ * connection, and the pool can still close. */
+START_TEST(open_txn_at_release)
+{
+    closed_calls = 0;
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1, .acquire_timeout_ms = 5000 };
+    make_pool(&opts);
+    acq_rec a = { .index = 0 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    pgev_txn *txn = NULL;
+    ck_assert_int_eq(pgev_conn_begin(a.conn, NULL, &txn), PGEV_OK);
+    tu_query q[2];
+    memset(q, 0, sizeof q);
+    q[0].id = pgev_txn_query(txn, "CREATE TEMP TABLE pool_txn_left (x int)", tu_done_cb, &q[0]);
+    ck_assert_int_gt(q[0].id, 0);
+    tu_wait_query(&q[0]);
+    tu_assert_ok(&q[0]);
+    ck_assert_int_eq(release(&a), PGEV_OK);
+
+    acq_rec b = { .index = 1 };
+    ck_assert_int_gt(acquire(&b), 0);
+    wait_acquired(&b);
+    ck_assert_msg(b.code == PGEV_OK, "second acquire: %s", b.message);
+    ck_assert_int_eq(PQtransactionStatus(pgev_conn_pg(b.conn)), PQTRANS_IDLE);
+    ck_assert_int_gt(tu_query_sql(b.conn, "SELECT to_regclass('pool_txn_left') IS NULL", &q[1]), 0);
+    tu_wait_query(&q[1]);
+    ck_assert_str_eq(q[1].value, "t");
+    ck_assert_int_eq(release(&b), PGEV_OK);
+    tu_in_call++;
+    ck_assert_int_eq(pgev_pool_close(pool, on_closed, &closed_calls), PGEV_OK);
+    tu_in_call--;
+    tu_wait_count(&closed_calls, 1, TU_WAIT_MS, "the pool to close");
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+/* 4b. A dirty release whose ROLLBACK never gets an answer (the backend is
+ * stopped: a network partition): the connection is discarded and
+ * replaced within a bounded time. */
+static int
+acquired_pid(acq_rec *a)
+{
+    tu_query q;
+    memset(&q, 0, sizeof q);
+    ck_assert_int_gt(tu_query_sql(a->conn, "SELECT pg_backend_pid()", &q), 0);
+    tu_wait_query(&q);
+    tu_assert_ok(&q);
+    return atoi(q.value);
+}
+
+START_TEST(stalled_reset_is_abandoned)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1, .acquire_timeout_ms = 10000 };
+    make_pool(&opts);
+    acq_rec a = { .index = 0 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    int pid = acquired_pid(&a);
+    tu_query q;
+    memset(&q, 0, sizeof q);
+    ck_assert_int_gt(tu_query_sql(a.conn, "BEGIN", &q), 0);
+    tu_wait_query(&q);
+    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+    ck_assert_int_eq(release(&a), PGEV_OK);
+    acq_rec b = { .index = 1 };
+    ck_assert_int_gt(acquire(&b), 0);
+    uint64_t start = mono_ms();
+    bool granted = run_until_or_give_up(acq_called, &b, 12000);
+    uint64_t waited = mono_ms() - start;
+    kill(pid, SIGCONT);
+    ck_assert_msg(granted, "the second acquire never called back");
+    ck_assert_msg(b.code == PGEV_OK, "second acquire: %s", b.message);
+    ck_assert_msg(waited < 9000, "the stalled reset held the connection %llu ms",
+                  (unsigned long long)waited);
+    ck_assert_int_ne(acquired_pid(&b), pid);
+    ck_assert_int_eq(release(&b), PGEV_OK);
+    free_pool();
+}
+END_TEST
+
+/* 5. A stale second release (after someone else acquired the same
+ * connection) is refused and changes nothing. */
+START_TEST(stale_release_refused)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    acq_rec a = { .index = 0 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    ck_assert_int_eq(release(&a), PGEV_OK);
+    acq_rec b = { .index = 1 };
+    ck_assert_int_gt(acquire(&b), 0);
+    wait_acquired(&b);
+    ck_assert_ptr_eq(b.conn, a.conn);
+    ck_assert_int_eq(release(&a), PGEV_EINVAL);   /* A's lease is over */
+    ck_assert_msg(strstr(pgev_pool_errmsg(pool), "release") != NULL, "errmsg: %s",
+                  pgev_pool_errmsg(pool));
+    tu_run_for(50);
+    ck_assert_int_eq(stats().conns_acquired, 1);
+    acq_rec c = { .index = 2 };
+    ck_assert_int_gt(acquire(&c), 0);
+    tu_run_for(100);
+    ck_assert_int_eq(c.calls, 0);                      /* B still holds it */
+    ck_assert_int_eq(release(&b), PGEV_OK);
+    ck_assert_int_eq(release(&b), PGEV_EINVAL);   /* double release */
+    wait_acquired(&c);
+    ck_assert_int_eq(c.code, PGEV_OK);
+    ck_assert_int_eq(release(&c), PGEV_OK);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+/* 6. A connection idle past health_check_idle_ms is checked before it
+ * takes a query: a query never goes to a silently dead idle connection. */
+static bool
+rec_done(void *arg)
+{
+    return ((pool_rec *)arg)->done_calls > 0;
+}
+
+START_TEST(health_check_before_use)
+{
+    pgev_pool_options opts = { .min_conns = 2, .max_conns = 2, .health_check_idle_ms = 50,
+                               .connect_timeout_ms = 5000, .queue_timeout_ms = 15000 };
+    make_pool(&opts);
+    wait_idle(2);
+    pool_rec r;
+    memset(&r, 0, sizeof r);
+    /* The connection that gets a query when both are idle. */
+    ck_assert_int_gt(pool_sql("SELECT pg_backend_pid()", &r), 0);
+    wait_recs(&r, 1, TU_WAIT_MS);
+    assert_rec_ok(&r);
+    int pid = atoi(r.value);
+    wait_idle(2);
+    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+    tu_run_for(80);  /* longer than health_check_idle_ms: nothing to await */
+    memset(&r, 0, sizeof r);
+    ck_assert_int_gt(pool_sql("SELECT pg_backend_pid()", &r), 0);
+    bool done = run_until_or_give_up(rec_done, &r, 2000);
+    kill(pid, SIGCONT);
+    ck_assert_msg(done, "the query went to the stopped connection");
+    assert_rec_ok(&r);
+    ck_assert_int_ne(atoi(r.value), pid);
+    free_pool();
+}
+END_TEST
+
+/* 7. A streamed, retry-safe query whose backend dies after it delivered
+ * rows is not sent again (its rows would arrive twice). */
+static int64_t stream_rows;
+
+static void
+count_stream_rows(pgev_conn *conn, pgev_result *res, void *arg)
+{
+    (void)conn;
+    (void)arg;
+    stream_rows += pgev_result_rows(res);
+}
+
+START_TEST(streamed_rows_never_retried)
+{
+    stream_rows = 0;
+    tu_exec("DROP SEQUENCE IF EXISTS pool_stream_once");
+    tu_exec("CREATE SEQUENCE pool_stream_once");
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 2, .queue_timeout_ms = 15000 };
+    make_pool(&opts);
+    wait_idle(1);
+    pool_rec r;
+    memset(&r, 0, sizeof r);
+    pgev_query_args args = {
+        .sql = "SELECT g, CASE WHEN g = 3 AND nextval('pool_stream_once') = 1 "
+               "THEN pg_terminate_backend(pg_backend_pid()) END FROM generate_series(1, 5) g",
+        .flags = PGEV_QUERY_READONLY, .on_rows = count_stream_rows, .on_done = pool_done_cb, .arg = &r
+    };
+    tu_in_call++;
+    r.id = pgev_pool_submit(pool, &args);
+    tu_in_call--;
+    ck_assert_int_gt(r.id, 0);
+    wait_recs(&r, 1, TU_WAIT_MS);
+    ck_assert_msg(stream_rows <= 5, "%lld rows for a 5-row query", (long long)stream_rows);
+    if (stream_rows > 0) {
+        ck_assert_msg(r.status == PGEV_ECONNLOST, "status %s: %s", pgev_strerror(r.status), r.message);
+        ck_assert_int_eq(stats().queries_retried, 0);
+    }
+    free_pool();
+    tu_exec("DROP SEQUENCE pool_stream_once");
+}
+END_TEST
+
+/* 8. nparams > 0 with NULL param_values: all parameters NULL, as on a
+ * connection. */
+START_TEST(null_param_values_like_conn)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    pool_rec r;
+    memset(&r, 0, sizeof r);
+    ck_assert_int_gt(pool_params("SELECT $1::int IS NULL", 1, NULL, &r), 0);
+    wait_recs(&r, 1, TU_WAIT_MS);
+    assert_rec_ok(&r);
+    ck_assert_str_eq(r.value, "t");
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
 static Suite *
 pool_suite(void)
 {
@@ -1340,6 +1694,18 @@ pool_suite(void)
     tcase_add_test(tc, query_timeout_counts_queue_time);
     tcase_add_test(tc, server_restart_under_load);
     tcase_add_test(tc, server_down_fails_fast_then_recovers);
+    suite_add_tcase(s, tc);
+
+    tc = tu_tcase("handover", 60);
+    tcase_add_test(tc, free_inside_queue_timeout);
+    tcase_add_test(tc, release_then_free_in_callback);
+    tcase_add_test(tc, listen_does_not_reach_next_borrower);
+    tcase_add_test(tc, open_txn_at_release);
+    tcase_add_test(tc, stalled_reset_is_abandoned);
+    tcase_add_test(tc, stale_release_refused);
+    tcase_add_test(tc, health_check_before_use);
+    tcase_add_test(tc, streamed_rows_never_retried);
+    tcase_add_test(tc, null_param_values_like_conn);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,24 @@
+/*
+ * What the pool needs from a connection beyond the public API (pgev.h):
+ * the few hooks below, each implemented next to the state it reads. The
+ * pool includes pgev-internal.h only for the result and error structs it
+ * fills for queries that never reached a connection, and for
+ * pgev_conn_submit_stable() / pgev_args_pack() (the hot path's one copy of
+ * a query's arguments).
+ */
+#ifndef PGEV_POOL_INTERNAL_H
+#define PGEV_POOL_INTERNAL_H
+
+#include "pgev.h"
+
+/* txn.c: the connection's open transaction (pgev_conn_begin() called, no
+ * commit or rollback requested yet), or NULL. A released connection's is
+ * rolled back before the next borrower gets it. */
+pgev_txn *pgev_conn_open_txn(const pgev_conn *conn);
+
+/* notify.c: removes every notification callback at once, without
+ * unsubscribing on the server (the pool's reset runs UNLISTEN *). Returns
+ * how many there were. */
+int pgev_conn_drop_listeners(pgev_conn *conn);
+
+#endif /* PGEV_POOL_INTERNAL_H */
