@@ -1318,6 +1318,9 @@ typedef struct pgev_pool_stats_t {
     int64_t reset_timeouts; /**< released connections discarded because their reset passed reset_timeout_ms */
     int64_t acquires_cancelled; /**< waiting acquires ended by pgev_pool_acquire_cancel() */
     int64_t pool_resets;    /**< pgev_pool_reset() calls */
+    int64_t transactions_committed; /**< pgev_pool_transaction()s that committed */
+    int64_t transactions_failed;    /**< pgev_pool_transaction()s that ended otherwise */
+    int64_t transactions_retried;   /**< bodies run again after 40001 / 40P01 */
 } pgev_pool_stats_t;
 
 /**
@@ -1461,6 +1464,96 @@ PGEV_API int pgev_pool_reset(pgev_pool *pool);
  * timed out or was lost meanwhile: harmless).
  */
 PGEV_API int pgev_pool_init_done(pgev_pool *pool, pgev_conn *conn, bool ok);
+
+/* ---- transactions in one call ------------------------------------------- */
+
+/**
+ * A transaction run by pgev_pool_transaction(): opaque, valid from the
+ * first call of the body until on_done returns.
+ */
+typedef struct pgev_pool_txn pgev_pool_txn;
+
+/** Attempts of a pool transaction when pgev_pool_txn_options.max_attempts is 0. */
+#define PGEV_POOL_TXN_DEFAULT_ATTEMPTS 3
+
+/** Options of pgev_pool_transaction(); zero-initialised: plain BEGIN, 3 attempts. */
+typedef struct pgev_pool_txn_options {
+    /** BEGIN's options (isolation, read only, deferrable). */
+    pgev_txn_options txn;
+    /** Runs of the body in all (1: never retried). 0: PGEV_POOL_TXN_DEFAULT_ATTEMPTS. */
+    int max_attempts;
+} pgev_pool_txn_options;
+
+/**
+ * The body of a pool transaction: submit the statements on txn
+ * (pgev_txn_query() and friends; the connection is pgev_txn_conn(txn)),
+ * from here or from their callbacks, and end it with exactly one
+ * pgev_pool_txn_commit() or pgev_pool_txn_rollback() (also after a
+ * statement failed: commit then reports the failure). attempt is 1 on the
+ * first run, 2 on the first retry, and so on: a body runs again from the
+ * start, so it must not assume anything of an earlier run's statements.
+ */
+typedef void (*pgev_pool_txn_body_cb)(pgev_pool_txn *ptx, pgev_txn *txn, int attempt, void *arg);
+
+/**
+ * The outcome of a pool transaction, once: PGEV_OK when it committed;
+ * otherwise the error (its SQLSTATE with pgev_error_sqlstate()): the
+ * acquire's (PGEV_ETIMEOUT, PGEV_ECANCELLED), the commit's as for
+ * pgev_txn_commit() (PGEV_EABORTED for a failed statement, PGEV_ESERVER
+ * for COMMIT itself), PGEV_EABORTED "rolled back by the application" after
+ * pgev_pool_txn_rollback(), or PGEV_ECONNLOST / PGEV_ECANCELLED. attempts
+ * is how many times the body ran. The connection is back in the pool by
+ * now; res is borrowed for the call.
+ */
+typedef void (*pgev_pool_txn_done_cb)(pgev_pool *pool, pgev_result *res, int attempts, void *arg);
+
+/**
+ * A transaction in one call: acquires a connection, BEGINs it with
+ * opts->txn, runs body, sends COMMIT when the body calls
+ * pgev_pool_txn_commit() (ROLLBACK for pgev_pool_txn_rollback()), gives
+ * the connection back and calls on_done with the outcome. When the
+ * transaction fails with a serialization failure (40001) or a deadlock
+ * (40P01) — at a statement or at COMMIT — it is rolled back and the body
+ * runs again on the same connection, up to max_attempts runs in all.
+ *
+ *     static void body(pgev_pool_txn *ptx, pgev_txn *txn, int attempt, void *arg) {
+ *         pgev_txn_query(txn, "UPDATE acct SET bal = bal - 10 WHERE id = 1", NULL, NULL);
+ *         pgev_txn_query(txn, "UPDATE acct SET bal = bal + 10 WHERE id = 2", NULL, NULL);
+ *         pgev_pool_txn_commit(ptx);
+ *     }
+ *     static void done(pgev_pool *pool, pgev_result *res, int attempts, void *arg) {
+ *         if (pgev_result_status(res) != PGEV_OK)
+ *             fprintf(stderr, "transfer failed: %s\n", pgev_error_message(pgev_result_error(res)));
+ *     }
+ *     pgev_pool_txn_options o = { .txn = { .isolation = PGEV_ISOLATION_SERIALIZABLE } };
+ *     pgev_pool_transaction(pool, &o, body, done, ctx);
+ *
+ * body and on_done run from the loop, never inside this call; on_done
+ * runs exactly once, after the body has ended the transaction (or without
+ * the body having run, when the acquire or BEGIN failed). A body that
+ * never ends its transaction keeps the connection.
+ *
+ * Returns the acquire id (> 0; pgev_pool_acquire_cancel() cancels the
+ * transaction while it waits for a connection, then on_done gets
+ * PGEV_ECANCELLED), or PGEV_EINVAL (NULL pool, body or on_done, bad
+ * options), PGEV_ECLOSED, PGEV_EQUEUEFULL, PGEV_ENOMEM as
+ * pgev_pool_acquire(); then nothing runs.
+ */
+PGEV_API int64_t pgev_pool_transaction(pgev_pool *pool, const pgev_pool_txn_options *opts,
+                                       pgev_pool_txn_body_cb body, pgev_pool_txn_done_cb on_done,
+                                       void *arg);
+
+/**
+ * Ends the body's transaction: COMMIT, sent once the statements before it
+ * completed (see pgev_txn_commit()). Call once per run of the body; the
+ * outcome goes to on_done (or, on 40001 / 40P01 with attempts left, the
+ * body runs again). Returns PGEV_OK, or PGEV_EINVAL (NULL, or already
+ * ended in this run); never calls back inside the call.
+ */
+PGEV_API int pgev_pool_txn_commit(pgev_pool_txn *ptx);
+
+/** Ends the body's transaction with ROLLBACK; on_done then reports PGEV_EABORTED. As pgev_pool_txn_commit(). */
+PGEV_API int pgev_pool_txn_rollback(pgev_pool_txn *ptx);
 
 /** Fills *out with a snapshot of the pool's sizes and counters. Returns PGEV_OK, or PGEV_EINVAL for NULL. */
 PGEV_API int pgev_pool_stats(const pgev_pool *pool, pgev_pool_stats_t *out);

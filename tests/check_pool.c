@@ -1658,6 +1658,244 @@ START_TEST(null_param_values_like_conn)
 }
 END_TEST
 
+/* ---- new calls: transactions in one call, cancel, max_uses, reset ------- */
+
+typedef struct ptx_rec {
+    int body_calls;
+    int done_calls;
+    int attempts;
+    int status;
+    char sqlstate[8];
+    char message[256];
+    int fail_attempts;      /* the body raises 40001 on attempts up to this */
+    bool rollback;          /* the body rolls back instead of committing */
+    tu_query q[4];
+} ptx_rec;
+
+static void
+ptx_body(pgev_pool_txn *ptx, pgev_txn *txn, int attempt, void *arg)
+{
+    ptx_rec *r = arg;
+    TU_CHECK(tu_in_call == 0, "pool transaction body ran inside a pool call");
+    r->body_calls++;
+    TU_CHECK(attempt == r->body_calls, "attempt %d on body call %d", attempt, r->body_calls);
+    TU_CHECK(PQtransactionStatus(pgev_conn_pg(pgev_txn_conn(txn))) != PQTRANS_UNKNOWN, "no connection");
+    if (attempt <= r->fail_attempts)
+        TU_CHECK(pgev_txn_query(txn, "DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = "
+                                     "'serialization_failure'; END $$", NULL, NULL) > 0,
+                 "raise refused");
+    else
+        TU_CHECK(pgev_txn_query(txn, "INSERT INTO pool_ptx VALUES (1)", NULL, NULL) > 0, "insert refused");
+    TU_CHECK((r->rollback ? pgev_pool_txn_rollback(ptx) : pgev_pool_txn_commit(ptx)) == PGEV_OK,
+             "end refused");
+    TU_CHECK(pgev_pool_txn_commit(ptx) == PGEV_EINVAL, "second end accepted");
+}
+
+static void
+ptx_done(pgev_pool *p, pgev_result *res, int attempts, void *arg)
+{
+    ptx_rec *r = arg;
+    TU_CHECK(p == pool, "wrong pool");
+    TU_CHECK(tu_in_call == 0, "on_done inside a pool call");
+    r->done_calls++;
+    TU_CHECK(r->done_calls == 1, "on_done ran %d times", r->done_calls);
+    r->attempts = attempts;
+    r->status = pgev_result_status(res);
+    if (r->status != PGEV_OK) {
+        snprintf(r->sqlstate, sizeof r->sqlstate, "%s", pgev_error_sqlstate(pgev_result_error(res)));
+        snprintf(r->message, sizeof r->message, "%s", pgev_error_message(pgev_result_error(res)));
+    }
+}
+
+static int64_t
+run_ptx(ptx_rec *r, int max_attempts)
+{
+    pgev_pool_txn_options o = { .txn = { .isolation = PGEV_ISOLATION_SERIALIZABLE },
+                                .max_attempts = max_attempts };
+    tu_in_call++;
+    int64_t id = pgev_pool_transaction(pool, &o, ptx_body, ptx_done, r);
+    tu_in_call--;
+    return id;
+}
+
+static int
+ptx_rows(void)
+{
+    char *v = tu_exec_value("SELECT count(*) FROM pool_ptx");
+    int n = v ? atoi(v) : -1;
+    free(v);
+    return n;
+}
+
+START_TEST(transaction_commits_retries_and_rolls_back)
+{
+    tu_exec("DROP TABLE IF EXISTS pool_ptx");
+    tu_exec("CREATE TABLE pool_ptx (x int)");
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    /* Committed at once. */
+    ptx_rec a;
+    memset(&a, 0, sizeof a);
+    ck_assert_int_gt(run_ptx(&a, 0), 0);
+    tu_wait_count(&a.done_calls, 1, TU_WAIT_MS, "the first transaction");
+    ck_assert_msg(a.status == PGEV_OK, "%s", a.message);
+    ck_assert_int_eq(a.attempts, 1);
+    ck_assert_int_eq(ptx_rows(), 1);
+    /* Two serialization failures, then committed on the third run. */
+    ptx_rec b;
+    memset(&b, 0, sizeof b);
+    b.fail_attempts = 2;
+    ck_assert_int_gt(run_ptx(&b, 0), 0);
+    tu_wait_count(&b.done_calls, 1, TU_WAIT_MS, "the retried transaction");
+    ck_assert_msg(b.status == PGEV_OK, "%s", b.message);
+    ck_assert_int_eq(b.attempts, 3);
+    ck_assert_int_eq(b.body_calls, 3);
+    ck_assert_int_eq(ptx_rows(), 2);
+    /* Out of attempts: the failure, with its SQLSTATE. */
+    ptx_rec c;
+    memset(&c, 0, sizeof c);
+    c.fail_attempts = 5;
+    ck_assert_int_gt(run_ptx(&c, 2), 0);
+    tu_wait_count(&c.done_calls, 1, TU_WAIT_MS, "the failing transaction");
+    ck_assert_int_eq(c.status, PGEV_EABORTED);
+    ck_assert_str_eq(c.sqlstate, "40001");
+    ck_assert_int_eq(c.attempts, 2);
+    /* Rolled back by the application. */
+    ptx_rec d;
+    memset(&d, 0, sizeof d);
+    d.rollback = true;
+    ck_assert_int_gt(run_ptx(&d, 0), 0);
+    tu_wait_count(&d.done_calls, 1, TU_WAIT_MS, "the rolled-back transaction");
+    ck_assert_int_eq(d.status, PGEV_EABORTED);
+    ck_assert_int_eq(ptx_rows(), 2);
+    /* The connection went back each time. */
+    pgev_pool_stats_t st = stats();
+    ck_assert_int_eq(st.conns_acquired, 0);
+    ck_assert_int_eq(st.transactions_committed, 2);
+    ck_assert_int_eq(st.transactions_failed, 2);
+    ck_assert_int_eq(st.transactions_retried, 3);
+    ck_assert_int_eq(st.connects, 1);
+    free_pool();
+    tu_assert_base_idle();
+    tu_exec("DROP TABLE pool_ptx");
+}
+END_TEST
+
+/* A transaction waiting for a connection when the pool is freed: on_done
+ * once, with PGEV_ECANCELLED; one whose body is running: ends when the
+ * body commits, with the connection's fate. */
+START_TEST(transaction_cancelled_with_the_pool)
+{
+    tu_exec("DROP TABLE IF EXISTS pool_ptx");
+    tu_exec("CREATE TABLE pool_ptx (x int)");
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    acq_rec a = { .index = 0 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    ptx_rec r;
+    memset(&r, 0, sizeof r);
+    ck_assert_int_gt(run_ptx(&r, 0), 0);
+    tu_run_for(50);
+    ck_assert_int_eq(r.body_calls, 0);
+    free_pool();
+    ck_assert_int_eq(r.done_calls, 1);
+    ck_assert_int_eq(r.status, PGEV_ECANCELLED);
+    tu_assert_base_idle();
+    tu_exec("DROP TABLE pool_ptx");
+}
+END_TEST
+
+START_TEST(acquire_cancel_calls_back_once)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    acq_rec a = { .index = 0 }, b = { .index = 1 }, c = { .index = 2 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    ck_assert_int_gt(acquire(&b), 0);
+    ck_assert_int_gt(acquire(&c), 0);
+    ck_assert_int_eq(pgev_pool_acquire_cancel(pool, a.rc), PGEV_EINVAL);  /* granted already */
+    tu_in_call++;
+    ck_assert_int_eq(pgev_pool_acquire_cancel(pool, b.rc), PGEV_OK);
+    tu_in_call--;
+    ck_assert_int_eq(b.calls, 0);                                         /* never inside the call */
+    ck_assert_int_eq(pgev_pool_acquire_cancel(pool, b.rc), PGEV_EINVAL);  /* once */
+    wait_acquired(&b);
+    ck_assert_int_eq(b.code, PGEV_ECANCELLED);
+    ck_assert_int_eq(stats().waiters, 1);
+    ck_assert_int_eq(release(&a), PGEV_OK);
+    wait_acquired(&c);                      /* c, behind the cancelled b, gets it */
+    ck_assert_int_eq(c.code, PGEV_OK);
+    ck_assert_int_eq(release(&c), PGEV_OK);
+    tu_run_for(50);
+    ck_assert_int_eq(b.calls, 1);
+    ck_assert_int_eq(stats().acquires_cancelled, 1);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+static int
+pool_pid(void)
+{
+    pool_rec r;
+    memset(&r, 0, sizeof r);
+    ck_assert_int_gt(pool_sql("SELECT pg_backend_pid()", &r), 0);
+    wait_recs(&r, 1, TU_WAIT_MS);
+    assert_rec_ok(&r);
+    return atoi(r.value);
+}
+
+START_TEST(max_uses_replaces_connection)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1, .max_uses = 3 };
+    make_pool(&opts);
+    int pids[7];
+    for (int i = 0; i < 7; i++)
+        pids[i] = pool_pid();
+    ck_assert_int_eq(pids[0], pids[1]);
+    ck_assert_int_eq(pids[1], pids[2]);
+    ck_assert_int_ne(pids[2], pids[3]);
+    ck_assert_int_eq(pids[3], pids[5]);
+    ck_assert_int_ne(pids[5], pids[6]);
+    ck_assert_int_eq(stats().connects, 3);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+START_TEST(reset_replaces_every_connection)
+{
+    pgev_pool_options opts = { .min_conns = 2, .max_conns = 2 };
+    make_pool(&opts);
+    wait_idle(2);
+    int before = pool_pid();
+    acq_rec a = { .index = 0 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    int held = acquired_pid(&a);
+    tu_in_call++;
+    ck_assert_int_eq(pgev_pool_reset(pool), PGEV_OK);
+    tu_in_call--;
+    int after = pool_pid();
+    ck_assert_int_ne(after, before);
+    ck_assert_int_ne(after, held);
+    ck_assert_int_eq(acquired_pid(&a), held);     /* a held connection is kept until released */
+    ck_assert_int_eq(release(&a), PGEV_OK);
+    acq_rec b = { .index = 1 };
+    ck_assert_int_gt(acquire(&b), 0);
+    wait_acquired(&b);
+    int fresh = acquired_pid(&b);
+    ck_assert_int_ne(fresh, held);
+    ck_assert_int_ne(fresh, before);
+    ck_assert_int_eq(release(&b), PGEV_OK);
+    ck_assert_int_eq(stats().pool_resets, 1);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
 static Suite *
 pool_suite(void)
 {
@@ -1706,6 +1944,14 @@ pool_suite(void)
     tcase_add_test(tc, health_check_before_use);
     tcase_add_test(tc, streamed_rows_never_retried);
     tcase_add_test(tc, null_param_values_like_conn);
+    suite_add_tcase(s, tc);
+
+    tc = tu_tcase("calls", 60);
+    tcase_add_test(tc, transaction_commits_retries_and_rolls_back);
+    tcase_add_test(tc, transaction_cancelled_with_the_pool);
+    tcase_add_test(tc, acquire_cancel_calls_back_once);
+    tcase_add_test(tc, max_uses_replaces_connection);
+    tcase_add_test(tc, reset_replaces_every_connection);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -60,6 +60,7 @@ struct pool_slot {
     bool awaiting_sync;         /* RESETTING: the borrower's last Sync is not read yet */
     uint64_t reset_deadline_ms; /* RESETTING: discarded past this */
     int64_t lease;              /* ACQUIRED: the acquire id it is held under */
+    pgev_pool_txn *ptx;         /* ACQUIRED by pgev_pool_transaction(): that transaction */
     int64_t uses;               /* pool queries and acquires it took (max_uses) */
     uint64_t generation;        /* pool->generation when it was opened (pgev_pool_reset) */
     bool lost;                  /* ACQUIRED: the connection died while held */
@@ -251,6 +252,11 @@ void pool_health_check(pgev_pool *pool, pool_slot *s, uint64_t now);
 void pool_maintain(pgev_pool *pool, uint64_t now);
 void pool_check_drained(pgev_pool *pool);
 void pool_arm_deadline(pgev_pool *pool, uint64_t now);
+
+/* ---- txn.c ---- */
+
+/* The pool freed ptx's connection (and with it its pgev_txn). */
+void pool_txn_conn_freed(pgev_pool_txn *ptx);
 
 /* ---- stats.c ---- */
 

@@ -314,6 +314,10 @@ pool_teardown(pgev_pool *pool)
     pool_fail_waiters(pool, PGEV_ECANCELLED, "cancelled: the pool was freed");
     pool_fail_queue(pool, PGEV_ECANCELLED, "cancelled: the pool was freed");
     for (pool_slot *s = pool->slots; s; s = s->next) {
+        if (s->ptx) {
+            pool_txn_conn_freed(s->ptx);
+            s->ptx = NULL;
+        }
         if (s->conn) {
             pgev_conn *conn = s->conn;
             s->conn = NULL;
