@@ -940,8 +940,9 @@ typedef void (*pgev_notify_cb)(pgev_conn *conn, const char *channel, const char 
  * a transaction, committed): wait for on_done before relying on it.
  *
  * on_done (may be NULL) is LISTEN's completion, as for any query; if it
- * fails, the subscription is dropped. One subscription per channel:
- * listening again replaces the callback and arg. Subscriptions last until
+ * fails, the subscription is dropped. Listening again replaces the
+ * channel's callback and arg (all its listeners, when
+ * pgev_conn_add_listener() added several). Subscriptions last until
  * pgev_conn_unlisten() or pgev_conn_free(); a lost connection's listeners
  * receive nothing more. Freeing the connection, or unsubscribing, from
  * inside on_notify is safe.
@@ -964,6 +965,32 @@ PGEV_API int64_t pgev_conn_listen(pgev_conn *conn, const char *channel, pgev_not
  */
 PGEV_API int64_t pgev_conn_unlisten(pgev_conn *conn, const char *channel, pgev_result_cb on_done,
                                     void *arg);
+
+/**
+ * Adds one more listener on a channel (asyncpg's add_listener): every
+ * listener of a channel gets each notification, in the order they were
+ * added, so one connection can serve several subscribers without
+ * application-side fan-out. Queues LISTEN "channel" as
+ * pgev_conn_listen() does (on_done, may be NULL, is its completion; if it
+ * fails, this listener is dropped) and returns its query id, or an error
+ * as pgev_conn_listen(). A listener added from inside on_notify gets the
+ * next notification, not the one being delivered. pgev_conn_listen() on
+ * the channel replaces all its listeners; pgev_conn_unlisten() removes
+ * them all.
+ */
+PGEV_API int64_t pgev_conn_add_listener(pgev_conn *conn, const char *channel, pgev_notify_cb on_notify,
+                                        pgev_result_cb on_done, void *arg);
+
+/**
+ * Removes the listener (channel, on_notify, arg) at once: it is not
+ * called again once this returns (safe from inside on_notify). When it
+ * was the channel's last listener, UNLISTEN is queued and its query id
+ * returned (on_done, may be NULL, with done_arg, is its completion);
+ * otherwise returns 0 and on_done never runs. PGEV_EINVAL when there is no
+ * such listener; otherwise errors as pgev_conn_unlisten().
+ */
+PGEV_API int64_t pgev_conn_remove_listener(pgev_conn *conn, const char *channel, pgev_notify_cb on_notify,
+                                           void *arg, pgev_result_cb on_done, void *done_arg);
 
 /* ------------------------------------------------------------------------
  * COPY

@@ -351,8 +351,10 @@ struct pgev_conn {
     int txn_submitting;
     bool submit_gated;      /* the node being submitted starts gated */
     pgev_fifo held;
-    /* LISTEN/NOTIFY subscriptions (notify.c), one per channel. */
+    /* LISTEN/NOTIFY listeners (notify.c), one or more per channel, and the
+     * number of the last notification handed out (each listener once). */
     pgev_listener *listeners;
+    uint64_t notify_seq;
     pgev_stmt_cache stmts;
 
     int64_t next_id;
