@@ -1400,6 +1400,46 @@ START_TEST(release_then_free_in_callback)
 }
 END_TEST
 
+/* A release from inside a query callback: libpq reports the transaction
+ * ACTIVE until that query's Sync is read, so the pool waits for the Sync
+ * instead of paying a ROLLBACK round trip for a clean session; a session
+ * left in a transaction is still rolled back. */
+static void
+release_in_callback(pgev_conn *conn, pgev_result *res, tu_query *q)
+{
+    (void)res;
+    acq_rec *a = q->user;
+    TU_CHECK(pgev_pool_release(pool, conn, a->rc) == PGEV_OK, "release refused: %s", pgev_pool_errmsg(pool));
+}
+
+START_TEST(release_in_callback_needs_no_rollback)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    for (int dirty = 0; dirty < 2; dirty++) {
+        acq_rec a = { .index = 0 };
+        ck_assert_int_gt(acquire(&a), 0);
+        wait_acquired(&a);
+        tu_query q;
+        memset(&q, 0, sizeof q);
+        q.user = &a;
+        q.on_done_hook = release_in_callback;
+        ck_assert_int_gt(tu_query_sql(a.conn, dirty ? "BEGIN" : "SELECT 1", &q), 0);
+        tu_wait_query(&q);
+        acq_rec b = { .index = 1 };
+        ck_assert_int_gt(acquire(&b), 0);
+        wait_acquired(&b);
+        ck_assert_int_eq(b.code, PGEV_OK);
+        ck_assert_int_eq(PQtransactionStatus(pgev_conn_pg(b.conn)), PQTRANS_IDLE);
+        ck_assert_int_eq(stats().resets, dirty);   /* a ROLLBACK only for the open transaction */
+        ck_assert_int_eq(release(&b), PGEV_OK);
+    }
+    ck_assert_int_eq(stats().connects, 1);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
 /* 3. One borrower's LISTEN never reaches the next borrower. */
 static int notify_a_calls;
 
@@ -1595,6 +1635,48 @@ START_TEST(health_check_before_use)
     ck_assert_msg(done, "the query went to the stopped connection");
     assert_rec_ok(&r);
     ck_assert_int_ne(atoi(r.value), pid);
+    free_pool();
+}
+END_TEST
+
+/* 6b. The same before an acquire: the stopped connection is checked, the
+ * acquire gets the other one. */
+static bool
+tu_query_done(void *arg)
+{
+    return ((tu_query *)arg)->done_calls > 0;
+}
+
+START_TEST(health_check_before_acquire)
+{
+    pgev_pool_options opts = { .min_conns = 2, .max_conns = 2, .health_check_idle_ms = 50,
+                               .connect_timeout_ms = 5000, .acquire_timeout_ms = 15000 };
+    make_pool(&opts);
+    wait_idle(2);
+    /* The connection an acquire gets when both are idle. */
+    acq_rec a = { .index = 0 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    int pid = acquired_pid(&a);
+    ck_assert_int_eq(release(&a), PGEV_OK);
+    wait_idle(2);
+    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+    tu_run_for(80);  /* longer than health_check_idle_ms: nothing to await */
+    acq_rec b = { .index = 1 };
+    ck_assert_int_gt(acquire(&b), 0);
+    bool granted = run_until_or_give_up(acq_called, &b, 2000);
+    tu_query q;
+    memset(&q, 0, sizeof q);
+    bool answered = false;
+    if (granted && b.conn) {
+        ck_assert_int_gt(tu_query_sql(b.conn, "SELECT pg_backend_pid()", &q), 0);
+        answered = run_until_or_give_up(tu_query_done, &q, 2000);
+    }
+    kill(pid, SIGCONT);
+    ck_assert_msg(granted && b.code == PGEV_OK, "acquire: %s", b.message);
+    ck_assert_msg(answered, "the acquire got the stopped connection");
+    ck_assert_int_ne(atoi(q.value), pid);
+    ck_assert_int_eq(release(&b), PGEV_OK);
     free_pool();
 }
 END_TEST
@@ -1937,11 +2019,13 @@ pool_suite(void)
     tc = tu_tcase("handover", 60);
     tcase_add_test(tc, free_inside_queue_timeout);
     tcase_add_test(tc, release_then_free_in_callback);
+    tcase_add_test(tc, release_in_callback_needs_no_rollback);
     tcase_add_test(tc, listen_does_not_reach_next_borrower);
     tcase_add_test(tc, open_txn_at_release);
     tcase_add_test(tc, stalled_reset_is_abandoned);
     tcase_add_test(tc, stale_release_refused);
     tcase_add_test(tc, health_check_before_use);
+    tcase_add_test(tc, health_check_before_acquire);
     tcase_add_test(tc, streamed_rows_never_retried);
     tcase_add_test(tc, null_param_values_like_conn);
     suite_add_tcase(s, tc);

@@ -46,7 +46,8 @@ on_health_checked(pgev_conn *conn, pgev_result *res, void *arg)
 void
 pool_health_check(pgev_pool *pool, pool_slot *s, uint64_t now)
 {
-    if (pool->health_check_idle_ms <= 0 || s->state != SLOT_READY || s->checking || s->outstanding != 0 ||
+    if (pool->health_check_idle_ms <= 0 || (s->state != SLOT_READY && s->state != SLOT_RESERVED) ||
+        s->checking || s->outstanding != 0 ||
         now - s->last_used_ms < (uint64_t)pool->health_check_idle_ms)
         return;
     s->checking = true;
