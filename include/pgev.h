@@ -1158,9 +1158,12 @@ PGEV_API int pgev_copy_end(pgev_copy *copy, const char *errmsg);
  *    max_pending, each entry for at most queue_timeout_ms).
  *  - pgev_pool_acquire() / pgev_pool_release(): exclusive use of one
  *    connection (transactions, session state), granted to waiters in FIFO
- *    order. A connection released inside a transaction, or with queries
- *    still running, is rolled back before anyone else gets it; one that
- *    failed is replaced.
+ *    order. Nothing of a borrower reaches the next one: a connection
+ *    released inside a transaction, or with queries still running, is
+ *    rolled back, its listeners are dropped, and reset_query runs, within
+ *    reset_timeout_ms, before anyone else gets it; one that failed is
+ *    replaced. pgev_pool_transaction() does acquire, BEGIN, COMMIT (with
+ *    retries on serialization failures) and release in one call.
  *
  * Lost connections are replaced, reconnecting with jittered exponential
  * backoff (at most PGEV_POOL_BACKOFF_MAX_MS between attempts, one attempt
@@ -1169,8 +1172,10 @@ PGEV_API int pgev_copy_end(pgev_copy *copy, const char *errmsg);
  * do queries the dead connection had not yet sent (pgev_result_sent() 0),
  * within their queue deadline. A query already sent on it completes with
  * PGEV_ECONNLOST, unless it is flagged PGEV_QUERY_RETRY_SAFE (or
- * PGEV_QUERY_READONLY): then it is sent again on another connection, up
- * to three times in all. pgev_pool_stats_t.queries_retried counts both.
+ * PGEV_QUERY_READONLY) and has not delivered rows to its on_rows yet
+ * (they would arrive twice): then it is sent again on another
+ * connection, up to three times in all. pgev_pool_stats_t.queries_retried
+ * counts both.
  *
  * One periodic timer (every PGEV_POOL_MAINTENANCE_MS) closes idle and
  * too-old connections and opens connections up to min_conns, so an open
@@ -1178,10 +1183,12 @@ PGEV_API int pgev_copy_end(pgev_copy *copy, const char *errmsg);
  * finished, or after pgev_pool_free(), nothing is.
  *
  * The contracts of the connection API hold for the pool too: every
- * accepted request (query, acquire) completes exactly once on every path,
- * pgev_pool_free() included; never inside the call that made it; freeing
- * the pool from inside any of its callbacks is safe; its queues are
- * bounded. A pool belongs to the thread that runs its base.
+ * accepted request (query, acquire, transaction) completes exactly once on
+ * every path, pgev_pool_free() included; never inside the call that made
+ * it; freeing or closing the pool from inside any pgev callback (a pool
+ * query's, an acquire's, the init hook, on_closed, a transaction's, or a
+ * query's on an acquired connection) is safe; its queues are bounded. A
+ * pool belongs to the thread that runs its base.
  */
 typedef struct pgev_pool pgev_pool;
 
@@ -1274,8 +1281,10 @@ typedef struct pgev_pool_options {
     int query_timeout_ms;
     /** Health check: a connection that has been idle at least this long
      * is checked with an empty query before it takes a pool query or is
-     * handed to an acquire; one that fails the check is replaced, and the
-     * work goes to another connection. 0: no check. */
+     * handed to an acquire (the work goes to another connection, or waits
+     * for the check), and by the maintenance timer; one that fails the
+     * check is replaced. The check's deadline is connect_timeout_ms.
+     * While checked, a connection counts in conns_other. 0: no check. */
     int health_check_idle_ms;
     /** Read routing: a conninfo for standbys (a multi-host list with
      * target_session_attrs=standby or prefer-standby works, as in libpq).

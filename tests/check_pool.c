@@ -1978,6 +1978,115 @@ START_TEST(reset_replaces_every_connection)
 }
 END_TEST
 
+/* Freeing or closing the pool from inside each kind of pool callback:
+ * the init hook, a streamed query's row callback, on_closed (after a close
+ * made inside a query callback), a pool transaction's on_done. */
+static void
+init_hook_frees(pgev_pool *p, pgev_conn *conn, void *arg)
+{
+    (void)conn;
+    (void)arg;
+    TU_CHECK(p == pool, "wrong pool");
+    pgev_pool_free(p);
+    pool = NULL;
+}
+
+static void
+rows_free_pool(pgev_conn *conn, pgev_result *res, void *arg)
+{
+    (void)conn;
+    (void)res;
+    (void)arg;
+    if (pool) {
+        pgev_pool_free(pool);
+        pool = NULL;
+    }
+}
+
+static void
+closed_frees(pgev_pool *p, void *arg)
+{
+    (void)arg;
+    closed_calls++;
+    pgev_pool_free(p);
+    pool = NULL;
+}
+
+static void
+close_in_callback(pgev_conn *conn, pgev_result *res, pool_rec *r)
+{
+    (void)conn;
+    (void)res;
+    (void)r;
+    TU_CHECK(pgev_pool_close(pool, closed_frees, NULL) == PGEV_OK, "close refused");
+}
+
+static void
+ptx_done_frees(pgev_pool *p, pgev_result *res, int attempts, void *arg)
+{
+    ptx_done(p, res, attempts, arg);
+    pgev_pool_free(p);
+    pool = NULL;
+}
+
+START_TEST(free_inside_every_callback)
+{
+    /* The init hook. */
+    pgev_pool_options init_opts = { .min_conns = 1, .max_conns = 1, .on_conn_init = init_hook_frees };
+    make_pool(&init_opts);
+    pool_rec r;
+    memset(&r, 0, sizeof r);
+    ck_assert_int_gt(pool_sql("SELECT 1", &r), 0);
+    wait_recs(&r, 1, TU_WAIT_MS);
+    ck_assert_ptr_null(pool);
+    ck_assert_int_eq(r.status, PGEV_ECANCELLED);
+    tu_assert_base_idle();
+
+    /* A row callback. */
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    memset(&r, 0, sizeof r);
+    pgev_query_args args = { .sql = "SELECT g FROM generate_series(1, 1000) g", .on_rows = rows_free_pool,
+                             .on_done = pool_done_cb, .arg = &r };
+    tu_in_call++;
+    r.id = pgev_pool_submit(pool, &args);
+    tu_in_call--;
+    ck_assert_int_gt(r.id, 0);
+    wait_recs(&r, 1, TU_WAIT_MS);
+    ck_assert_ptr_null(pool);
+    ck_assert_int_eq(r.status, PGEV_ECANCELLED);
+    tu_run_for(20);
+    tu_assert_base_idle();
+
+    /* Close inside a query callback, free inside on_closed. */
+    closed_calls = 0;
+    make_pool(&opts);
+    memset(&r, 0, sizeof r);
+    r.hook = close_in_callback;
+    ck_assert_int_gt(pool_sql("SELECT 1", &r), 0);
+    tu_wait_count(&closed_calls, 1, TU_WAIT_MS, "the pool to close");
+    ck_assert_ptr_null(pool);
+    assert_rec_ok(&r);
+    tu_assert_base_idle();
+
+    /* A pool transaction's on_done. */
+    tu_exec("DROP TABLE IF EXISTS pool_ptx");
+    tu_exec("CREATE TABLE pool_ptx (x int)");
+    make_pool(&opts);
+    ptx_rec x;
+    memset(&x, 0, sizeof x);
+    tu_in_call++;
+    ck_assert_int_gt(pgev_pool_transaction(pool, NULL, ptx_body, ptx_done_frees, &x), 0);
+    tu_in_call--;
+    tu_wait_count(&x.done_calls, 1, TU_WAIT_MS, "the transaction");
+    ck_assert_int_eq(x.status, PGEV_OK);
+    ck_assert_ptr_null(pool);
+    tu_run_for(20);
+    tu_assert_base_idle();
+    tu_exec("DROP TABLE pool_ptx");
+}
+END_TEST
+
 static Suite *
 pool_suite(void)
 {
@@ -2036,6 +2145,7 @@ pool_suite(void)
     tcase_add_test(tc, acquire_cancel_calls_back_once);
     tcase_add_test(tc, max_uses_replaces_connection);
     tcase_add_test(tc, reset_replaces_every_connection);
+    tcase_add_test(tc, free_inside_every_callback);
     suite_add_tcase(s, tc);
     return s;
 }
