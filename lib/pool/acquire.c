@@ -190,6 +190,7 @@ pool_finish_reset(pool_slot *slot, uint64_t now)
     PGTransactionStatusType txn = up ? PQtransactionStatus(pgev_conn_pg(slot->conn)) : PQTRANS_UNKNOWN;
     if (now >= slot->reset_deadline_ms) {
         pool->stats.reset_timeouts++;
+        pool->stats.conns_closed++;
         pool_slot_retire(slot);  /* its steps complete (ECANCELLED) when it is freed */
         return;
     }

@@ -99,7 +99,7 @@ pick_slot(pgev_pool *pool, const pool_query *pq, uint64_t now)
 
 /* Back to the head of the queue (it was submitted before everything
  * there), with the queue deadline it got at submit. That may not pass the
- * head's: the head expires first (expire_deadlines). */
+ * head's: the head expires first (pool_expire_queue). */
 static void
 requeue_front(pgev_pool *pool, pool_query *pq)
 {
