@@ -1890,6 +1890,75 @@ START_TEST(transaction_cancelled_with_the_pool)
 }
 END_TEST
 
+static int pool_pid(void);
+
+/* The body's connection dies under it: the statement fails, the commit the
+ * body then asks for is reported from the loop (never inside the call),
+ * with the connection's error, and the dead connection is replaced. */
+static pgev_pool_txn *lost_ptx;
+static int lost_commit_rc;
+
+static void
+lost_statement_done(pgev_conn *conn, pgev_result *res, void *arg)
+{
+    (void)conn;
+    ptx_rec *r = arg;
+    r->q[0].status = pgev_result_status(res);
+    r->q[0].done_calls++;
+    tu_in_call++;
+    lost_commit_rc = pgev_pool_txn_commit(lost_ptx);
+    tu_in_call--;
+}
+
+static void
+lost_body(pgev_pool_txn *ptx, pgev_txn *txn, int attempt, void *arg)
+{
+    ptx_rec *r = arg;
+    (void)attempt;
+    r->body_calls++;
+    lost_ptx = ptx;
+    TU_CHECK(pgev_txn_query(txn, "SELECT pg_terminate_backend(pg_backend_pid())", lost_statement_done, r) > 0,
+             "statement refused");
+}
+
+START_TEST(transaction_connection_lost_in_body)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    int before = pool_pid();
+    ptx_rec r;
+    memset(&r, 0, sizeof r);
+    lost_commit_rc = -100;
+    tu_in_call++;
+    ck_assert_int_gt(pgev_pool_transaction(pool, NULL, lost_body, ptx_done, &r), 0);
+    tu_in_call--;
+    tu_wait_count(&r.done_calls, 1, TU_WAIT_MS, "the transaction's outcome");
+    ck_assert_int_eq(r.body_calls, 1);
+    ck_assert_int_eq(r.q[0].done_calls, 1);
+    ck_assert_int_eq(r.q[0].status, PGEV_ECONNLOST);
+    ck_assert_int_eq(lost_commit_rc, PGEV_OK);
+    ck_assert_msg(r.status == PGEV_ECONNLOST, "outcome %s: %s", pgev_strerror(r.status), r.message);
+    ck_assert_int_eq(r.attempts, 1);
+    ck_assert_int_ne(pool_pid(), before);   /* replaced */
+    ck_assert_int_eq(stats().conns_acquired, 0);
+    /* A transaction still waiting for a connection, cancelled by its id. */
+    acq_rec a = { .index = 0 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    ptx_rec w;
+    memset(&w, 0, sizeof w);
+    int64_t id = run_ptx(&w, 0);
+    ck_assert_int_gt(id, 0);
+    ck_assert_int_eq(pgev_pool_acquire_cancel(pool, id), PGEV_OK);
+    tu_wait_count(&w.done_calls, 1, TU_WAIT_MS, "the cancelled transaction");
+    ck_assert_int_eq(w.status, PGEV_ECANCELLED);
+    ck_assert_int_eq(w.body_calls, 0);
+    ck_assert_int_eq(release(&a), PGEV_OK);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
 START_TEST(acquire_cancel_calls_back_once)
 {
     pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
@@ -2144,6 +2213,7 @@ pool_suite(void)
     tc = tu_tcase("calls", 60);
     tcase_add_test(tc, transaction_commits_retries_and_rolls_back);
     tcase_add_test(tc, transaction_cancelled_with_the_pool);
+    tcase_add_test(tc, transaction_connection_lost_in_body);
     tcase_add_test(tc, acquire_cancel_calls_back_once);
     tcase_add_test(tc, max_uses_replaces_connection);
     tcase_add_test(tc, reset_replaces_every_connection);
