@@ -821,9 +821,11 @@ PGEV_API int pgev_conn_batch_end(pgev_conn *conn, pgev_result_cb on_done, void *
  * pgev_conn_begin() until pgev_txn_commit() or pgev_txn_rollback() is
  * called. The next transaction may begin right after that call; its BEGIN
  * queues behind the COMMIT (a COMMIT waiting for earlier statements keeps
- * its place in the queue). A connection acquired from a pool must end its
- * transaction before pgev_pool_release() (the pool's ROLLBACK would
- * otherwise be held behind it).
+ * its place in the queue). A connection acquired from a pool should end
+ * its transaction before pgev_pool_release(); one released with its
+ * transaction open is rolled back by the pool (pgev_txn_rollback(), whose
+ * outcome goes to the pool) before the next borrower gets it.
+ * pgev_pool_transaction() runs the whole cycle, with retries.
  */
 typedef struct pgev_txn pgev_txn;
 
