@@ -1,10 +1,12 @@
 /*
  * What the pool needs from a connection beyond the public API (pgev.h):
- * the few hooks below, each implemented next to the state it reads. The
- * pool includes pgev-internal.h only for the result and error structs it
- * fills for queries that never reached a connection, and for
- * pgev_conn_submit_stable() / pgev_args_pack() (the hot path's one copy of
- * a query's arguments).
+ * the two hooks below, each implemented next to the state it reads. From
+ * pgev-internal.h the pool uses only: struct pgev_result / pgev_error and
+ * pgev_error_set() / pgev_error_copy() (the results it builds for work
+ * that never reached a connection), pgev_conn_submit_stable() and
+ * pgev_args_pack() (the hot path's one copy of a query's arguments), and
+ * pgev_event_* (its timers, through loop.c). It never reads a pgev_conn's
+ * fields.
  */
 #ifndef PGEV_POOL_INTERNAL_H
 #define PGEV_POOL_INTERNAL_H
