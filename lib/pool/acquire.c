@@ -201,6 +201,7 @@ pool_finish_reset(pool_slot *slot, uint64_t now)
     bool idle_conn = pgev_conn_pending(slot->conn) + pgev_conn_inflight(slot->conn) == 0;
     if (txn == PQTRANS_ACTIVE && idle_conn) {
         slot->awaiting_sync = true;  /* the next pass looks again (pool_arm_deadline) */
+        slot->sync_rechecks++;
         return;
     }
     if (!slot->reset_planned) {
@@ -250,6 +251,8 @@ pgev_pool_release(pgev_pool *pool, pgev_conn *conn, int64_t acquire_id)
     pool_slot_set_state(slot, SLOT_RESETTING);
     slot->reset_failed = false;
     slot->reset_planned = false;
+    slot->awaiting_sync = false;
+    slot->sync_rechecks = 0;
     slot->reset_deadline_ms = now + (uint64_t)pool->reset_timeout_ms;
     slot->last_used_ms = now;
     bool busy = pgev_conn_pending(conn) + pgev_conn_inflight(conn) > 0;

@@ -146,7 +146,11 @@ pool_arm_deadline(pgev_pool *pool, uint64_t now)
         for (pool_slot *s = pool->slots; s; s = s->next) {
             if (s->state != SLOT_RESETTING)
                 continue;
-            uint64_t at = s->awaiting_sync ? now + RESET_RECHECK_MS : s->reset_deadline_ms;
+            int shift = s->sync_rechecks < 7 ? s->sync_rechecks : 7;
+            int recheck = RESET_RECHECK_MS << shift;
+            if (recheck > RESET_RECHECK_MAX_MS)
+                recheck = RESET_RECHECK_MAX_MS;
+            uint64_t at = s->awaiting_sync ? now + (uint64_t)recheck : s->reset_deadline_ms;
             if (at < next)
                 next = at;
         }

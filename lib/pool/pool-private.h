@@ -40,8 +40,12 @@ typedef enum slot_state {
 } slot_state;
 
 /* While a released connection's last Sync is unread (released inside a
- * query callback), service() looks at it again this often. */
+ * query callback), service() looks at it again after RESET_RECHECK_MS,
+ * doubling up to RESET_RECHECK_MAX_MS (a Sync that never comes: a
+ * partition, ended by reset_timeout_ms). Normally it is read in the same
+ * loop turn as the callback. */
 #define RESET_RECHECK_MS 2
+#define RESET_RECHECK_MAX_MS 128
 
 typedef struct pool_slot pool_slot;
 typedef struct pool_query pool_query;
@@ -58,6 +62,7 @@ struct pool_slot {
     bool reset_planned;         /* RESETTING: its steps are queued (see reset_plan) */
     bool unlisten_wanted;       /* RESETTING: the borrower subscribed to channels */
     bool awaiting_sync;         /* RESETTING: the borrower's last Sync is not read yet */
+    int sync_rechecks;          /* RESETTING: looks at it so far (the recheck backs off) */
     uint64_t reset_deadline_ms; /* RESETTING: discarded past this */
     int64_t lease;              /* ACQUIRED: the acquire id it is held under */
     pgev_pool_txn *ptx;         /* ACQUIRED by pgev_pool_transaction(): that transaction */
