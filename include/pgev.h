@@ -932,7 +932,8 @@ typedef struct pgev_query_args {
      * libpq's PQsendQueryParams: types may be NULL (the server infers
      * them); values[i] NULL is SQL NULL; lengths and formats may be NULL
      * for all-text parameters (formats[i] 1 = binary, then lengths[i] is
-     * the byte count). */
+     * the byte count). values NULL with nparams > 0 sends every parameter
+     * as NULL (libpq's rule; connections and pools alike). */
     int nparams;
     const Oid *param_types;
     const char *const *param_values;
@@ -1160,9 +1161,11 @@ PGEV_API int pgev_conn_batch_end(pgev_conn *conn, pgev_result_cb on_done, void *
  * pgev_conn_begin() until pgev_txn_commit() or pgev_txn_rollback() is
  * called. The next transaction may begin right after that call; its BEGIN
  * queues behind the COMMIT (a COMMIT waiting for earlier statements keeps
- * its place in the queue). A connection acquired from a pool must end its
- * transaction before pgev_pool_release() (the pool's ROLLBACK would
- * otherwise be held behind it).
+ * its place in the queue). A connection acquired from a pool should end
+ * its transaction before pgev_pool_release(); one released with its
+ * transaction open is rolled back by the pool (pgev_txn_rollback(), whose
+ * outcome goes to the pool) before the next borrower gets it.
+ * pgev_pool_transaction() runs the whole cycle, with retries.
  */
 typedef struct pgev_txn pgev_txn;
 
@@ -1279,8 +1282,9 @@ typedef void (*pgev_notify_cb)(pgev_conn *conn, const char *channel, const char 
  * a transaction, committed): wait for on_done before relying on it.
  *
  * on_done (may be NULL) is LISTEN's completion, as for any query; if it
- * fails, the subscription is dropped. One subscription per channel:
- * listening again replaces the callback and arg. Subscriptions last until
+ * fails, the subscription is dropped. Listening again replaces the
+ * channel's callback and arg (all its listeners, when
+ * pgev_conn_add_listener() added several). Subscriptions last until
  * pgev_conn_unlisten() or pgev_conn_free(); a lost connection's listeners
  * receive nothing more. Freeing the connection, or unsubscribing, from
  * inside on_notify is safe.
@@ -1303,6 +1307,32 @@ PGEV_API int64_t pgev_conn_listen(pgev_conn *conn, const char *channel, pgev_not
  */
 PGEV_API int64_t pgev_conn_unlisten(pgev_conn *conn, const char *channel, pgev_result_cb on_done,
                                     void *arg);
+
+/**
+ * Adds one more listener on a channel (asyncpg's add_listener): every
+ * listener of a channel gets each notification, in the order they were
+ * added, so one connection can serve several subscribers without
+ * application-side fan-out. Queues LISTEN "channel" as
+ * pgev_conn_listen() does (on_done, may be NULL, is its completion; if it
+ * fails, this listener is dropped) and returns its query id, or an error
+ * as pgev_conn_listen(). A listener added from inside on_notify gets the
+ * next notification, not the one being delivered. pgev_conn_listen() on
+ * the channel replaces all its listeners; pgev_conn_unlisten() removes
+ * them all.
+ */
+PGEV_API int64_t pgev_conn_add_listener(pgev_conn *conn, const char *channel, pgev_notify_cb on_notify,
+                                        pgev_result_cb on_done, void *arg);
+
+/**
+ * Removes the listener (channel, on_notify, arg) at once: it is not
+ * called again once this returns (safe from inside on_notify). When it
+ * was the channel's last listener, UNLISTEN is queued and its query id
+ * returned (on_done, may be NULL, with done_arg, is its completion);
+ * otherwise returns 0 and on_done never runs. PGEV_EINVAL when there is no
+ * such listener; otherwise errors as pgev_conn_unlisten().
+ */
+PGEV_API int64_t pgev_conn_remove_listener(pgev_conn *conn, const char *channel, pgev_notify_cb on_notify,
+                                           void *arg, pgev_result_cb on_done, void *done_arg);
 
 /* ------------------------------------------------------------------------
  * COPY
@@ -1491,9 +1521,12 @@ PGEV_API int pgev_copy_resume(pgev_copy *copy);
  *    max_pending, each entry for at most queue_timeout_ms).
  *  - pgev_pool_acquire() / pgev_pool_release(): exclusive use of one
  *    connection (transactions, session state), granted to waiters in FIFO
- *    order. A connection released inside a transaction, or with queries
- *    still running, is rolled back before anyone else gets it; one that
- *    failed is replaced.
+ *    order. Nothing of a borrower reaches the next one: a connection
+ *    released inside a transaction, or with queries still running, is
+ *    rolled back, its listeners are dropped, and reset_query runs, within
+ *    reset_timeout_ms, before anyone else gets it; one that failed is
+ *    replaced. pgev_pool_transaction() does acquire, BEGIN, COMMIT (with
+ *    retries on serialization failures) and release in one call.
  *
  * Lost connections are replaced, reconnecting with jittered exponential
  * backoff (at most PGEV_POOL_BACKOFF_MAX_MS between attempts, one attempt
@@ -1502,8 +1535,10 @@ PGEV_API int pgev_copy_resume(pgev_copy *copy);
  * do queries the dead connection had not yet sent (pgev_result_sent() 0),
  * within their queue deadline. A query already sent on it completes with
  * PGEV_ECONNLOST, unless it is flagged PGEV_QUERY_RETRY_SAFE (or
- * PGEV_QUERY_READONLY): then it is sent again on another connection, up
- * to three times in all. pgev_pool_stats_t.queries_retried counts both.
+ * PGEV_QUERY_READONLY) and has not delivered rows to its on_rows yet
+ * (they would arrive twice): then it is sent again on another
+ * connection, up to three times in all. pgev_pool_stats_t.queries_retried
+ * counts both.
  *
  * One periodic timer (every PGEV_POOL_MAINTENANCE_MS) closes idle and
  * too-old connections and opens connections up to min_conns, so an open
@@ -1511,10 +1546,12 @@ PGEV_API int pgev_copy_resume(pgev_copy *copy);
  * finished, or after pgev_pool_free(), nothing is.
  *
  * The contracts of the connection API hold for the pool too: every
- * accepted request (query, acquire) completes exactly once on every path,
- * pgev_pool_free() included; never inside the call that made it; freeing
- * the pool from inside any of its callbacks is safe; its queues are
- * bounded. A pool belongs to the thread that runs its base.
+ * accepted request (query, acquire, transaction) completes exactly once on
+ * every path, pgev_pool_free() included; never inside the call that made
+ * it; freeing or closing the pool from inside any pgev callback (a pool
+ * query's, an acquire's, the init hook, on_closed, a transaction's, or a
+ * query's on an acquired connection) is safe; its queues are bounded. A
+ * pool belongs to the thread that runs its base.
  */
 typedef struct pgev_pool pgev_pool;
 
@@ -1529,6 +1566,8 @@ typedef struct pgev_pool pgev_pool;
 #define PGEV_POOL_BACKOFF_MAX_MS 5000
 /** Period of the pool's maintenance timer. */
 #define PGEV_POOL_MAINTENANCE_MS 250
+/** How long a released connection's reset may take (pgev_pool_options.reset_timeout_ms). */
+#define PGEV_POOL_DEFAULT_RESET_TIMEOUT_MS 5000
 
 /**
  * Init hook: runs once on every new connection, after it connected and
@@ -1545,7 +1584,8 @@ typedef void (*pgev_pool_init_cb)(pgev_pool *pool, pgev_conn *conn, void *arg);
  * Acquire callback: on success conn is the connection, exclusively the
  * caller's until pgev_pool_release(), and err is NULL. On failure conn is
  * NULL and err says why: PGEV_ETIMEOUT (acquire_timeout_ms passed),
- * PGEV_ECANCELLED (the pool was freed). err is borrowed for the call.
+ * PGEV_ECANCELLED (pgev_pool_acquire_cancel(), or the pool was freed).
+ * err is borrowed for the call.
  */
 typedef void (*pgev_pool_acquire_cb)(pgev_pool *pool, pgev_conn *conn, const pgev_error *err,
                                      void *arg);
@@ -1604,8 +1644,10 @@ typedef struct pgev_pool_options {
     int query_timeout_ms;
     /** Health check: a connection that has been idle at least this long
      * is checked with an empty query before it takes a pool query or is
-     * handed to an acquire; one that fails the check is replaced, and the
-     * work goes to another connection. 0: no check. */
+     * handed to an acquire (the work goes to another connection, or waits
+     * for the check), and by the maintenance timer; one that fails the
+     * check is replaced. The check's deadline is connect_timeout_ms.
+     * While checked, a connection counts in conns_other. 0: no check. */
     int health_check_idle_ms;
     /** Read routing: a conninfo for standbys (a multi-host list with
      * target_session_attrs=standby or prefer-standby works, as in libpq).
@@ -1629,6 +1671,16 @@ typedef struct pgev_pool_options {
      * pgev_conn_options.evdns_base); NULL: each connection its own.
      * Borrowed: free it after the pool. */
     struct evdns_base *evdns_base;
+    /** The longest a released connection's reset (rollback of what the
+     * borrower left open, UNLISTEN *, reset_query) may take, in
+     * milliseconds; past it the connection is discarded and replaced (a
+     * network partition, a backend that stopped answering).
+     * 0: PGEV_POOL_DEFAULT_RESET_TIMEOUT_MS. */
+    int reset_timeout_ms;
+    /** A connection is replaced after this many uses (pool queries and
+     * acquires): it takes no new work once reached and is closed when
+     * idle. 0: no limit. */
+    int64_t max_uses;
 } pgev_pool_options;
 
 /**
@@ -1666,6 +1718,12 @@ typedef struct pgev_pool_stats_t {
      * 12.5 %; 0 before the first one. */
     double query_p50_us, query_p99_us;
     double acquire_wait_p50_us, acquire_wait_p99_us;
+    int64_t reset_timeouts; /**< released connections discarded because their reset passed reset_timeout_ms */
+    int64_t acquires_cancelled; /**< waiting acquires ended by pgev_pool_acquire_cancel() */
+    int64_t pool_resets;    /**< pgev_pool_reset() calls */
+    int64_t transactions_committed; /**< pgev_pool_transaction()s that committed */
+    int64_t transactions_failed;    /**< pgev_pool_transaction()s that ended otherwise */
+    int64_t transactions_retried;   /**< bodies run again after 40001 / 40P01 */
 } pgev_pool_stats_t;
 
 /**
@@ -1746,27 +1804,61 @@ PGEV_API int64_t pgev_pool_execute(pgev_pool *pool, const char *name, int nparam
  * Asks for exclusive use of one connection. cb runs exactly once, from the
  * loop: with a ready connection with nothing outstanding, in FIFO order
  * among waiters, or with PGEV_ETIMEOUT after acquire_timeout_ms (the
- * message names the last connection error, if any). While held, the
- * connection takes no pool queries; use it with the pgev_conn_* calls,
- * never pgev_conn_free() or pgev_conn_close() it, and hand it back with
- * pgev_pool_release().
+ * message names the last connection error, if any), or PGEV_ECANCELLED
+ * after pgev_pool_acquire_cancel(). While held, the connection takes no
+ * pool queries; use it with the pgev_conn_* calls, never pgev_conn_free()
+ * or pgev_conn_close() it, and hand it back with pgev_pool_release(pool,
+ * conn, id), where id is what this call returned: the id ties the release
+ * to this acquire.
  *
- * Returns PGEV_OK (cb will run), or PGEV_EINVAL (NULL pool or cb),
- * PGEV_ECLOSED (closing or closed pool), PGEV_EQUEUEFULL (max_waiters
- * already waiting), PGEV_ENOMEM; then cb never runs.
+ * Returns the acquire id (> 0, unique in this pool: cb will run), or
+ * PGEV_EINVAL (NULL pool or cb), PGEV_ECLOSED (closing or closed pool),
+ * PGEV_EQUEUEFULL (max_waiters already waiting), PGEV_ENOMEM; then cb
+ * never runs.
  */
-PGEV_API int pgev_pool_acquire(pgev_pool *pool, pgev_pool_acquire_cb cb, void *arg);
+PGEV_API int64_t pgev_pool_acquire(pgev_pool *pool, pgev_pool_acquire_cb cb, void *arg);
 
 /**
- * Gives an acquired connection back. If it is in a transaction (or its
- * state is unknown because queries are still running), the pool rolls it
- * back, then runs reset_query if set, before reuse; if that fails, or the
- * connection is broken or expired, it is closed and replaced. Queries still
- * running on it complete normally. The caller must not use conn afterwards.
- * Returns PGEV_OK, or PGEV_EINVAL when conn is not currently acquired from
- * this pool. Never calls back. Safe from inside any callback.
+ * Cancels a waiting acquire: its callback runs once, from the loop, with
+ * PGEV_ECANCELLED (never inside this call). Returns PGEV_OK, or
+ * PGEV_EINVAL when acquire_id is not waiting (already granted, timed out,
+ * cancelled, or unknown): then nothing changes, and a granted connection
+ * is the caller's to release.
  */
-PGEV_API int pgev_pool_release(pgev_pool *pool, pgev_conn *conn);
+PGEV_API int pgev_pool_acquire_cancel(pgev_pool *pool, int64_t acquire_id);
+
+/**
+ * Gives back the connection acquired under acquire_id (what
+ * pgev_pool_acquire() returned). Nothing of the borrower reaches the next
+ * one: its notification callbacks are dropped at once; before the
+ * connection is used again the pool rolls back a transaction left open
+ * (a pgev_txn through pgev_txn_rollback(), a plain BEGIN with ROLLBACK;
+ * also whenever queries are still running on it), runs UNLISTEN * if the
+ * borrower subscribed with pgev_conn_listen(), then reset_query if set.
+ * Those steps are pipelined together and bounded by reset_timeout_ms: if
+ * one fails or the time passes, or the connection is broken, expired
+ * (max_lifetime_ms, max_uses, pgev_pool_reset()), it is discarded and
+ * replaced. A clean connection released outside a callback needs none of
+ * this; one released inside a query callback is looked at once that
+ * query's Sync has been read (no ROLLBACK round trip when it is clean).
+ * Queries still running on it complete normally, or with PGEV_ECANCELLED
+ * when it is discarded. The caller must not use conn afterwards.
+ *
+ * Returns PGEV_OK, or PGEV_EINVAL when conn is not held under acquire_id
+ * (released already, or acquired by someone else since: a stale or
+ * double release), with pgev_pool_errmsg() saying so; then nothing
+ * changes. Never calls back. Safe from inside any callback.
+ */
+PGEV_API int pgev_pool_release(pgev_pool *pool, pgev_conn *conn, int64_t acquire_id);
+
+/**
+ * Replaces every connection (after a failover or a credential rotation):
+ * idle ones are closed now, busy ones once their pool queries complete,
+ * acquired ones when released; new ones are opened as usual (min_conns,
+ * demand). Queries and acquires go on meanwhile. Returns PGEV_OK, or
+ * PGEV_EINVAL (NULL), PGEV_ECLOSED (the pool is closing or closed).
+ */
+PGEV_API int pgev_pool_reset(pgev_pool *pool);
 
 /**
  * Ends the on_conn_init hook of `conn`: ok true puts the connection into
@@ -1775,6 +1867,96 @@ PGEV_API int pgev_pool_release(pgev_pool *pool, pgev_conn *conn);
  * timed out or was lost meanwhile: harmless).
  */
 PGEV_API int pgev_pool_init_done(pgev_pool *pool, pgev_conn *conn, bool ok);
+
+/* ---- transactions in one call ------------------------------------------- */
+
+/**
+ * A transaction run by pgev_pool_transaction(): opaque, valid from the
+ * first call of the body until on_done returns.
+ */
+typedef struct pgev_pool_txn pgev_pool_txn;
+
+/** Attempts of a pool transaction when pgev_pool_txn_options.max_attempts is 0. */
+#define PGEV_POOL_TXN_DEFAULT_ATTEMPTS 3
+
+/** Options of pgev_pool_transaction(); zero-initialised: plain BEGIN, 3 attempts. */
+typedef struct pgev_pool_txn_options {
+    /** BEGIN's options (isolation, read only, deferrable). */
+    pgev_txn_options txn;
+    /** Runs of the body in all (1: never retried). 0: PGEV_POOL_TXN_DEFAULT_ATTEMPTS. */
+    int max_attempts;
+} pgev_pool_txn_options;
+
+/**
+ * The body of a pool transaction: submit the statements on txn
+ * (pgev_txn_query() and friends; the connection is pgev_txn_conn(txn)),
+ * from here or from their callbacks, and end it with exactly one
+ * pgev_pool_txn_commit() or pgev_pool_txn_rollback() (also after a
+ * statement failed: commit then reports the failure). attempt is 1 on the
+ * first run, 2 on the first retry, and so on: a body runs again from the
+ * start, so it must not assume anything of an earlier run's statements.
+ */
+typedef void (*pgev_pool_txn_body_cb)(pgev_pool_txn *ptx, pgev_txn *txn, int attempt, void *arg);
+
+/**
+ * The outcome of a pool transaction, once: PGEV_OK when it committed;
+ * otherwise the error (its SQLSTATE with pgev_error_sqlstate()): the
+ * acquire's (PGEV_ETIMEOUT, PGEV_ECANCELLED), the commit's as for
+ * pgev_txn_commit() (PGEV_EABORTED for a failed statement, PGEV_ESERVER
+ * for COMMIT itself), PGEV_EABORTED "rolled back by the application" after
+ * pgev_pool_txn_rollback(), or PGEV_ECONNLOST / PGEV_ECANCELLED. attempts
+ * is how many times the body ran. The connection is back in the pool by
+ * now; res is borrowed for the call.
+ */
+typedef void (*pgev_pool_txn_done_cb)(pgev_pool *pool, pgev_result *res, int attempts, void *arg);
+
+/**
+ * A transaction in one call: acquires a connection, BEGINs it with
+ * opts->txn, runs body, sends COMMIT when the body calls
+ * pgev_pool_txn_commit() (ROLLBACK for pgev_pool_txn_rollback()), gives
+ * the connection back and calls on_done with the outcome. When the
+ * transaction fails with a serialization failure (40001) or a deadlock
+ * (40P01) — at a statement or at COMMIT — it is rolled back and the body
+ * runs again on the same connection, up to max_attempts runs in all.
+ *
+ *     static void body(pgev_pool_txn *ptx, pgev_txn *txn, int attempt, void *arg) {
+ *         pgev_txn_query(txn, "UPDATE acct SET bal = bal - 10 WHERE id = 1", NULL, NULL);
+ *         pgev_txn_query(txn, "UPDATE acct SET bal = bal + 10 WHERE id = 2", NULL, NULL);
+ *         pgev_pool_txn_commit(ptx);
+ *     }
+ *     static void done(pgev_pool *pool, pgev_result *res, int attempts, void *arg) {
+ *         if (pgev_result_status(res) != PGEV_OK)
+ *             fprintf(stderr, "transfer failed: %s\n", pgev_error_message(pgev_result_error(res)));
+ *     }
+ *     pgev_pool_txn_options o = { .txn = { .isolation = PGEV_ISOLATION_SERIALIZABLE } };
+ *     pgev_pool_transaction(pool, &o, body, done, ctx);
+ *
+ * body and on_done run from the loop, never inside this call; on_done
+ * runs exactly once, after the body has ended the transaction (or without
+ * the body having run, when the acquire or BEGIN failed). A body that
+ * never ends its transaction keeps the connection.
+ *
+ * Returns the acquire id (> 0; pgev_pool_acquire_cancel() cancels the
+ * transaction while it waits for a connection, then on_done gets
+ * PGEV_ECANCELLED), or PGEV_EINVAL (NULL pool, body or on_done, bad
+ * options), PGEV_ECLOSED, PGEV_EQUEUEFULL, PGEV_ENOMEM as
+ * pgev_pool_acquire(); then nothing runs.
+ */
+PGEV_API int64_t pgev_pool_transaction(pgev_pool *pool, const pgev_pool_txn_options *opts,
+                                       pgev_pool_txn_body_cb body, pgev_pool_txn_done_cb on_done,
+                                       void *arg);
+
+/**
+ * Ends the body's transaction: COMMIT, sent once the statements before it
+ * completed (see pgev_txn_commit()). Call once per run of the body; the
+ * outcome goes to on_done (or, on 40001 / 40P01 with attempts left, the
+ * body runs again). Returns PGEV_OK, or PGEV_EINVAL (NULL, or already
+ * ended in this run); never calls back inside the call.
+ */
+PGEV_API int pgev_pool_txn_commit(pgev_pool_txn *ptx);
+
+/** Ends the body's transaction with ROLLBACK; on_done then reports PGEV_EABORTED. As pgev_pool_txn_commit(). */
+PGEV_API int pgev_pool_txn_rollback(pgev_pool_txn *ptx);
 
 /** Fills *out with a snapshot of the pool's sizes and counters. Returns PGEV_OK, or PGEV_EINVAL for NULL. */
 PGEV_API int pgev_pool_stats(const pgev_pool *pool, pgev_pool_stats_t *out);

@@ -275,3 +275,68 @@ pgev_watch_free(pgev_watch *watch)
     event_free(watch->ev);
     free(watch);
 }
+
+/* ---- events of objects that are not connections (the pool) -------------- */
+
+struct pgev_event {
+    struct event *ev;
+    pgev_event_fn fn;
+    void *arg;
+    int period_ms;          /* > 0: runs every period_ms until stopped */
+};
+
+static void
+object_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+    pgev_event *event = arg;
+    (void)fd;
+    (void)what;
+    event->fn(event->arg);
+}
+
+pgev_event *
+pgev_event_new(struct event_base *base, int period_ms, pgev_event_fn fn, void *arg)
+{
+    pgev_event *event = malloc(sizeof(*event));
+    if (!event)
+        return NULL;
+    event->fn = fn;
+    event->arg = arg;
+    event->period_ms = period_ms;
+    event->ev = event_new(base, -1, period_ms > 0 ? EV_PERSIST : 0, object_event_cb, event);
+    if (!event->ev) {
+        free(event);
+        return NULL;
+    }
+    return event;
+}
+
+int
+pgev_event_start(pgev_event *event, int ms)
+{
+    if (event->period_ms > 0)
+        ms = event->period_ms;
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    return event_add(event->ev, &tv);
+}
+
+void
+pgev_event_activate(pgev_event *event)
+{
+    event_active(event->ev, EV_TIMEOUT, 0);
+}
+
+void
+pgev_event_stop(pgev_event *event)
+{
+    event_del(event->ev);
+}
+
+void
+pgev_event_free(pgev_event *event)
+{
+    if (!event)
+        return;
+    event_free(event->ev);
+    free(event);
+}

@@ -5,10 +5,17 @@
  * their place among the connection's other queries. Notifications need no
  * query: libpq parses them whenever it parses input (the receive side does
  * that also while the connection is idle), and pgev_notify_deliver(),
- * called after every such parse, hands them to the listener of their
- * channel.
+ * called after every such parse, hands them to every listener of their
+ * channel, in the order they were added.
+ *
+ * A channel has one listener through pgev_conn_listen() (which replaces
+ * the channel's listeners) or several through pgev_conn_add_listener()
+ * (asyncpg's add_listener): the server is subscribed while the channel
+ * has a listener, and unsubscribed when pgev_conn_remove_listener() takes
+ * its last one.
  */
 #include "pgev-internal.h"
+#include "pool-internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +28,7 @@
 struct pgev_listener {
     pgev_listener *next;
     uint64_t serial;        /* tells a replaced subscription from its successor */
+    uint64_t delivered;     /* the last notification (deliver_seq) it was handed */
     pgev_notify_cb on_notify;
     void *arg;
     char channel[];         /* as the application spelled it, unquoted */
@@ -52,6 +60,19 @@ remove_listener(pgev_listener **link)
     pgev_listener *l = *link;
     *link = l->next;
     free(l);
+}
+
+/* Removes every listener of the channel; returns how many there were. */
+static int
+remove_channel(pgev_conn *conn, const char *channel)
+{
+    int n = 0;
+    pgev_listener **link;
+    while (find(conn, channel, &link)) {
+        remove_listener(link);
+        n++;
+    }
+    return n;
 }
 
 static bool
@@ -116,9 +137,10 @@ on_listen_done(pgev_conn *conn, pgev_result *res, void *arg)
     free(call);
 }
 
-int64_t
-pgev_conn_listen(pgev_conn *conn, const char *channel, pgev_notify_cb on_notify, pgev_result_cb on_done,
-                 void *arg)
+/* LISTEN and a new listener; `replace` drops the channel's others first. */
+static int64_t
+listen_common(pgev_conn *conn, const char *channel, pgev_notify_cb on_notify, pgev_result_cb on_done,
+              void *arg, bool replace)
 {
     if (!conn)
         return PGEV_EINVAL;
@@ -147,22 +169,34 @@ pgev_conn_listen(pgev_conn *conn, const char *channel, pgev_notify_cb on_notify,
     }
     /* The query id is unique on the connection: a fine serial. */
     call->serial = (uint64_t)id;
-    pgev_listener **link;
-    pgev_listener *old = find(conn, channel, &link);
-    if (old) {
-        /* Replace in place: same channel, new callback. */
-        fresh->next = old->next;
-        *link = fresh;
-        free(old);
-    } else {
-        fresh->next = conn->listeners;
-        conn->listeners = fresh;
-    }
+    if (replace)
+        remove_channel(conn, channel);
+    /* At the end: a channel's listeners are called in the order added. */
+    pgev_listener **link = &conn->listeners;
+    while (*link)
+        link = &(*link)->next;
+    fresh->next = NULL;
+    *link = fresh;
     fresh->serial = call->serial;
+    fresh->delivered = 0;
     fresh->on_notify = on_notify;
     fresh->arg = arg;
     memcpy(fresh->channel, channel, len + 1);
     return id;
+}
+
+int64_t
+pgev_conn_listen(pgev_conn *conn, const char *channel, pgev_notify_cb on_notify, pgev_result_cb on_done,
+                 void *arg)
+{
+    return listen_common(conn, channel, on_notify, on_done, arg, true);
+}
+
+int64_t
+pgev_conn_add_listener(pgev_conn *conn, const char *channel, pgev_notify_cb on_notify,
+                       pgev_result_cb on_done, void *arg)
+{
+    return listen_common(conn, channel, on_notify, on_done, arg, false);
 }
 
 int64_t
@@ -172,13 +206,33 @@ pgev_conn_unlisten(pgev_conn *conn, const char *channel, pgev_result_cb on_done,
         return PGEV_EINVAL;
     if (!valid_channel(conn, channel))
         return PGEV_EINVAL;
-    pgev_listener **link;
-    if (!find(conn, channel, &link)) {
+    if (!find(conn, channel, NULL)) {
         pgev_conn_refuse(conn, "not listening on channel \"%s\"", channel);
         return PGEV_EINVAL;
     }
-    remove_listener(link);
+    remove_channel(conn, channel);
     return submit_command(conn, "UNLISTEN", channel, on_done, arg);
+}
+
+int64_t
+pgev_conn_remove_listener(pgev_conn *conn, const char *channel, pgev_notify_cb on_notify, void *arg,
+                          pgev_result_cb on_done, void *done_arg)
+{
+    if (!conn)
+        return PGEV_EINVAL;
+    if (!valid_channel(conn, channel))
+        return PGEV_EINVAL;
+    for (pgev_listener **link = &conn->listeners; *link; link = &(*link)->next) {
+        pgev_listener *l = *link;
+        if (strcmp(l->channel, channel) != 0 || l->on_notify != on_notify || l->arg != arg)
+            continue;
+        remove_listener(link);
+        if (find(conn, channel, NULL))
+            return 0;   /* others still listen: the subscription stays */
+        return submit_command(conn, "UNLISTEN", channel, on_done, done_arg);
+    }
+    pgev_conn_refuse(conn, "no such listener on channel \"%s\"", channel);
+    return PGEV_EINVAL;
 }
 
 void
@@ -186,11 +240,23 @@ pgev_notify_deliver(pgev_conn *conn)
 {
     PGnotify *n;
     while (conn->pg && !conn->free_requested && (n = PQnotifies(conn->pg)) != NULL) {
-        pgev_listener *l = find(conn, n->relname, NULL);
-        /* The listener may unsubscribe or free the connection from its
-         * callback: nothing of it is touched afterwards. */
-        if (l)
+        /* Every listener of the channel, once each. A callback may add or
+         * remove listeners or free the connection: the walk starts over
+         * after each call, skipping those already handed this one and
+         * those added since it arrived (their serial is a newer query id). */
+        uint64_t seq = ++conn->notify_seq;
+        uint64_t newest = (uint64_t)conn->next_id;
+        for (;;) {
+            pgev_listener *l = conn->listeners;
+            while (l && (l->delivered == seq || l->serial > newest || strcmp(l->channel, n->relname) != 0))
+                l = l->next;
+            if (!l)
+                break;
+            l->delivered = seq;
             l->on_notify(conn, n->relname, n->extra ? n->extra : "", n->be_pid, l->arg);
+            if (conn->free_requested)
+                break;
+        }
         PQfreemem(n);
     }
 }
@@ -200,4 +266,14 @@ pgev_listeners_free(pgev_conn *conn)
 {
     while (conn->listeners)
         remove_listener(&conn->listeners);
+}
+
+int
+pgev_conn_drop_listeners(pgev_conn *conn)
+{
+    int n = 0;
+    for (pgev_listener *l = conn->listeners; l; l = l->next)
+        n++;
+    pgev_listeners_free(conn);
+    return n;
 }

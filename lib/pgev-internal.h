@@ -294,6 +294,20 @@ typedef struct pgev_watch pgev_watch;
 pgev_watch *pgev_watch_new(pgev_loop *loop, int fd, pgev_timer_fn fn, void *arg);
 void pgev_watch_free(pgev_watch *watch);
 
+/* An event of an object that is not a connection (the pool's deferred
+ * work, maintenance and deadline timers): period_ms > 0 makes it periodic
+ * (pgev_event_start() then ignores ms). Freeing it from inside its own
+ * callback is safe. */
+typedef struct pgev_event pgev_event;
+typedef void (*pgev_event_fn)(void *arg);
+pgev_event *pgev_event_new(struct event_base *base, int period_ms, pgev_event_fn fn, void *arg);
+/* Arms it to run once in ms milliseconds (again: re-armed). */
+int pgev_event_start(pgev_event *event, int ms);
+/* Runs it soon, from the loop, whether armed or not. */
+void pgev_event_activate(pgev_event *event);
+void pgev_event_stop(pgev_event *event);
+void pgev_event_free(pgev_event *event);
+
 /* ------------------------------------------------------------------------
  * Connecting (resolve.c): the conninfo's hosts as a plan of attempts, one
  * host and one address per libpq connection, and host names resolved with
@@ -453,8 +467,10 @@ struct pgev_conn {
     int txn_submitting;
     bool submit_gated;      /* the node being submitted starts gated */
     pgev_fifo held;
-    /* LISTEN/NOTIFY subscriptions (notify.c), one per channel. */
+    /* LISTEN/NOTIFY listeners (notify.c), one or more per channel, and the
+     * number of the last notification handed out (each listener once). */
     pgev_listener *listeners;
+    uint64_t notify_seq;
     pgev_stmt_cache stmts;
 
     int64_t next_id;

@@ -38,6 +38,7 @@
  * when its connection is freed.
  */
 #include "pgev-internal.h"
+#include "pool-internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -549,4 +550,10 @@ pgev_txn_conn_freed(pgev_conn *conn)
         free(conn->txn);
         conn->txn = NULL;
     }
+}
+
+pgev_txn *
+pgev_conn_open_txn(const pgev_conn *conn)
+{
+    return conn->txn;
 }

@@ -296,6 +296,111 @@ START_TEST(listen_again_replaces_callback)
 }
 END_TEST
 
+/* Several listeners on one channel (pgev_conn_add_listener): each gets
+ * every notification, in the order added; removing one leaves the others
+ * subscribed, removing the last one unsubscribes the server. */
+static int multi_order[8];
+static int multi_n;
+
+typedef struct mrec {
+    nrec n;
+    int id;
+    struct mrec *remove_other;   /* removes this listener from its callback */
+    bool add_late;               /* adds `late` from its callback */
+} mrec;
+
+static mrec late;
+
+static void on_multi(pgev_conn *conn, const char *channel, const char *payload, int pid, void *arg)
+{
+    mrec *m = arg;
+    on_notify(conn, channel, payload, pid, &m->n);
+    if (multi_n < 8)
+        multi_order[multi_n++] = m->id;
+    if (m->remove_other) {
+        ck_assert_int_eq(pgev_conn_remove_listener(conn, channel, on_multi, m->remove_other, NULL, NULL), 0);
+        m->remove_other = NULL;
+    }
+    if (m->add_late) {
+        m->add_late = false;
+        ck_assert_int_gt(pgev_conn_add_listener(conn, channel, on_multi, NULL, &late), 0);
+    }
+}
+
+START_TEST(several_listeners_per_channel)
+{
+    pgev_conn *a = tu_connect(NULL);
+    pgev_conn *b = tu_connect(NULL);
+    mrec m[3];
+    memset(m, 0, sizeof m);
+    memset(&late, 0, sizeof late);
+    late.id = 9;
+    multi_n = 0;
+    for (int i = 0; i < 3; i++) {
+        m[i].id = i;
+        tu_in_call++;
+        m[i].n.q.id = pgev_conn_add_listener(a, "hub", on_multi, tu_done_cb, &m[i]);
+        tu_in_call--;
+        ck_assert_int_gt(m[i].n.q.id, 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        tu_wait_query(&m[i].n.q);
+        tu_assert_ok(&m[i].n.q);
+    }
+    notify(b, "hub", "1");
+    tu_wait_count(&m[2].n.count, 1, TU_WAIT_MS, "the notification to the third listener");
+    ck_assert_int_eq(multi_n, 3);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(m[i].n.count, 1);
+        ck_assert_int_eq(multi_order[i], i);
+    }
+    /* The first removes the second from its callback, and adds a fourth:
+     * the second gets nothing more, the fourth only the next one. */
+    m[0].remove_other = &m[1];
+    m[0].add_late = true;
+    multi_n = 0;
+    notify(b, "hub", "2");
+    tu_wait_count(&m[2].n.count, 2, TU_WAIT_MS, "the second notification");
+    ck_assert_int_eq(m[1].n.count, 1);
+    ck_assert_int_eq(late.n.count, 0);
+    ck_assert_int_eq(multi_n, 2);
+    notify(b, "hub", "3");
+    tu_wait_count(&late.n.count, 1, TU_WAIT_MS, "the late listener's first notification");
+    ck_assert_int_eq(m[0].n.count, 3);
+    ck_assert_int_eq(m[2].n.count, 3);
+    /* Removing all but the last keeps the subscription; the last unsubscribes. */
+    ck_assert_int_eq(pgev_conn_remove_listener(a, "hub", on_multi, &m[1], NULL, NULL), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_conn_remove_listener(a, "hub", on_multi, &m[0], NULL, NULL), 0);
+    ck_assert_int_eq(pgev_conn_remove_listener(a, "hub", on_multi, &late, NULL, NULL), 0);
+    tu_query uq;
+    memset(&uq, 0, sizeof uq);
+    uq.id = pgev_conn_remove_listener(a, "hub", on_multi, &m[2], tu_done_cb, &uq);
+    ck_assert_int_gt(uq.id, 0);
+    tu_wait_query(&uq);
+    tu_assert_ok(&uq);
+    tu_query lq;
+    memset(&lq, 0, sizeof lq);
+    ck_assert_int_gt(tu_query_sql(a, "SELECT count(*) FROM pg_listening_channels()", &lq), 0);
+    tu_wait_query(&lq);
+    ck_assert_str_eq(lq.value, "0");
+    /* pgev_conn_listen() replaces every listener of the channel. */
+    for (int i = 0; i < 2; i++) {
+        memset(&m[i].n.q, 0, sizeof m[i].n.q);
+        m[i].n.q.id = pgev_conn_add_listener(a, "hub", on_multi, tu_done_cb, &m[i]);
+        ck_assert_int_gt(m[i].n.q.id, 0);
+    }
+    nrec only;
+    memset(&only, 0, sizeof only);
+    listen_ok(a, "hub", &only);
+    notify(b, "hub", "4");
+    tu_wait_count(&only.count, 1, TU_WAIT_MS, "the replacing listener's notification");
+    ck_assert_int_eq(m[0].n.count, 3);
+    ck_assert_int_eq(m[1].n.count, 1);
+    pgev_conn_free(a);
+    pgev_conn_free(b);
+}
+END_TEST
+
 START_TEST(bad_arguments)
 {
     pgev_conn *a = tu_connect(NULL);
@@ -454,6 +559,7 @@ static Suite *notify_suite(void)
     tc = tu_tcase("subscriptions", 60);
     tcase_add_test(tc, unlisten_stops_delivery);
     tcase_add_test(tc, listen_again_replaces_callback);
+    tcase_add_test(tc, several_listeners_per_channel);
     tcase_add_test(tc, bad_arguments);
     tcase_add_test(tc, failed_listen_drops_subscription);
     suite_add_tcase(s, tc);

@@ -143,7 +143,7 @@ typedef struct acq_rec acq_rec;
 typedef void (*acq_hook)(pgev_conn *conn, acq_rec *a);
 struct acq_rec {
     int index;
-    int rc;
+    int64_t rc;         /* what pgev_pool_acquire() returned: the acquire id */
     int calls;
     int seq;
     uint64_t done_ms;
@@ -173,7 +173,7 @@ acquire_cb(pgev_pool *p, pgev_conn *conn, const pgev_error *err, void *arg)
         a->hook(conn, a);
 }
 
-static int
+static int64_t
 acquire(acq_rec *a)
 {
     tu_in_call++;
@@ -194,11 +194,12 @@ wait_acquired(acq_rec *a)
     tu_run_until(acq_called, a, TU_WAIT_MS, "an acquire to call back");
 }
 
+/* Releases what a got, under a's acquire id. */
 static int
-release(pgev_conn *conn)
+release(acq_rec *a)
 {
     tu_in_call++;
-    int rc = pgev_pool_release(pool, conn);
+    int rc = pgev_pool_release(pool, a->conn, a->rc);
     tu_in_call--;
     return rc;
 }
@@ -536,7 +537,7 @@ START_TEST(acquire_fifo_and_exclusive)
     memset(a, 0, sizeof(a));
     for (int i = 0; i < 3; i++) {
         a[i].index = i;
-        ck_assert_int_eq(acquire(&a[i]), PGEV_OK);
+        ck_assert_int_gt(acquire(&a[i]), 0);
     }
     ck_assert_int_eq(a[0].calls, 0); /* never inside the call */
     wait_acquired(&a[0]);
@@ -558,15 +559,15 @@ START_TEST(acquire_fifo_and_exclusive)
     ck_assert_str_eq(own.value, "42");
     ck_assert_int_eq(a[1].calls + q.done_calls, 0);
 
-    ck_assert_int_eq(release(a[0].conn), PGEV_OK);
-    ck_assert_int_eq(release(a[0].conn), PGEV_EINVAL); /* not acquired any more */
+    ck_assert_int_eq(release(&a[0]), PGEV_OK);
+    ck_assert_int_eq(release(&a[0]), PGEV_EINVAL); /* not acquired any more */
     wait_acquired(&a[1]);
     ck_assert_ptr_eq(a[1].conn, a[0].conn);
     ck_assert_int_eq(a[2].calls, 0);
-    ck_assert_int_eq(release(a[1].conn), PGEV_OK);
+    ck_assert_int_eq(release(&a[1]), PGEV_OK);
     wait_acquired(&a[2]);
     ck_assert_int_eq(q.done_calls, 0);
-    ck_assert_int_eq(release(a[2].conn), PGEV_OK);
+    ck_assert_int_eq(release(&a[2]), PGEV_OK);
     wait_recs(&q, 1, TU_WAIT_MS);
     assert_rec_ok(&q);
     ck_assert_str_eq(q.value, "9");
@@ -584,11 +585,11 @@ START_TEST(acquire_timeout)
     pgev_pool_options opts = { .max_conns = 1, .acquire_timeout_ms = 300 };
     make_pool(&opts);
     acq_rec a = { .index = 0 }, b = { .index = 1 };
-    ck_assert_int_eq(acquire(&a), PGEV_OK);
+    ck_assert_int_gt(acquire(&a), 0);
     wait_acquired(&a);
     ck_assert_int_eq(a.code, PGEV_OK);
     uint64_t start = mono_ms();
-    ck_assert_int_eq(acquire(&b), PGEV_OK);
+    ck_assert_int_gt(acquire(&b), 0);
     wait_acquired(&b);
     ck_assert_int_eq(b.code, PGEV_ETIMEOUT);
     ck_assert_ptr_null(b.conn);
@@ -596,7 +597,7 @@ START_TEST(acquire_timeout)
     ck_assert_msg(strstr(b.message, "acquire timeout") != NULL, "message: %s", b.message);
     ck_assert_int_eq(stats().acquire_timeouts, 1);
     ck_assert_int_eq(stats().waiters, 0);
-    ck_assert_int_eq(release(a.conn), PGEV_OK);
+    ck_assert_int_eq(release(&a), PGEV_OK);
     free_pool();
     tu_assert_base_idle();
 }
@@ -605,9 +606,8 @@ END_TEST
 static void
 release_at_once(pgev_conn *conn, acq_rec *a)
 {
-    (void)a;
     if (conn)
-        TU_CHECK(pgev_pool_release(pool, conn) == PGEV_OK, "release in callback");
+        TU_CHECK(pgev_pool_release(pool, conn, a->rc) == PGEV_OK, "release in callback");
 }
 
 START_TEST(waiter_cap)
@@ -620,13 +620,13 @@ START_TEST(waiter_cap)
         a[i].index = i;
         a[i].hook = i > 0 ? release_at_once : NULL;
     }
-    ck_assert_int_eq(acquire(&a[0]), PGEV_OK);
+    ck_assert_int_gt(acquire(&a[0]), 0);
     wait_acquired(&a[0]);
-    ck_assert_int_eq(acquire(&a[1]), PGEV_OK);
-    ck_assert_int_eq(acquire(&a[2]), PGEV_OK);
+    ck_assert_int_gt(acquire(&a[1]), 0);
+    ck_assert_int_gt(acquire(&a[2]), 0);
     ck_assert_int_eq(acquire(&a[3]), PGEV_EQUEUEFULL);
     ck_assert_str_ne(pgev_pool_errmsg(pool), "");
-    ck_assert_int_eq(release(a[0].conn), PGEV_OK);
+    ck_assert_int_eq(release(&a[0]), PGEV_OK);
     wait_acquired(&a[2]);
     ck_assert_int_eq(a[1].code, PGEV_OK);
     ck_assert_int_eq(a[2].code, PGEV_OK);
@@ -644,7 +644,7 @@ START_TEST(dirty_release_is_rolled_back)
     make_pool(&opts);
     /* In a transaction, then released. */
     acq_rec a = { .index = 0 };
-    ck_assert_int_eq(acquire(&a), PGEV_OK);
+    ck_assert_int_gt(acquire(&a), 0);
     wait_acquired(&a);
     PGconn *pg = pgev_conn_pg(a.conn);
     ck_assert_int_eq(PQtransactionStatus(pg), PQTRANS_IDLE);
@@ -655,10 +655,10 @@ START_TEST(dirty_release_is_rolled_back)
     tu_wait_queries(q, 2, TU_WAIT_MS);
     tu_assert_ok(&q[1]);
     ck_assert_int_eq(PQtransactionStatus(pg), PQTRANS_INTRANS);
-    ck_assert_int_eq(release(a.conn), PGEV_OK);
+    ck_assert_int_eq(release(&a), PGEV_OK);
 
     acq_rec b = { .index = 1 };
-    ck_assert_int_eq(acquire(&b), PGEV_OK);
+    ck_assert_int_gt(acquire(&b), 0);
     wait_acquired(&b);
     ck_assert_ptr_eq(b.conn, a.conn);
     ck_assert_int_eq(PQtransactionStatus(pgev_conn_pg(b.conn)), PQTRANS_IDLE);
@@ -672,16 +672,16 @@ START_TEST(dirty_release_is_rolled_back)
     memset(f, 0, sizeof(f));
     ck_assert_int_gt(tu_query_sql(b.conn, "BEGIN", &f[0]), 0);
     ck_assert_int_gt(tu_query_sql(b.conn, "SELECT 1/0", &f[1]), 0);
-    ck_assert_int_eq(release(b.conn), PGEV_OK);
+    ck_assert_int_eq(release(&b), PGEV_OK);
     acq_rec c = { .index = 2 };
-    ck_assert_int_eq(acquire(&c), PGEV_OK);
+    ck_assert_int_gt(acquire(&c), 0);
     wait_acquired(&c);
     ck_assert_int_eq(f[0].done_calls + f[1].done_calls, 2); /* they ran before the handover */
     ck_assert_int_eq(f[1].status, PGEV_ESERVER);
     ck_assert_int_eq(PQtransactionStatus(pgev_conn_pg(c.conn)), PQTRANS_IDLE);
     ck_assert_int_eq(stats().resets, 2);
     /* A clean release needs no reset. */
-    ck_assert_int_eq(release(c.conn), PGEV_OK);
+    ck_assert_int_eq(release(&c), PGEV_OK);
     ck_assert_int_eq(stats().resets, 2);
     ck_assert_int_eq(stats().connects, 1);
     free_pool();
@@ -770,7 +770,7 @@ START_TEST(free_with_queued_and_running_work)
         ck_assert_int_gt(pool_sql(i < 2 ? "SELECT pg_sleep(5)" : "SELECT 1", &r[i]), 0);
     }
     acq_rec a = { .index = 0 };
-    ck_assert_int_eq(acquire(&a), PGEV_OK);
+    ck_assert_int_gt(acquire(&a), 0);
     int twenty = 20;
     tu_run_until(outstanding_at_least, &twenty, TU_WAIT_MS, "both pipelines to fill");
     pgev_pool_stats_t st = stats();
@@ -867,8 +867,8 @@ START_TEST(free_inside_acquire_callback)
     make_pool(&opts);
     acq_rec a = { .index = 0, .hook = free_from_acquire_callback };
     acq_rec b = { .index = 1 };
-    ck_assert_int_eq(acquire(&a), PGEV_OK);
-    ck_assert_int_eq(acquire(&b), PGEV_OK);
+    ck_assert_int_gt(acquire(&a), 0);
+    ck_assert_int_gt(acquire(&b), 0);
     pool_rec q = { .index = 1, .hook = expect_cancelled_after_callback };
     ck_assert_int_gt(pool_sql("SELECT 1", &q), 0);
     wait_acquired(&b);
@@ -909,7 +909,7 @@ START_TEST(close_drains)
         ck_assert_int_gt(pool_sql(sql, &r[i]), 0);
     }
     acq_rec a = { .index = 0, .hook = release_at_once };
-    ck_assert_int_eq(acquire(&a), PGEV_OK);
+    ck_assert_int_gt(acquire(&a), 0);
     tu_in_call++;
     ck_assert_int_eq(pgev_pool_close(pool, on_closed, &closed_calls), PGEV_OK);
     ck_assert_int_eq(pgev_pool_close(pool, on_closed, &closed_calls), PGEV_OK);
@@ -961,10 +961,10 @@ START_TEST(refusals)
     ck_assert_int_eq(pgev_pool_submit(pool, NULL), PGEV_EINVAL);
     pgev_query_args both = { .sql = "SELECT 1", .stmt = "s" };
     ck_assert_int_eq(pgev_pool_submit(pool, &both), PGEV_EINVAL);
-    pgev_query_args noparams = { .sql = "SELECT $1", .nparams = 1 };
-    ck_assert_int_eq(pgev_pool_submit(pool, &noparams), PGEV_EINVAL);
+    pgev_query_args manyparams = { .sql = "SELECT $1", .nparams = PGEV_MAX_PARAMS + 1 };
+    ck_assert_int_eq(pgev_pool_submit(pool, &manyparams), PGEV_EINVAL);
     ck_assert_int_eq(pgev_pool_acquire(pool, NULL, NULL), PGEV_EINVAL);
-    ck_assert_int_eq(pgev_pool_release(pool, NULL), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_pool_release(pool, NULL, 1), PGEV_EINVAL);
     tu_in_call--;
     uint64_t start = mono_ms();
     for (int i = 0; i < 6; i++) {
@@ -1099,7 +1099,7 @@ START_TEST(server_down_fails_fast_then_recovers)
         ck_assert_int_gt(pool_sql("SELECT 1", &r[i]), 0);
     }
     acq_rec a = { .index = 0 };
-    ck_assert_int_eq(acquire(&a), PGEV_OK);
+    ck_assert_int_gt(acquire(&a), 0);
     wait_recs(r, N, TU_WAIT_MS);
     wait_acquired(&a);
     for (int i = 0; i < N; i++) {
@@ -1145,10 +1145,10 @@ START_TEST(latency_percentiles)
     /* The acquire is granted once the query running now finishes (waiters
      * go before queued pool queries); the rest run after its release. */
     acq_rec a = { .index = 0 };
-    ck_assert_int_eq(acquire(&a), PGEV_OK);
+    ck_assert_int_gt(acquire(&a), 0);
     wait_acquired(&a);
     ck_assert_int_eq(a.code, PGEV_OK);
-    ck_assert_int_eq(release(a.conn), PGEV_OK);
+    ck_assert_int_eq(release(&a), PGEV_OK);
     wait_recs(r, N, TU_WAIT_MS);
     pgev_pool_stats_t st = stats();
     ck_assert_msg(st.query_p50_us >= 20000 * 0.875, "p50 %.0f us", st.query_p50_us);
@@ -1304,6 +1304,860 @@ START_TEST(query_timeout_counts_queue_time)
 }
 END_TEST
 
+/* ---- hand-over between borrowers, re-entrancy (issue 13) ----------------- */
+
+/* Runs the loop in short turns until cond(arg) holds or ms pass; returns
+ * whether it held. For tests that must undo something (a stopped backend)
+ * before they may fail. */
+static bool
+run_until_or_give_up(tu_cond cond, void *arg, int ms)
+{
+    uint64_t deadline = mono_ms() + (uint64_t)ms;
+    while (!cond(arg)) {
+        if (mono_ms() >= deadline)
+            return false;
+        tu_run_for(10);
+    }
+    return true;
+}
+
+static void
+free_pool_in_callback(pgev_conn *conn, pgev_result *res, pool_rec *r)
+{
+    (void)conn;
+    (void)res;
+    (void)r;
+    if (!pool)
+        return;
+    freeing_callback = 1;
+    pgev_pool_free(pool);
+    pool = NULL;
+    freeing_callback = 0;
+}
+
+/* 1. A pool query whose own timeout passes while it waits in the pool's
+ * queue completes from the maintenance pass; its callback frees the pool. */
+START_TEST(free_inside_queue_timeout)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1, .conn_max_inflight = 1,
+                               .queue_timeout_ms = 15000 };
+    make_pool(&opts);
+    wait_idle(1);
+    pool_rec r[2];
+    memset(r, 0, sizeof r);
+    r[0].index = 0;
+    r[0].hook = expect_cancelled_after_callback;
+    ck_assert_int_gt(pool_sql("SELECT pg_sleep(2)", &r[0]), 0);
+    r[1].index = 1;
+    r[1].hook = free_pool_in_callback;
+    pgev_query_args args = { .sql = "SELECT 'queued'", .timeout_ms = 200, .on_done = pool_done_cb,
+                             .arg = &r[1] };
+    tu_in_call++;
+    r[1].id = pgev_pool_submit(pool, &args);
+    tu_in_call--;
+    ck_assert_int_gt(r[1].id, 0);
+    wait_recs(r, 2, TU_WAIT_MS);
+    ck_assert_ptr_null(pool);
+    ck_assert_int_eq(r[1].status, PGEV_ETIMEOUT);
+    ck_assert_int_eq(r[0].status, PGEV_ECANCELLED);
+    tu_run_for(50);
+    assert_recs_once(r, 2);
+    tu_assert_base_idle();
+}
+END_TEST
+
+/* 2. Release, then free, from the callback of a query on the acquired
+ * connection (a common shutdown pattern). */
+static void
+release_then_free(pgev_conn *conn, pgev_result *res, tu_query *q)
+{
+    (void)res;
+    acq_rec *a = q->user;
+    TU_CHECK(pgev_pool_release(pool, conn, a->rc) == PGEV_OK, "release refused: %s", pgev_pool_errmsg(pool));
+    pgev_pool_free(pool);
+    pool = NULL;
+}
+
+START_TEST(release_then_free_in_callback)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    acq_rec a = { .index = 0 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    ck_assert_int_eq(a.code, PGEV_OK);
+    tu_query q[2];
+    memset(q, 0, sizeof q);
+    ck_assert_int_gt(tu_query_sql(a.conn, "BEGIN", &q[0]), 0);
+    q[1].user = &a;
+    q[1].on_done_hook = release_then_free;
+    ck_assert_int_gt(tu_query_sql(a.conn, "SELECT 1", &q[1]), 0);
+    tu_wait_queries(q, 2, TU_WAIT_MS);
+    ck_assert_ptr_null(pool);
+    tu_run_for(50);
+    tu_assert_all_once(q, 2);
+    tu_assert_base_idle();
+}
+END_TEST
+
+/* A release from inside a query callback: libpq reports the transaction
+ * ACTIVE until that query's Sync is read, so the pool waits for the Sync
+ * instead of paying a ROLLBACK round trip for a clean session; a session
+ * left in a transaction is still rolled back. */
+static void
+release_in_callback(pgev_conn *conn, pgev_result *res, tu_query *q)
+{
+    (void)res;
+    acq_rec *a = q->user;
+    TU_CHECK(pgev_pool_release(pool, conn, a->rc) == PGEV_OK, "release refused: %s", pgev_pool_errmsg(pool));
+}
+
+START_TEST(release_in_callback_needs_no_rollback)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    for (int dirty = 0; dirty < 2; dirty++) {
+        acq_rec a = { .index = 0 };
+        ck_assert_int_gt(acquire(&a), 0);
+        wait_acquired(&a);
+        tu_query q;
+        memset(&q, 0, sizeof q);
+        q.user = &a;
+        q.on_done_hook = release_in_callback;
+        ck_assert_int_gt(tu_query_sql(a.conn, dirty ? "BEGIN" : "SELECT 1", &q), 0);
+        tu_wait_query(&q);
+        acq_rec b = { .index = 1 };
+        ck_assert_int_gt(acquire(&b), 0);
+        wait_acquired(&b);
+        ck_assert_int_eq(b.code, PGEV_OK);
+        ck_assert_int_eq(PQtransactionStatus(pgev_conn_pg(b.conn)), PQTRANS_IDLE);
+        ck_assert_int_eq(stats().resets, dirty);   /* a ROLLBACK only for the open transaction */
+        ck_assert_int_eq(release(&b), PGEV_OK);
+    }
+    ck_assert_int_eq(stats().connects, 1);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+/* 3. One borrower's LISTEN never reaches the next borrower. */
+static int notify_a_calls;
+
+static void
+notify_a(pgev_conn *conn, const char *channel, const char *payload, int pid, void *arg)
+{
+    (void)conn;
+    (void)channel;
+    (void)payload;
+    (void)pid;
+    (void)arg;
+    notify_a_calls++;
+}
+
+START_TEST(listen_does_not_reach_next_borrower)
+{
+    notify_a_calls = 0;
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    acq_rec a = { .index = 0 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    tu_query q[4];
+    memset(q, 0, sizeof q);
+    q[0].id = pgev_conn_listen(a.conn, "pool_handover", notify_a, tu_done_cb, &q[0]);
+    ck_assert_int_gt(q[0].id, 0);
+    tu_wait_query(&q[0]);
+    tu_assert_ok(&q[0]);
+    ck_assert_int_eq(release(&a), PGEV_OK);
+
+    acq_rec b = { .index = 1 };
+    ck_assert_int_gt(acquire(&b), 0);
+    wait_acquired(&b);
+    ck_assert_ptr_eq(b.conn, a.conn);
+    tu_exec("NOTIFY pool_handover, 'for a only'");
+    ck_assert_int_gt(tu_query_sql(b.conn, "SELECT count(*) FROM pg_listening_channels()", &q[1]), 0);
+    tu_wait_query(&q[1]);
+    tu_assert_ok(&q[1]);
+    ck_assert_str_eq(q[1].value, "0");
+    ck_assert_int_gt(tu_query_sql(b.conn, "SELECT 1", &q[2]), 0);
+    tu_wait_query(&q[2]);
+    tu_run_for(100);
+    ck_assert_int_eq(notify_a_calls, 0);
+    ck_assert_int_eq(release(&b), PGEV_OK);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+/* 4. A pgev_txn left open at release: the next borrower still gets a clean
+ * connection, and the pool can still close. */
+START_TEST(open_txn_at_release)
+{
+    closed_calls = 0;
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1, .acquire_timeout_ms = 5000 };
+    make_pool(&opts);
+    acq_rec a = { .index = 0 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    pgev_txn *txn = NULL;
+    ck_assert_int_eq(pgev_conn_begin(a.conn, NULL, &txn), PGEV_OK);
+    tu_query q[2];
+    memset(q, 0, sizeof q);
+    q[0].id = pgev_txn_query(txn, "CREATE TEMP TABLE pool_txn_left (x int)", tu_done_cb, &q[0]);
+    ck_assert_int_gt(q[0].id, 0);
+    tu_wait_query(&q[0]);
+    tu_assert_ok(&q[0]);
+    ck_assert_int_eq(release(&a), PGEV_OK);
+
+    acq_rec b = { .index = 1 };
+    ck_assert_int_gt(acquire(&b), 0);
+    wait_acquired(&b);
+    ck_assert_msg(b.code == PGEV_OK, "second acquire: %s", b.message);
+    ck_assert_int_eq(PQtransactionStatus(pgev_conn_pg(b.conn)), PQTRANS_IDLE);
+    ck_assert_int_gt(tu_query_sql(b.conn, "SELECT to_regclass('pool_txn_left') IS NULL", &q[1]), 0);
+    tu_wait_query(&q[1]);
+    ck_assert_str_eq(q[1].value, "t");
+    ck_assert_int_eq(release(&b), PGEV_OK);
+    tu_in_call++;
+    ck_assert_int_eq(pgev_pool_close(pool, on_closed, &closed_calls), PGEV_OK);
+    tu_in_call--;
+    tu_wait_count(&closed_calls, 1, TU_WAIT_MS, "the pool to close");
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+/* 4b. A dirty release whose ROLLBACK never gets an answer (the backend is
+ * stopped: a network partition): the connection is discarded and
+ * replaced within a bounded time. */
+static int
+acquired_pid(acq_rec *a)
+{
+    tu_query q;
+    memset(&q, 0, sizeof q);
+    ck_assert_int_gt(tu_query_sql(a->conn, "SELECT pg_backend_pid()", &q), 0);
+    tu_wait_query(&q);
+    tu_assert_ok(&q);
+    return atoi(q.value);
+}
+
+START_TEST(stalled_reset_is_abandoned)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1, .acquire_timeout_ms = 10000,
+                               .reset_timeout_ms = 1000 };
+    make_pool(&opts);
+    acq_rec a = { .index = 0 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    int pid = acquired_pid(&a);
+    tu_query q;
+    memset(&q, 0, sizeof q);
+    ck_assert_int_gt(tu_query_sql(a.conn, "BEGIN", &q), 0);
+    tu_wait_query(&q);
+    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+    ck_assert_int_eq(release(&a), PGEV_OK);
+    acq_rec b = { .index = 1 };
+    ck_assert_int_gt(acquire(&b), 0);
+    uint64_t start = mono_ms();
+    bool granted = run_until_or_give_up(acq_called, &b, 12000);
+    uint64_t waited = mono_ms() - start;
+    kill(pid, SIGCONT);
+    ck_assert_msg(granted, "the second acquire never called back");
+    ck_assert_msg(b.code == PGEV_OK, "second acquire: %s", b.message);
+    ck_assert_msg(waited >= 900 && waited < 5000, "the stalled reset held the connection %llu ms "
+                  "(reset_timeout_ms 1000)", (unsigned long long)waited);
+    ck_assert_int_ne(acquired_pid(&b), pid);
+    ck_assert_int_eq(stats().reset_timeouts, 1);
+    ck_assert_int_eq(release(&b), PGEV_OK);
+    free_pool();
+}
+END_TEST
+
+/* 5. A stale second release (after someone else acquired the same
+ * connection) is refused and changes nothing. */
+START_TEST(stale_release_refused)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    acq_rec a = { .index = 0 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    ck_assert_int_eq(release(&a), PGEV_OK);
+    acq_rec b = { .index = 1 };
+    ck_assert_int_gt(acquire(&b), 0);
+    wait_acquired(&b);
+    ck_assert_ptr_eq(b.conn, a.conn);
+    ck_assert_int_eq(release(&a), PGEV_EINVAL);   /* A's lease is over */
+    ck_assert_msg(strstr(pgev_pool_errmsg(pool), "release") != NULL, "errmsg: %s",
+                  pgev_pool_errmsg(pool));
+    tu_run_for(50);
+    ck_assert_int_eq(stats().conns_acquired, 1);
+    acq_rec c = { .index = 2 };
+    ck_assert_int_gt(acquire(&c), 0);
+    tu_run_for(100);
+    ck_assert_int_eq(c.calls, 0);                      /* B still holds it */
+    ck_assert_int_eq(release(&b), PGEV_OK);
+    ck_assert_int_eq(release(&b), PGEV_EINVAL);   /* double release */
+    wait_acquired(&c);
+    ck_assert_int_eq(c.code, PGEV_OK);
+    ck_assert_int_eq(release(&c), PGEV_OK);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+/* 6. A connection idle past health_check_idle_ms is checked before it
+ * takes a query: a query never goes to a silently dead idle connection. */
+static bool
+rec_done(void *arg)
+{
+    return ((pool_rec *)arg)->done_calls > 0;
+}
+
+START_TEST(health_check_before_use)
+{
+    pgev_pool_options opts = { .min_conns = 2, .max_conns = 2, .health_check_idle_ms = 50,
+                               .connect_timeout_ms = 5000, .queue_timeout_ms = 15000 };
+    make_pool(&opts);
+    wait_idle(2);
+    pool_rec r;
+    memset(&r, 0, sizeof r);
+    /* The connection that gets a query when both are idle. */
+    ck_assert_int_gt(pool_sql("SELECT pg_backend_pid()", &r), 0);
+    wait_recs(&r, 1, TU_WAIT_MS);
+    assert_rec_ok(&r);
+    int pid = atoi(r.value);
+    wait_idle(2);
+    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+    tu_run_for(80);  /* longer than health_check_idle_ms: nothing to await */
+    memset(&r, 0, sizeof r);
+    ck_assert_int_gt(pool_sql("SELECT pg_backend_pid()", &r), 0);
+    bool done = run_until_or_give_up(rec_done, &r, 2000);
+    kill(pid, SIGCONT);
+    ck_assert_msg(done, "the query went to the stopped connection");
+    assert_rec_ok(&r);
+    ck_assert_int_ne(atoi(r.value), pid);
+    free_pool();
+}
+END_TEST
+
+/* 6b. The same before an acquire: the stopped connection is checked, the
+ * acquire gets the other one. */
+static bool
+tu_query_done(void *arg)
+{
+    return ((tu_query *)arg)->done_calls > 0;
+}
+
+START_TEST(health_check_before_acquire)
+{
+    pgev_pool_options opts = { .min_conns = 2, .max_conns = 2, .health_check_idle_ms = 50,
+                               .connect_timeout_ms = 5000, .acquire_timeout_ms = 15000 };
+    make_pool(&opts);
+    wait_idle(2);
+    /* The connection an acquire gets when both are idle. */
+    acq_rec a = { .index = 0 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    int pid = acquired_pid(&a);
+    ck_assert_int_eq(release(&a), PGEV_OK);
+    wait_idle(2);
+    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+    tu_run_for(80);  /* longer than health_check_idle_ms: nothing to await */
+    acq_rec b = { .index = 1 };
+    ck_assert_int_gt(acquire(&b), 0);
+    bool granted = run_until_or_give_up(acq_called, &b, 2000);
+    tu_query q;
+    memset(&q, 0, sizeof q);
+    bool answered = false;
+    if (granted && b.conn) {
+        ck_assert_int_gt(tu_query_sql(b.conn, "SELECT pg_backend_pid()", &q), 0);
+        answered = run_until_or_give_up(tu_query_done, &q, 2000);
+    }
+    kill(pid, SIGCONT);
+    ck_assert_msg(granted && b.code == PGEV_OK, "acquire: %s", b.message);
+    ck_assert_msg(answered, "the acquire got the stopped connection");
+    ck_assert_int_ne(atoi(q.value), pid);
+    ck_assert_int_eq(release(&b), PGEV_OK);
+    free_pool();
+}
+END_TEST
+
+/* 7. A streamed, retry-safe query whose backend dies after it delivered
+ * rows is not sent again (its rows would arrive twice). */
+static int64_t stream_rows;
+
+static void
+count_stream_rows(pgev_conn *conn, pgev_result *res, void *arg)
+{
+    (void)conn;
+    (void)arg;
+    stream_rows += pgev_result_rows(res);
+}
+
+START_TEST(streamed_rows_never_retried)
+{
+    stream_rows = 0;
+    tu_exec("DROP SEQUENCE IF EXISTS pool_stream_once");
+    tu_exec("CREATE SEQUENCE pool_stream_once");
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 2, .queue_timeout_ms = 15000 };
+    make_pool(&opts);
+    wait_idle(1);
+    pool_rec r;
+    memset(&r, 0, sizeof r);
+    pgev_query_args args = {
+        .sql = "SELECT g, CASE WHEN g = 3 AND nextval('pool_stream_once') = 1 "
+               "THEN pg_terminate_backend(pg_backend_pid()) END FROM generate_series(1, 5) g",
+        .flags = PGEV_QUERY_READONLY, .on_rows = count_stream_rows, .on_done = pool_done_cb, .arg = &r
+    };
+    tu_in_call++;
+    r.id = pgev_pool_submit(pool, &args);
+    tu_in_call--;
+    ck_assert_int_gt(r.id, 0);
+    wait_recs(&r, 1, TU_WAIT_MS);
+    ck_assert_msg(stream_rows <= 5, "%lld rows for a 5-row query", (long long)stream_rows);
+    if (stream_rows > 0) {
+        ck_assert_msg(r.status == PGEV_ECONNLOST, "status %s: %s", pgev_strerror(r.status), r.message);
+        ck_assert_int_eq(stats().queries_retried, 0);
+    }
+    free_pool();
+    tu_exec("DROP SEQUENCE pool_stream_once");
+}
+END_TEST
+
+/* 8. nparams > 0 with NULL param_values: all parameters NULL, as on a
+ * connection. */
+START_TEST(null_param_values_like_conn)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    pool_rec r;
+    memset(&r, 0, sizeof r);
+    ck_assert_int_gt(pool_params("SELECT $1::int IS NULL", 1, NULL, &r), 0);
+    wait_recs(&r, 1, TU_WAIT_MS);
+    assert_rec_ok(&r);
+    ck_assert_str_eq(r.value, "t");
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+/* ---- new calls: transactions in one call, cancel, max_uses, reset ------- */
+
+typedef struct ptx_rec {
+    int body_calls;
+    int done_calls;
+    int attempts;
+    int status;
+    char sqlstate[8];
+    char message[256];
+    int fail_attempts;      /* the body raises 40001 on attempts up to this */
+    bool rollback;          /* the body rolls back instead of committing */
+    tu_query q[4];
+} ptx_rec;
+
+static void
+ptx_body(pgev_pool_txn *ptx, pgev_txn *txn, int attempt, void *arg)
+{
+    ptx_rec *r = arg;
+    TU_CHECK(tu_in_call == 0, "pool transaction body ran inside a pool call");
+    r->body_calls++;
+    TU_CHECK(attempt == r->body_calls, "attempt %d on body call %d", attempt, r->body_calls);
+    TU_CHECK(PQtransactionStatus(pgev_conn_pg(pgev_txn_conn(txn))) != PQTRANS_UNKNOWN, "no connection");
+    if (attempt <= r->fail_attempts)
+        TU_CHECK(pgev_txn_query(txn, "DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = "
+                                     "'serialization_failure'; END $$", NULL, NULL) > 0,
+                 "raise refused");
+    else
+        TU_CHECK(pgev_txn_query(txn, "INSERT INTO pool_ptx VALUES (1)", NULL, NULL) > 0, "insert refused");
+    TU_CHECK((r->rollback ? pgev_pool_txn_rollback(ptx) : pgev_pool_txn_commit(ptx)) == PGEV_OK,
+             "end refused");
+    TU_CHECK(pgev_pool_txn_commit(ptx) == PGEV_EINVAL, "second end accepted");
+}
+
+static void
+ptx_done(pgev_pool *p, pgev_result *res, int attempts, void *arg)
+{
+    ptx_rec *r = arg;
+    TU_CHECK(p == pool, "wrong pool");
+    TU_CHECK(tu_in_call == 0, "on_done inside a pool call");
+    r->done_calls++;
+    TU_CHECK(r->done_calls == 1, "on_done ran %d times", r->done_calls);
+    r->attempts = attempts;
+    r->status = pgev_result_status(res);
+    if (r->status != PGEV_OK) {
+        snprintf(r->sqlstate, sizeof r->sqlstate, "%s", pgev_error_sqlstate(pgev_result_error(res)));
+        snprintf(r->message, sizeof r->message, "%s", pgev_error_message(pgev_result_error(res)));
+    }
+}
+
+static int64_t
+run_ptx(ptx_rec *r, int max_attempts)
+{
+    pgev_pool_txn_options o = { .txn = { .isolation = PGEV_ISOLATION_SERIALIZABLE },
+                                .max_attempts = max_attempts };
+    tu_in_call++;
+    int64_t id = pgev_pool_transaction(pool, &o, ptx_body, ptx_done, r);
+    tu_in_call--;
+    return id;
+}
+
+static int
+ptx_rows(void)
+{
+    char *v = tu_exec_value("SELECT count(*) FROM pool_ptx");
+    int n = v ? atoi(v) : -1;
+    free(v);
+    return n;
+}
+
+START_TEST(transaction_commits_retries_and_rolls_back)
+{
+    tu_exec("DROP TABLE IF EXISTS pool_ptx");
+    tu_exec("CREATE TABLE pool_ptx (x int)");
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    /* Committed at once. */
+    ptx_rec a;
+    memset(&a, 0, sizeof a);
+    ck_assert_int_gt(run_ptx(&a, 0), 0);
+    tu_wait_count(&a.done_calls, 1, TU_WAIT_MS, "the first transaction");
+    ck_assert_msg(a.status == PGEV_OK, "%s", a.message);
+    ck_assert_int_eq(a.attempts, 1);
+    ck_assert_int_eq(ptx_rows(), 1);
+    /* Two serialization failures, then committed on the third run. */
+    ptx_rec b;
+    memset(&b, 0, sizeof b);
+    b.fail_attempts = 2;
+    ck_assert_int_gt(run_ptx(&b, 0), 0);
+    tu_wait_count(&b.done_calls, 1, TU_WAIT_MS, "the retried transaction");
+    ck_assert_msg(b.status == PGEV_OK, "%s", b.message);
+    ck_assert_int_eq(b.attempts, 3);
+    ck_assert_int_eq(b.body_calls, 3);
+    ck_assert_int_eq(ptx_rows(), 2);
+    /* Out of attempts: the failure, with its SQLSTATE. */
+    ptx_rec c;
+    memset(&c, 0, sizeof c);
+    c.fail_attempts = 5;
+    ck_assert_int_gt(run_ptx(&c, 2), 0);
+    tu_wait_count(&c.done_calls, 1, TU_WAIT_MS, "the failing transaction");
+    ck_assert_int_eq(c.status, PGEV_EABORTED);
+    ck_assert_str_eq(c.sqlstate, "40001");
+    ck_assert_int_eq(c.attempts, 2);
+    /* Rolled back by the application. */
+    ptx_rec d;
+    memset(&d, 0, sizeof d);
+    d.rollback = true;
+    ck_assert_int_gt(run_ptx(&d, 0), 0);
+    tu_wait_count(&d.done_calls, 1, TU_WAIT_MS, "the rolled-back transaction");
+    ck_assert_int_eq(d.status, PGEV_EABORTED);
+    ck_assert_int_eq(ptx_rows(), 2);
+    /* The connection went back each time. */
+    pgev_pool_stats_t st = stats();
+    ck_assert_int_eq(st.conns_acquired, 0);
+    ck_assert_int_eq(st.transactions_committed, 2);
+    ck_assert_int_eq(st.transactions_failed, 2);
+    ck_assert_int_eq(st.transactions_retried, 3);
+    ck_assert_int_eq(st.connects, 1);
+    free_pool();
+    tu_assert_base_idle();
+    tu_exec("DROP TABLE pool_ptx");
+}
+END_TEST
+
+/* A transaction waiting for a connection when the pool is freed: on_done
+ * once, with PGEV_ECANCELLED; one whose body is running: ends when the
+ * body commits, with the connection's fate. */
+START_TEST(transaction_cancelled_with_the_pool)
+{
+    tu_exec("DROP TABLE IF EXISTS pool_ptx");
+    tu_exec("CREATE TABLE pool_ptx (x int)");
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    acq_rec a = { .index = 0 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    ptx_rec r;
+    memset(&r, 0, sizeof r);
+    ck_assert_int_gt(run_ptx(&r, 0), 0);
+    tu_run_for(50);
+    ck_assert_int_eq(r.body_calls, 0);
+    free_pool();
+    ck_assert_int_eq(r.done_calls, 1);
+    ck_assert_int_eq(r.status, PGEV_ECANCELLED);
+    tu_assert_base_idle();
+    tu_exec("DROP TABLE pool_ptx");
+}
+END_TEST
+
+static int pool_pid(void);
+
+/* The body's connection dies under it: the statement fails, the commit the
+ * body then asks for is reported from the loop (never inside the call),
+ * with the connection's error, and the dead connection is replaced. */
+static pgev_pool_txn *lost_ptx;
+static int lost_commit_rc;
+
+static void
+lost_statement_done(pgev_conn *conn, pgev_result *res, void *arg)
+{
+    (void)conn;
+    ptx_rec *r = arg;
+    r->q[0].status = pgev_result_status(res);
+    r->q[0].done_calls++;
+    tu_in_call++;
+    lost_commit_rc = pgev_pool_txn_commit(lost_ptx);
+    tu_in_call--;
+}
+
+static void
+lost_body(pgev_pool_txn *ptx, pgev_txn *txn, int attempt, void *arg)
+{
+    ptx_rec *r = arg;
+    (void)attempt;
+    r->body_calls++;
+    lost_ptx = ptx;
+    TU_CHECK(pgev_txn_query(txn, "SELECT pg_terminate_backend(pg_backend_pid())", lost_statement_done, r) > 0,
+             "statement refused");
+}
+
+START_TEST(transaction_connection_lost_in_body)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    int before = pool_pid();
+    ptx_rec r;
+    memset(&r, 0, sizeof r);
+    lost_commit_rc = -100;
+    tu_in_call++;
+    ck_assert_int_gt(pgev_pool_transaction(pool, NULL, lost_body, ptx_done, &r), 0);
+    tu_in_call--;
+    tu_wait_count(&r.done_calls, 1, TU_WAIT_MS, "the transaction's outcome");
+    ck_assert_int_eq(r.body_calls, 1);
+    ck_assert_int_eq(r.q[0].done_calls, 1);
+    ck_assert_int_eq(r.q[0].status, PGEV_ECONNLOST);
+    ck_assert_int_eq(lost_commit_rc, PGEV_OK);
+    ck_assert_msg(r.status == PGEV_ECONNLOST, "outcome %s: %s", pgev_strerror(r.status), r.message);
+    ck_assert_int_eq(r.attempts, 1);
+    ck_assert_int_ne(pool_pid(), before);   /* replaced */
+    ck_assert_int_eq(stats().conns_acquired, 0);
+    /* A transaction still waiting for a connection, cancelled by its id. */
+    acq_rec a = { .index = 0 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    ptx_rec w;
+    memset(&w, 0, sizeof w);
+    int64_t id = run_ptx(&w, 0);
+    ck_assert_int_gt(id, 0);
+    ck_assert_int_eq(pgev_pool_acquire_cancel(pool, id), PGEV_OK);
+    tu_wait_count(&w.done_calls, 1, TU_WAIT_MS, "the cancelled transaction");
+    ck_assert_int_eq(w.status, PGEV_ECANCELLED);
+    ck_assert_int_eq(w.body_calls, 0);
+    ck_assert_int_eq(release(&a), PGEV_OK);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+START_TEST(acquire_cancel_calls_back_once)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    acq_rec a = { .index = 0 }, b = { .index = 1 }, c = { .index = 2 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    ck_assert_int_gt(acquire(&b), 0);
+    ck_assert_int_gt(acquire(&c), 0);
+    ck_assert_int_eq(pgev_pool_acquire_cancel(pool, a.rc), PGEV_EINVAL);  /* granted already */
+    tu_in_call++;
+    ck_assert_int_eq(pgev_pool_acquire_cancel(pool, b.rc), PGEV_OK);
+    tu_in_call--;
+    ck_assert_int_eq(b.calls, 0);                                         /* never inside the call */
+    ck_assert_int_eq(pgev_pool_acquire_cancel(pool, b.rc), PGEV_EINVAL);  /* once */
+    wait_acquired(&b);
+    ck_assert_int_eq(b.code, PGEV_ECANCELLED);
+    ck_assert_int_eq(stats().waiters, 1);
+    ck_assert_int_eq(release(&a), PGEV_OK);
+    wait_acquired(&c);                      /* c, behind the cancelled b, gets it */
+    ck_assert_int_eq(c.code, PGEV_OK);
+    ck_assert_int_eq(release(&c), PGEV_OK);
+    tu_run_for(50);
+    ck_assert_int_eq(b.calls, 1);
+    ck_assert_int_eq(stats().acquires_cancelled, 1);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+static int
+pool_pid(void)
+{
+    pool_rec r;
+    memset(&r, 0, sizeof r);
+    ck_assert_int_gt(pool_sql("SELECT pg_backend_pid()", &r), 0);
+    wait_recs(&r, 1, TU_WAIT_MS);
+    assert_rec_ok(&r);
+    return atoi(r.value);
+}
+
+START_TEST(max_uses_replaces_connection)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1, .max_uses = 3 };
+    make_pool(&opts);
+    int pids[7];
+    for (int i = 0; i < 7; i++)
+        pids[i] = pool_pid();
+    ck_assert_int_eq(pids[0], pids[1]);
+    ck_assert_int_eq(pids[1], pids[2]);
+    ck_assert_int_ne(pids[2], pids[3]);
+    ck_assert_int_eq(pids[3], pids[5]);
+    ck_assert_int_ne(pids[5], pids[6]);
+    ck_assert_int_eq(stats().connects, 3);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+START_TEST(reset_replaces_every_connection)
+{
+    pgev_pool_options opts = { .min_conns = 2, .max_conns = 2 };
+    make_pool(&opts);
+    wait_idle(2);
+    int before = pool_pid();
+    acq_rec a = { .index = 0 };
+    ck_assert_int_gt(acquire(&a), 0);
+    wait_acquired(&a);
+    int held = acquired_pid(&a);
+    tu_in_call++;
+    ck_assert_int_eq(pgev_pool_reset(pool), PGEV_OK);
+    tu_in_call--;
+    int after = pool_pid();
+    ck_assert_int_ne(after, before);
+    ck_assert_int_ne(after, held);
+    ck_assert_int_eq(acquired_pid(&a), held);     /* a held connection is kept until released */
+    ck_assert_int_eq(release(&a), PGEV_OK);
+    acq_rec b = { .index = 1 };
+    ck_assert_int_gt(acquire(&b), 0);
+    wait_acquired(&b);
+    int fresh = acquired_pid(&b);
+    ck_assert_int_ne(fresh, held);
+    ck_assert_int_ne(fresh, before);
+    ck_assert_int_eq(release(&b), PGEV_OK);
+    ck_assert_int_eq(stats().pool_resets, 1);
+    free_pool();
+    tu_assert_base_idle();
+}
+END_TEST
+
+/* Freeing or closing the pool from inside each kind of pool callback:
+ * the init hook, a streamed query's row callback, on_closed (after a close
+ * made inside a query callback), a pool transaction's on_done. */
+static void
+init_hook_frees(pgev_pool *p, pgev_conn *conn, void *arg)
+{
+    (void)conn;
+    (void)arg;
+    TU_CHECK(p == pool, "wrong pool");
+    pgev_pool_free(p);
+    pool = NULL;
+}
+
+static void
+rows_free_pool(pgev_conn *conn, pgev_result *res, void *arg)
+{
+    (void)conn;
+    (void)res;
+    (void)arg;
+    if (pool) {
+        pgev_pool_free(pool);
+        pool = NULL;
+    }
+}
+
+static void
+closed_frees(pgev_pool *p, void *arg)
+{
+    (void)arg;
+    closed_calls++;
+    pgev_pool_free(p);
+    pool = NULL;
+}
+
+static void
+close_in_callback(pgev_conn *conn, pgev_result *res, pool_rec *r)
+{
+    (void)conn;
+    (void)res;
+    (void)r;
+    TU_CHECK(pgev_pool_close(pool, closed_frees, NULL) == PGEV_OK, "close refused");
+}
+
+static void
+ptx_done_frees(pgev_pool *p, pgev_result *res, int attempts, void *arg)
+{
+    ptx_done(p, res, attempts, arg);
+    pgev_pool_free(p);
+    pool = NULL;
+}
+
+START_TEST(free_inside_every_callback)
+{
+    /* The init hook. */
+    pgev_pool_options init_opts = { .min_conns = 1, .max_conns = 1, .on_conn_init = init_hook_frees };
+    make_pool(&init_opts);
+    pool_rec r;
+    memset(&r, 0, sizeof r);
+    ck_assert_int_gt(pool_sql("SELECT 1", &r), 0);
+    wait_recs(&r, 1, TU_WAIT_MS);
+    ck_assert_ptr_null(pool);
+    ck_assert_int_eq(r.status, PGEV_ECANCELLED);
+    tu_assert_base_idle();
+
+    /* A row callback. */
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1 };
+    make_pool(&opts);
+    memset(&r, 0, sizeof r);
+    pgev_query_args args = { .sql = "SELECT g FROM generate_series(1, 1000) g", .on_rows = rows_free_pool,
+                             .on_done = pool_done_cb, .arg = &r };
+    tu_in_call++;
+    r.id = pgev_pool_submit(pool, &args);
+    tu_in_call--;
+    ck_assert_int_gt(r.id, 0);
+    wait_recs(&r, 1, TU_WAIT_MS);
+    ck_assert_ptr_null(pool);
+    ck_assert_int_eq(r.status, PGEV_ECANCELLED);
+    tu_run_for(20);
+    tu_assert_base_idle();
+
+    /* Close inside a query callback, free inside on_closed. */
+    closed_calls = 0;
+    make_pool(&opts);
+    memset(&r, 0, sizeof r);
+    r.hook = close_in_callback;
+    ck_assert_int_gt(pool_sql("SELECT 1", &r), 0);
+    tu_wait_count(&closed_calls, 1, TU_WAIT_MS, "the pool to close");
+    ck_assert_ptr_null(pool);
+    assert_rec_ok(&r);
+    tu_assert_base_idle();
+
+    /* A pool transaction's on_done. */
+    tu_exec("DROP TABLE IF EXISTS pool_ptx");
+    tu_exec("CREATE TABLE pool_ptx (x int)");
+    make_pool(&opts);
+    ptx_rec x;
+    memset(&x, 0, sizeof x);
+    tu_in_call++;
+    ck_assert_int_gt(pgev_pool_transaction(pool, NULL, ptx_body, ptx_done_frees, &x), 0);
+    tu_in_call--;
+    tu_wait_count(&x.done_calls, 1, TU_WAIT_MS, "the transaction");
+    ck_assert_int_eq(x.status, PGEV_OK);
+    ck_assert_ptr_null(pool);
+    tu_run_for(20);
+    tu_assert_base_idle();
+    tu_exec("DROP TABLE pool_ptx");
+}
+END_TEST
+
 static Suite *
 pool_suite(void)
 {
@@ -1340,6 +2194,30 @@ pool_suite(void)
     tcase_add_test(tc, query_timeout_counts_queue_time);
     tcase_add_test(tc, server_restart_under_load);
     tcase_add_test(tc, server_down_fails_fast_then_recovers);
+    suite_add_tcase(s, tc);
+
+    tc = tu_tcase("handover", 60);
+    tcase_add_test(tc, free_inside_queue_timeout);
+    tcase_add_test(tc, release_then_free_in_callback);
+    tcase_add_test(tc, release_in_callback_needs_no_rollback);
+    tcase_add_test(tc, listen_does_not_reach_next_borrower);
+    tcase_add_test(tc, open_txn_at_release);
+    tcase_add_test(tc, stalled_reset_is_abandoned);
+    tcase_add_test(tc, stale_release_refused);
+    tcase_add_test(tc, health_check_before_use);
+    tcase_add_test(tc, health_check_before_acquire);
+    tcase_add_test(tc, streamed_rows_never_retried);
+    tcase_add_test(tc, null_param_values_like_conn);
+    suite_add_tcase(s, tc);
+
+    tc = tu_tcase("calls", 60);
+    tcase_add_test(tc, transaction_commits_retries_and_rolls_back);
+    tcase_add_test(tc, transaction_cancelled_with_the_pool);
+    tcase_add_test(tc, transaction_connection_lost_in_body);
+    tcase_add_test(tc, acquire_cancel_calls_back_once);
+    tcase_add_test(tc, max_uses_replaces_connection);
+    tcase_add_test(tc, reset_replaces_every_connection);
+    tcase_add_test(tc, free_inside_every_callback);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -321,7 +321,8 @@ START_TEST(pgbouncer_transaction_mode)
     tu_exec("CREATE TABLE bouncer_t (v int)");
     pgev_conn *conn = NULL;
     tu_in_call++;
-    ck_assert_int_eq(pgev_pool_acquire(pool, acquired, &conn), PGEV_OK);
+    int64_t lease = pgev_pool_acquire(pool, acquired, &conn);
+    ck_assert_int_gt(lease, 0);
     tu_in_call--;
     tu_run_until(conn_set, &conn, TU_WAIT_MS, "an acquired connection");
     pgev_txn *txn = NULL;
@@ -343,7 +344,7 @@ START_TEST(pgbouncer_transaction_mode)
         tu_assert_ok(&tq[i]);
     ck_assert_msg(commit.status == PGEV_OK, "commit: %s", commit.message);
     ck_assert_str_eq(tq[1].value, tq[2].value);      /* one server session throughout */
-    ck_assert_int_eq(pgev_pool_release(pool, conn), PGEV_OK);
+    ck_assert_int_eq(pgev_pool_release(pool, conn, lease), PGEV_OK);
     rec count = pool_run(pool, "SELECT count(*) FROM bouncer_t", 0);
     ck_assert_int_eq(count.status, PGEV_OK);
     ck_assert_str_eq(count.value, "1");
