@@ -537,6 +537,39 @@ START_TEST(silent_resolver_times_out_per_host)
 }
 END_TEST
 
+/* Unix-socket paths and IP literals never reach the name server. */
+START_TEST(literals_skip_resolution)
+{
+    if (!have_tcp())
+        return;
+    dns_server ns;
+    dns_start(&ns, 0);
+    struct evdns_base *dns = dns_client(&ns);
+    pgev_conn_options opts = { .evdns_base = dns };
+    pgev_conn *conn = tu_conn_new(dsn_tcp(), &opts); /* host=127.0.0.1 */
+    tu_wait_connected(conn);
+    ck_assert_int_eq(pgev_conn_state(conn), PGEV_CONN_READY);
+    pgev_conn_free(conn);
+    conn = tu_conn_new(tu_dsn(), &opts);             /* a socket directory */
+    tu_wait_connected(conn);
+    ck_assert_int_eq(pgev_conn_state(conn), PGEV_CONN_READY);
+    pgev_conn_free(conn);
+    char *v6 = dsn_host("::1", NULL);                /* nothing listens there: refused */
+    tu_connrec rec = { 0 };
+    tu_conn_opts(&opts, &rec);
+    conn = tu_conn_new(v6, &opts);
+    wait_on_connect(&rec, 10000);
+    ck_assert_int_eq(rec.connect_code, PGEV_ECONNECT);
+    ck_assert_msg(strstr(rec.connect_msg, "::1") && !strstr(rec.connect_msg, "resolve"), "%s",
+                  rec.connect_msg);
+    pgev_conn_free(conn);
+    ck_assert_int_eq(ns.queries, 0);
+    evdns_base_free(dns, 0);
+    dns_stop(&ns);
+    free(v6);
+}
+END_TEST
+
 /* Without an evdns_base of its own, a connection makes one from
  * resolv.conf and /etc/hosts: "localhost" comes from the hosts file. */
 START_TEST(own_resolver_reads_hosts_file)
@@ -1184,6 +1217,7 @@ static Suite *connect_suite(void)
     tcase_add_test(tc, unknown_name_fails_clearly);
     tcase_add_test(tc, silent_resolver_times_out_per_host);
     tcase_add_test(tc, own_resolver_reads_hosts_file);
+    tcase_add_test(tc, literals_skip_resolution);
     suite_add_tcase(s, tc);
     tc = tu_tcase("multihost", 60);
     tcase_add_test(tc, hung_first_host_moves_on);
