@@ -1276,9 +1276,9 @@ pgev_result_get_array(const pgev_result *res, int row, int col, pgev_array **out
     Oid elem_type = array_elem_type(f.type);
     if (!elem_type)
         return PGEV_EINVAL;
-    size_t data_len = 0;
-    int64_t n = f.binary ? array_from_binary(f.val, (size_t)f.len, elem_type, NULL, NULL, &data_len)
-                         : array_from_text(f.val, (size_t)f.len, NULL, NULL, &data_len);
+    size_t len = (size_t)f.len, data_len = 0;
+    int64_t n = f.binary ? array_from_binary(f.val, len, elem_type, NULL, NULL, &data_len)
+                         : array_from_text(f.val, len, NULL, NULL, &data_len);
     if (n < 0)
         return PGEV_EINVAL;
     /* n <= f.len and data_len <= f.len + n, but the element table is
@@ -1293,7 +1293,6 @@ pgev_result_get_array(const pgev_result *res, int row, int col, pgev_array **out
     a->binary = f.binary;
     a->count = (size_t)n;
     char *data = (char *)a + head;
-    size_t len = (size_t)f.len;
     int64_t again = f.binary ? array_from_binary(f.val, len, elem_type, a->elems, data, &data_len)
                              : array_from_text(f.val, len, a->elems, data, &data_len);
     if (again != n) { /* cannot happen: the same parser on the same bytes */
