@@ -504,7 +504,7 @@ typedef struct pgev_params {
     bool inline_[PGEV_PARAMS_MAX];
     bool owned_[PGEV_PARAMS_MAX];
     union {
-        char bytes[16];
+        char bytes[20]; /* the largest inline value: an IPv6 inet */
         int64_t align;
     } storage_[PGEV_PARAMS_MAX];
 } pgev_params;
@@ -571,6 +571,25 @@ PGEV_API int pgev_params_date(pgev_params *p, int32_t days);
 PGEV_API int pgev_params_timestamp(pgev_params *p, int64_t usec);
 /** See pgev_params_timestamp(). */
 PGEV_API int pgev_params_timestamptz(pgev_params *p, int64_t usec);
+
+/**
+ * Appends a json or jsonb value given as JSON text, in text format with the
+ * type json or jsonb, so that the server parses it (a malformed one fails
+ * the query with SQLSTATE 22P02). Borrowed. NULL appends SQL NULL.
+ */
+PGEV_API int pgev_params_json(pgev_params *p, const char *json);
+/** See pgev_params_json(). */
+PGEV_API int pgev_params_jsonb(pgev_params *p, const char *json);
+
+/**
+ * Appends an inet, or a cidr when in->is_cidr (binary; copied). family
+ * must be 4 or 6 and bits at most 32 or 128; a cidr with bits set beyond
+ * its prefix is refused (PGEV_EINVAL), as the server would refuse it.
+ */
+PGEV_API int pgev_params_inet(pgev_params *p, const pgev_inet *in);
+
+/** Appends an interval (binary; copied): months, days and microseconds as pgev_interval has them. */
+PGEV_API int pgev_params_interval(pgev_params *p, const pgev_interval *iv);
 
 /**
  * Array parameters, for `WHERE id = ANY($1)` or `unnest($1)` without

@@ -1276,9 +1276,9 @@ pgev_result_get_array(const pgev_result *res, int row, int col, pgev_array **out
     Oid elem_type = array_elem_type(f.type);
     if (!elem_type)
         return PGEV_EINVAL;
-    size_t data_len = 0;
-    int64_t n = f.binary ? array_from_binary(f.val, (size_t)f.len, elem_type, NULL, NULL, &data_len)
-                         : array_from_text(f.val, (size_t)f.len, NULL, NULL, &data_len);
+    size_t len = (size_t)f.len, data_len = 0;
+    int64_t n = f.binary ? array_from_binary(f.val, len, elem_type, NULL, NULL, &data_len)
+                         : array_from_text(f.val, len, NULL, NULL, &data_len);
     if (n < 0)
         return PGEV_EINVAL;
     /* n <= f.len and data_len <= f.len + n, but the element table is
@@ -1293,7 +1293,6 @@ pgev_result_get_array(const pgev_result *res, int row, int col, pgev_array **out
     a->binary = f.binary;
     a->count = (size_t)n;
     char *data = (char *)a + head;
-    size_t len = (size_t)f.len;
     int64_t again = f.binary ? array_from_binary(f.val, len, elem_type, a->elems, data, &data_len)
                              : array_from_text(f.val, len, a->elems, data, &data_len);
     if (again != n) { /* cannot happen: the same parser on the same bytes */
@@ -1458,6 +1457,15 @@ params_slot(pgev_params *p)
         return -1;
     }
     return p->count_++;
+}
+
+/* Marks p failed and returns rc (the sticky error). */
+static int
+params_fail(pgev_params *p, int rc)
+{
+    if (p)
+        p->failed_ = 1;
+    return rc;
 }
 
 static int
@@ -1627,6 +1635,69 @@ pgev_params_timestamptz(pgev_params *p, int64_t usec)
 }
 
 int
+pgev_params_json(pgev_params *p, const char *json)
+{
+    return params_add(p, OID_JSON, json, 0, 0);
+}
+
+int
+pgev_params_jsonb(pgev_params *p, const char *json)
+{
+    return params_add(p, OID_JSONB, json, 0, 0);
+}
+
+/* A binary value of n bytes (n <= sizeof storage_[0].bytes) kept in the slot. */
+static int
+params_add_inline(pgev_params *p, Oid type, const char *bytes, int n)
+{
+    int i = params_slot(p);
+    if (i < 0)
+        return PGEV_EINVAL;
+    memcpy(p->storage_[i].bytes, bytes, (size_t)n);
+    p->types_[i] = type;
+    p->values_[i] = p->storage_[i].bytes;
+    p->lengths_[i] = n;
+    p->formats_[i] = 1;
+    p->inline_[i] = true;
+    p->owned_[i] = false;
+    return PGEV_OK;
+}
+
+int
+pgev_params_inet(pgev_params *p, const pgev_inet *in)
+{
+    if (!p)
+        return PGEV_EINVAL;
+    if (!in || (in->family != 4 && in->family != 6))
+        return params_fail(p, PGEV_EINVAL);
+    int nbytes = in->family == 4 ? 4 : 16;
+    if (in->bits > nbytes * 8 || (in->is_cidr && !host_bits_zero(in)))
+        return params_fail(p, PGEV_EINVAL);
+    /* inet_recv: family, bits, is_cidr, address length, address. */
+    char buf[20];
+    buf[0] = (char)(nbytes == 4 ? PG_AF_INET : PG_AF_INET6);
+    buf[1] = (char)in->bits;
+    buf[2] = in->is_cidr ? 1 : 0;
+    buf[3] = (char)nbytes;
+    memcpy(buf + 4, in->addr, (size_t)nbytes);
+    return params_add_inline(p, in->is_cidr ? OID_CIDR : OID_INET, buf, 4 + nbytes);
+}
+
+int
+pgev_params_interval(pgev_params *p, const pgev_interval *iv)
+{
+    if (!p)
+        return PGEV_EINVAL;
+    if (!iv)
+        return params_fail(p, PGEV_EINVAL);
+    char buf[16];
+    put_be(buf, (uint64_t)iv->usec, 8);
+    put_be(buf + 8, (uint32_t)iv->days, 4);
+    put_be(buf + 12, (uint32_t)iv->months, 4);
+    return params_add_inline(p, OID_INTERVAL, buf, 16);
+}
+
+int
 pgev_params_apply(pgev_params *p, pgev_query_args *args)
 {
     if (!p || !args || p->failed_)
@@ -1664,15 +1735,6 @@ params_add_owned(pgev_params *p, Oid type, char *buf, size_t len, int format)
     p->inline_[i] = false;
     p->owned_[i] = true;
     return PGEV_OK;
-}
-
-/* Marks p failed and returns rc (the sticky error). */
-static int
-params_fail(pgev_params *p, int rc)
-{
-    if (p)
-        p->failed_ = 1;
-    return rc;
 }
 
 /* Writes one element of a binary array; false when it cannot be sent. */

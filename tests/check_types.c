@@ -1562,6 +1562,121 @@ START_TEST(params_arrays_rejected_by_server)
 }
 END_TEST
 
+/* json, jsonb, inet, cidr and interval parameters: checked by the server, then read back. */
+static const pgev_inet p_inet4 = { .family = 4, .bits = 24, .addr = { 192, 168, 1, 5 } };
+static const pgev_inet p_cidr6 = { .family = 6, .bits = 32, .is_cidr = true,
+                                   .addr = { 0x20, 0x01, 0x0d, 0xb8 } };
+static const pgev_interval p_iv = { .months = -14, .days = 3, .usec = -1 };
+
+static void fill_more_params(pgev_params *p)
+{
+    pgev_params_init(p);
+    ck_assert_int_eq(pgev_params_json(p, "{\"k\":  [1, 2]}"), PGEV_OK);     /* $1 */
+    ck_assert_int_eq(pgev_params_jsonb(p, "{\"k\":  [1, 2]}"), PGEV_OK);    /* $2 */
+    ck_assert_int_eq(pgev_params_inet(p, &p_inet4), PGEV_OK);                 /* $3 */
+    ck_assert_int_eq(pgev_params_inet(p, &p_cidr6), PGEV_OK);                 /* $4 */
+    ck_assert_int_eq(pgev_params_interval(p, &p_iv), PGEV_OK);                /* $5 */
+    ck_assert_int_eq(pgev_params_jsonb(p, NULL), PGEV_OK);                    /* $6 */
+}
+
+#define MORE_PARAMS_CHECK_SQL                                                                   \
+    "SELECT $1::text = '{\"k\":  [1, 2]}', $2 = '{\"k\": [1, 2]}'::jsonb, "                   \
+    "$3 = '192.168.1.5/24'::inet, $4 = '2001:db8::/32'::cidr, "                                  \
+    "$5 = '-1 years -2 mons +3 days -00:00:00.000001'::interval, $6 IS NULL, "                   \
+    "pg_typeof($1) = 'json'::regtype AND pg_typeof($2) = 'jsonb'::regtype AND "                  \
+    "pg_typeof($4) = 'cidr'::regtype"
+
+static void check_more_roundtrip(pgev_result *res, bool binary)
+{
+    const char *t;
+    size_t len;
+    ck_assert_int_eq(pgev_result_get_json(res, 0, 0, &t, &len), PGEV_OK);
+    ck_assert_str_eq(t, "{\"k\":  [1, 2]}");
+    ck_assert_int_eq(pgev_result_get_json(res, 0, 1, &t, &len), PGEV_OK);
+    ck_assert_str_eq(t, "{\"k\": [1, 2]}");
+    pgev_inet in;
+    ck_assert_int_eq(pgev_result_get_inet(res, 0, 2, &in), PGEV_OK);
+    ck_assert(memcmp(&in, &p_inet4, sizeof in) == 0);
+    ck_assert_int_eq(pgev_result_get_inet(res, 0, 3, &in), PGEV_OK);
+    ck_assert(memcmp(&in, &p_cidr6, sizeof in) == 0);
+    pgev_interval iv;
+    ck_assert_int_eq(pgev_result_get_interval(res, 0, 4, &iv), PGEV_OK);
+    ck_assert_msg(iv.months == p_iv.months && iv.days == p_iv.days && iv.usec == p_iv.usec,
+                  "%s: interval back as %d/%d/%lld", FMT(binary), iv.months, iv.days,
+                  (long long)iv.usec);
+    ck_assert_int_eq(pgev_result_get_json(res, 0, 5, &t, &len), 1);
+}
+
+START_TEST(params_more_types)
+{
+    open_conn();
+    pgev_params p;
+    fill_more_params(&p);
+    pgev_query_args args = { .sql = MORE_PARAMS_CHECK_SQL };
+    ck_assert_int_eq(pgev_params_apply(&p, &args), PGEV_OK);
+    run_check_args(args, false, check_all_true);
+    run_check_args(args, true, check_all_true);
+    fill_more_params(&p);
+    args.sql = "SELECT $1, $2, $3, $4, $5, $6";
+    ck_assert_int_eq(pgev_params_apply(&p, &args), PGEV_OK);
+    run_check_args(args, false, check_more_roundtrip);
+    run_check_args(args, true, check_more_roundtrip);
+
+    /* Malformed JSON: the server's error. */
+    pgev_params_init(&p);
+    pgev_params_jsonb(&p, "{nope");
+    args.sql = "SELECT $1";
+    ck_assert_int_eq(pgev_params_apply(&p, &args), PGEV_OK);
+    tu_query q = { 0 };
+    ck_assert_int_gt(tu_submit(conn, &args, &q, false), 0);
+    tu_wait_query(&q);
+    ck_assert_int_eq(q.status, PGEV_ESERVER);
+    ck_assert_str_eq(q.sqlstate, "22P02");
+    free_conn();
+}
+END_TEST
+
+/* Server-free: inet and interval values pgev refuses to send. */
+START_TEST(params_more_unhappy)
+{
+    pgev_params p;
+    pgev_query_args args = { 0 };
+    pgev_inet bad[4] = { p_inet4, p_inet4, p_cidr6, p_cidr6 };
+    bad[0].family = 5;
+    bad[1].bits = 33;
+    bad[2].bits = 129;
+    bad[3].addr[15] = 1; /* a host bit in a /32 cidr */
+    for (int i = 0; i < 4; i++) {
+        pgev_params_init(&p);
+        ck_assert_msg(pgev_params_inet(&p, &bad[i]) == PGEV_EINVAL, "bad inet %d accepted", i);
+        ck_assert_int_eq(pgev_params_count(&p), 0);
+        ck_assert_int_eq(pgev_params_apply(&p, &args), PGEV_EINVAL);
+    }
+    pgev_params_init(&p);
+    ck_assert_int_eq(pgev_params_inet(&p, NULL), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_params_apply(&p, &args), PGEV_EINVAL);
+    pgev_params_init(&p);
+    ck_assert_int_eq(pgev_params_interval(&p, NULL), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_params_apply(&p, &args), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_params_interval(NULL, &p_iv), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_params_inet(NULL, &p_inet4), PGEV_EINVAL);
+
+    /* The IPv6 inet is the largest inline value: a copy of p still holds it. */
+    pgev_params_init(&p);
+    static const pgev_inet full6 = { .family = 6, .bits = 128,
+                                     .addr = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                               16 } };
+    ck_assert_int_eq(pgev_params_inet(&p, &full6), PGEV_OK);
+    pgev_params copy = p;
+    memset(&p, 0xee, sizeof p);
+    ck_assert_int_eq(pgev_params_apply(&copy, &args), PGEV_OK);
+    ck_assert_int_eq(args.param_types[0], 869);
+    ck_assert_int_eq(args.param_lengths[0], 20);
+    ck_assert(memcmp(args.param_values[0], "\x03\x80\x00\x10", 4) == 0);
+    ck_assert(memcmp(args.param_values[0] + 4, full6.addr, 16) == 0);
+}
+END_TEST
+
 /* Server-free: the array appenders' refusals and what they encode. */
 START_TEST(params_arrays_unhappy)
 {
@@ -1849,6 +1964,7 @@ static Suite *types_suite(void)
     tcase_add_test(tc, params_encoding);
     tcase_add_test(tc, params_unhappy);
     tcase_add_test(tc, params_arrays_unhappy);
+    tcase_add_test(tc, params_more_unhappy);
     tcase_add_test(tc, arrays_hostile_text);
     tcase_add_test(tc, arrays_hostile_binary);
     tcase_add_test(tc, scalars_hostile);
@@ -1887,6 +2003,7 @@ static Suite *types_suite(void)
     tcase_add_test(tc, params_arrays_decoded_by_server);
     tcase_add_test(tc, params_arrays_round_trip);
     tcase_add_test(tc, params_arrays_rejected_by_server);
+    tcase_add_test(tc, params_more_types);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -4,7 +4,8 @@
  * The input is a program: each byte picks a pgev_params_* call, and the
  * bytes after it give that call's argument (8 bytes for a number, 16 for a
  * uuid, a length byte and that many bytes for bytea, a NUL-terminated
- * string for text and numeric; for an array, a count byte, a NULL mask
+ * string for text, numeric and json; 19 bytes for an inet, 16 for an
+ * interval; for an array, a count byte, a NULL mask
  * byte and the elements). After the program, pgev_params_apply()
  * fills a pgev_query_args, and every array parameter is decoded again with
  * pgev_result_get_array() (as the server would send it back, in the same
@@ -200,6 +201,32 @@ decode_back(const pgev_query_args *args, const array_step *st)
     PQclear(pg);
 }
 
+/* An inet, cidr or interval parameter decodes as a result field of its type. */
+static void
+decode_scalar_back(const pgev_query_args *args, int i)
+{
+    PGresult *pg = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+    check(pg != NULL, "PQmakeEmptyPGresult");
+    PGresAttDesc attr = { .name = (char *)"v", .format = 1, .typid = args->param_types[i],
+                          .typlen = -1, .atttypmod = -1 };
+    check(PQsetResultAttrs(pg, 1, &attr) &&
+              PQsetvalue(pg, 0, 0, (char *)args->param_values[i], args->param_lengths[i]),
+          "PQsetvalue");
+    pgev_result res = { .status = PGEV_OK, .pg = pg, .tag_source = pg, .rows = 1 };
+    pgev_inet in;
+    pgev_interval iv;
+    if (args->param_types[i] == 1186) {
+        check(pgev_result_get_interval(&res, 0, 0, &iv) == PGEV_OK &&
+                  args->param_lengths[i] == 16,
+              "an interval parameter decodes");
+    } else {
+        check(pgev_result_get_inet(&res, 0, 0, &in) == PGEV_OK &&
+                  in.is_cidr == (args->param_types[i] == 650),
+              "an inet/cidr parameter decodes as what it was");
+    }
+    PQclear(pg);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
@@ -223,7 +250,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int before = pgev_params_count(&p);
         int rc = PGEV_OK;
         uint64_t v;
-        switch (op % 20) {
+        switch (op % 24) {
         case 0: rc = pgev_params_null(&p, (Oid)take_u64(&r)); break;
         case 1: rc = pgev_params_bool(&p, take_u64(&r) & 1); break;
         case 2: rc = pgev_params_int2(&p, (int16_t)take_u64(&r)); break;
@@ -236,7 +263,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             char *s = take_string(&r);
             owned[nowned++] = s;
             /* op 8 with an empty string passes NULL: SQL NULL. */
-            const char *arg = op % 20 == 8 && s[0] == '\0' ? NULL : s;
+            const char *arg = op % 24 == 8 && s[0] == '\0' ? NULL : s;
             rc = op % 2 ? pgev_params_numeric(&p, arg) : pgev_params_text(&p, arg);
             break;
         }
@@ -269,11 +296,39 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 11: rc = pgev_params_date(&p, (int32_t)take_u64(&r)); break;
         case 12: rc = pgev_params_timestamp(&p, (int64_t)take_u64(&r)); break;
         case 13: rc = pgev_params_timestamptz(&p, (int64_t)take_u64(&r)); break;
+        case 20:
+        case 21: {
+            char *s = take_string(&r);
+            owned[nowned++] = s;
+            rc = op % 24 == 20 ? pgev_params_json(&p, s) : pgev_params_jsonb(&p, s[0] ? s : NULL);
+            break;
+        }
+        case 22: {
+            pgev_inet in;
+            memset(&in, 0, sizeof in);
+            in.family = (uint8_t)take_byte(&r);
+            in.bits = (uint8_t)take_byte(&r);
+            in.is_cidr = take_byte(&r) & 1;
+            size_t n = r.left < sizeof in.addr ? r.left : sizeof in.addr;
+            memcpy(in.addr, r.p, n);
+            r.p += n;
+            r.left -= n;
+            rc = pgev_params_inet(&p, &in);
+            break;
+        }
+        case 23: {
+            pgev_interval iv = { .usec = (int64_t)take_u64(&r) };
+            uint64_t md = take_u64(&r);
+            iv.days = (int32_t)md;
+            iv.months = (int32_t)(md >> 32);
+            rc = pgev_params_interval(&p, &iv);
+            break;
+        }
         default: {
             array_step st;
             memset(&st, 0, sizeof st);
             st.index = before;
-            rc = add_array(&p, &r, op % 20 - 14, &st, owned, &nowned);
+            rc = add_array(&p, &r, op % 24 - 14, &st, owned, &nowned);
             if (rc == PGEV_OK)
                 arrays[narrays++] = st;
             break;
@@ -309,6 +364,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)sum;
         for (int i = 0; i < narrays; i++)
             decode_back(&args, &arrays[i]);
+        for (int i = 0; i < args.nparams; i++)
+            if (args.param_values[i] && args.param_formats[i] == 1 &&
+                (args.param_types[i] == 869 || args.param_types[i] == 650 ||
+                 args.param_types[i] == 1186)) /* not pgev_params_null(p, 869) */
+                decode_scalar_back(&args, i);
     } else {
         check(args.nparams == 0 && args.param_values == NULL, "a failed apply leaves args alone");
     }
