@@ -1262,6 +1262,44 @@ END_TEST
 
 /* query_timeout_ms counts from the submit, time in the pool's queue
  * included: a query stuck behind a slow one times out in the queue. */
+/* Deadlines of queries waiting in the pool's queue fire on time: each one
+ * within 100 ms of its own, not at the next maintenance pass (250 ms). */
+START_TEST(queued_query_deadlines_on_time)
+{
+    pgev_pool_options opts = { .min_conns = 1, .max_conns = 1, .conn_max_inflight = 1,
+                               .queue_timeout_ms = 15000 };
+    make_pool(&opts);
+    wait_idle(1);
+    enum { N = 8 };
+    pool_rec busy, r[N];
+    memset(&busy, 0, sizeof busy);
+    memset(r, 0, sizeof r);
+    pgev_query_args slow = { .sql = "SELECT pg_sleep(2)", .timeout_ms = -1, .on_done = pool_done_cb, .arg = &busy };
+    tu_in_call++;
+    busy.id = pgev_pool_submit(pool, &slow);
+    tu_in_call--;
+    ck_assert_int_gt(busy.id, 0);
+    uint64_t start = mono_ms();
+    for (int i = 0; i < N; i++) {
+        r[i].index = i;
+        pgev_query_args args = { .sql = "SELECT 'queued'", .timeout_ms = 40 * (i + 1), .on_done = pool_done_cb,
+                                 .arg = &r[i] };
+        tu_in_call++;
+        r[i].id = pgev_pool_submit(pool, &args);
+        tu_in_call--;
+        ck_assert_int_gt(r[i].id, 0);
+    }
+    wait_recs(r, N, TU_WAIT_MS);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(r[i].status, PGEV_ETIMEOUT);
+        uint64_t due = start + 40 * (uint64_t)(i + 1);
+        ck_assert_msg(r[i].done_ms < due + 100, "queued query %d: due at +%d ms, timed out at +%llu ms", i,
+                      40 * (i + 1), (unsigned long long)(r[i].done_ms - start));
+    }
+    wait_recs(&busy, 1, TU_WAIT_MS);
+}
+END_TEST
+
 START_TEST(query_timeout_counts_queue_time)
 {
     pgev_pool_options opts = { .min_conns = 1, .max_conns = 1, .conn_max_inflight = 1,
@@ -2192,6 +2230,7 @@ pool_suite(void)
     tcase_add_test(tc, lost_connection_retries_only_safe_queries);
     tcase_add_test(tc, health_check_replaces_unresponsive_connection);
     tcase_add_test(tc, query_timeout_counts_queue_time);
+    tcase_add_test(tc, queued_query_deadlines_on_time);
     tcase_add_test(tc, server_restart_under_load);
     tcase_add_test(tc, server_down_fails_fast_then_recovers);
     suite_add_tcase(s, tc);

@@ -97,6 +97,15 @@ pick_slot(pgev_pool *pool, const pool_query *pq, uint64_t now)
     return least_loaded(pool, false, now);
 }
 
+/* A queued query's own timeout wakes the deadline timer, not only the
+ * maintenance pass. */
+static void
+note_timeout(pgev_pool *pool, const pool_query *pq)
+{
+    if (pq->query_deadline_ms && pq->query_deadline_ms < pool->queue_next_timeout_ms)
+        pool->queue_next_timeout_ms = pq->query_deadline_ms;
+}
+
 /* Back to the head of the queue (it was submitted before everything
  * there), with the queue deadline it got at submit. That may not pass the
  * head's: the head expires first (pool_expire_queue). */
@@ -112,6 +121,7 @@ requeue_front(pgev_pool *pool, pool_query *pq)
     if (!pool->queue_tail)
         pool->queue_tail = pq;
     pool->queued++;
+    note_timeout(pool, pq);
 }
 
 /* Attempts for a query marked safe to retry whose connection was lost
@@ -296,6 +306,7 @@ pgev_pool_submit(pgev_pool *pool, const pgev_query_args *args)
         pool->queue_head = pq;
     pool->queue_tail = pq;
     pool->queued++;
+    note_timeout(pool, pq);
     pool->stats.queries++;
     pool_kick(pool);
     return pq->id;
@@ -388,14 +399,17 @@ pool_dispatch_queue(pgev_pool *pool, uint64_t now)
 
 /* Queued queries whose own timeout (query_timeout_ms, or theirs) passed
  * complete with PGEV_ETIMEOUT; the queue is in submit order, not deadline
- * order, so this walks it (each maintenance pass). */
+ * order, so this walks it (when the earliest of those timeouts is due:
+ * the deadline timer wakes for it, and each maintenance pass). */
 void
 pool_expire_query_timeouts(pgev_pool *pool, uint64_t now)
 {
     pool_query **link = &pool->queue_head, *prev = NULL;
+    pool->queue_next_timeout_ms = UINT64_MAX;
     while (*link && !pool_dead(pool)) {
         pool_query *pq = *link;
         if (!pq->query_deadline_ms || pq->query_deadline_ms > now) {
+            note_timeout(pool, pq);
             prev = pq;
             link = &pq->next;
             continue;

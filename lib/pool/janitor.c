@@ -142,6 +142,8 @@ pool_arm_deadline(pgev_pool *pool, uint64_t now)
         next = pool->queue_head->deadline_ms;
     if (pool->waiters_head && pool->waiters_head->deadline_ms < next)
         next = pool->waiters_head->deadline_ms;
+    if (pool->queue_head && pool->queue_next_timeout_ms < next)
+        next = pool->queue_next_timeout_ms;
     if (pool->nslots[SLOT_RESETTING] > 0) {
         for (pool_slot *s = pool->slots; s; s = s->next) {
             if (s->state != SLOT_RESETTING)

@@ -148,6 +148,9 @@ struct pgev_pool {
     int nslots[SLOT_NSTATES];   /* primary slots per state */
     int nstandby[SLOT_NSTATES]; /* standby slots per state */
     pool_query *queue_head, *queue_tail;
+    /* No queued query's own timeout (query_deadline_ms) passes before
+     * this (UINT64_MAX: none); the deadline timer wakes for it. */
+    uint64_t queue_next_timeout_ms;
     int queued;
     pool_waiter *waiters_head, *waiters_tail;
     int nwaiters;

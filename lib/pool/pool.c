@@ -154,6 +154,8 @@ service(pgev_pool *pool)
     }
     if (!pool_dead(pool))
         pool_expire_queue(pool, now);
+    if (!pool_dead(pool) && now >= pool->queue_next_timeout_ms)
+        pool_expire_query_timeouts(pool, now);
     if (!pool_dead(pool))
         pool_expire_waiters(pool, now);
     if (!pool_dead(pool))
@@ -222,6 +224,7 @@ pgev_pool_new(struct event_base *base, const char *conninfo, const pgev_pool_opt
     pgev_pool *pool = calloc(1, sizeof(*pool));
     if (!pool)
         return NULL;
+    pool->queue_next_timeout_ms = UINT64_MAX;
     pool->base = base;
     pool->min_conns = opts->min_conns;
     pool->max_conns = max_conns;
