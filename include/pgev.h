@@ -457,6 +457,14 @@ typedef void (*pgev_result_cb)(pgev_conn *conn, pgev_result *res, void *arg);
 #define PGEV_STMT_CACHE_OFF (-1)
 /** pgev_conn_options.stmt_cache_size: larger values are taken as this. */
 #define PGEV_STMT_CACHE_MAX 65536
+/** The longest SQL text (in bytes) the statement cache keeps: a longer one
+ * always runs unnamed, and the cache never copies it. */
+#define PGEV_STMT_CACHE_MAX_SQL 16384
+/** The most memory one connection's statement cache holds (its copies of
+ * SQL texts and parameter types, and its bookkeeping), whatever
+ * stmt_cache_size says: the least recently used statements are closed to
+ * stay under it. */
+#define PGEV_STMT_CACHE_MAX_BYTES (4 * 1024 * 1024)
 
 /**
  * Connection options. Zero-initialise and set what you need; every 0/NULL
