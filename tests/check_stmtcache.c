@@ -705,6 +705,9 @@ START_TEST(pgbouncer_default_options_mixed_load)
         }
     for (int k = 0; k < 3; k++)
         tu_assert_ok(&hold[k]);
+    /* Behind the pooler the cache named nothing (see pgev.h). */
+    for (int c = 0; c < CONNS; c++)
+        ck_assert_int_eq(pgev_conn_stmt_cache_count(conns[c]), 0);
     for (int c = 0; c < CONNS; c++)
         pgev_conn_free(conns[c]);
     pgev_conn_free(holder);
