@@ -311,11 +311,24 @@ session_answer(pgev_conn *conn, pgev_result *res, void *arg)
         c->session = c->session_asked >= SESSION_TRIES ? SESSION_SHARED : SESSION_UNKNOWN;
 }
 
-/* Sends SESSION_QUESTION now, in a Sync segment of its own, ahead of the
- * query being sent (isolated and outside a transaction block). Internal:
- * it counts in no queue length or window. */
+/* The question is at the head of the pipeline, where a query's deadline
+ * and cancel wait for their turn: it ends as a query would. */
 static void
-ask_session(pgev_conn *conn)
+session_deadline(pgev_conn *conn, void *arg)
+{
+    pgev_node *node = arg;
+    pgev_conn_enter_dispatch(conn);
+    if (!node->finished)
+        pgev_node_abandon(conn, node, PGEV_ETIMEOUT, "timed out asking the server for its process id");
+    pgev_conn_pump(conn);
+    pgev_conn_leave_dispatch(conn);
+}
+
+/* Sends SESSION_QUESTION now, in a Sync segment of its own, ahead of
+ * `query` (isolated and outside a transaction block), with the same
+ * deadline. Internal: it counts in no queue length or window. */
+static void
+ask_session(pgev_conn *conn, const pgev_node *query)
 {
     pgev_node *node = pgev_node_alloc(conn);
     if (!node)
@@ -325,6 +338,14 @@ ask_session(pgev_conn *conn)
     node->sync_after = true;
     node->sql = SESSION_QUESTION;
     node->on_done = session_answer;
+    node->timeout_ms = query->timeout_ms;
+    if (node->timeout_ms > 0) {
+        node->deadline = pgev_timer_new(conn->loop, session_deadline, node);
+        if (!node->deadline || pgev_timer_start(node->deadline, node->timeout_ms) != 0) {
+            pgev_node_release(conn, node);
+            return;
+        }
+    }
     conn->stmts.session = SESSION_ASKING;
     conn->stmts.session_asked++;
     (void)pgev_send_internal(conn, node);
@@ -470,7 +491,7 @@ pgev_stmt_prepare_for_send(pgev_conn *conn, pgev_node *node, bool *parse)
     bool outside = (node->sync_after || node->shared) && !node->in_block;
     if (c->session != SESSION_OWN) {
         if (c->session == SESSION_UNKNOWN && outside)
-            ask_session(conn);
+            ask_session(conn, node);
         return false;
     }
     const Oid *types = node->nparams ? node->param_types : NULL;
