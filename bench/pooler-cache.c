@@ -175,6 +175,21 @@ main(int argc, char **argv)
             break;
         event_base_loop(r.base, EVLOOP_ONCE);
     }
+    /* One query each first (the cache's first query on a connection asks
+     * the server whose session it is), then the clock starts. */
+    run warm = { .base = r.base, .total = conns };
+    slot *warm_slots = calloc((size_t)conns, sizeof *warm_slots);
+    for (int i = 0; i < conns; i++) {
+        warm_slots[i].r = &warm;
+        warm_slots[i].conn = c[i];
+        submit_next(&warm_slots[i]);
+    }
+    event_base_dispatch(r.base);
+    if (warm.wrong || warm.errors) {
+        fprintf(stderr, "pooler-cache: warm-up failed: %s%s\n", warm.first_wrong, warm.first_error);
+        return 1;
+    }
+    free(warm_slots);
     slot *slots = calloc((size_t)conns * (size_t)window, sizeof *slots);
     double start = now_s();
     for (int w = 0; w < window; w++)

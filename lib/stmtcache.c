@@ -97,13 +97,12 @@ struct pgev_stmt {
 static bool
 lookup_hash(const char *sql, int nparams, const Oid *types, uint64_t *hash, size_t *len)
 {
+    size_t n = strnlen(sql, PGEV_STMT_CACHE_MAX_SQL + 1);
+    if (n > PGEV_STMT_CACHE_MAX_SQL)
+        return false;
     uint64_t h = 1469598103934665603ull;
-    size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)sql; *p; p++, n++) {
-        if (n >= PGEV_STMT_CACHE_MAX_SQL)
-            return false;
-        h = (h ^ *p) * 1099511628211ull;
-    }
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)sql[i]) * 1099511628211ull;
     h = (h ^ (uint64_t)nparams) * 1099511628211ull;
     for (int i = 0; types && i < nparams; i++)
         h = (h ^ types[i]) * 1099511628211ull;
@@ -409,12 +408,24 @@ next_word(const char *p, char *out, size_t size)
     return p;
 }
 
-/* What a statement does to the session's transaction block. */
+/* What a statement does to the session's transaction block. Runs for
+ * every query sent: most are turned away by their first letters. */
 static enum block_effect
 block_effect(const char *sql)
 {
+    const char *start = skip_blanks(sql);
+    switch (start[0] | 0x20) {
+    case 'a': case 'b': case 'c': case 'e': case 'p': case 'r':
+        break;
+    case 's':
+        if ((start[1] | 0x20) == 't')
+            break;          /* START, not SELECT, SET, SHOW... */
+        return BLOCK_NONE;
+    default:
+        return BLOCK_NONE;
+    }
     char word[16];
-    const char *p = next_word(sql, word, sizeof(word));
+    const char *p = next_word(start, word, sizeof(word));
     if (strcmp(word, "BEGIN") == 0 || strcmp(word, "START") == 0)
         return BLOCK_OPENS;
     bool ends = strcmp(word, "COMMIT") == 0 || strcmp(word, "END") == 0 || strcmp(word, "ROLLBACK") == 0 ||
