@@ -79,7 +79,7 @@ enum pgev_node_kind {
     PGEV_NODE_EXECUTE,  /* PQsendQueryPrepared */
     PGEV_NODE_SYNC,     /* PQpipelineSync ending an atomic batch */
     PGEV_NODE_COPY,     /* PQsendQuery of a COPY, outside pipeline mode (copy.c) */
-    PGEV_NODE_CLOSE     /* closes an evicted cached statement (stmtcache.c); internal */
+    PGEV_NODE_CLOSE     /* closes an evicted or stale cached statement (stmtcache.c); internal */
 };
 
 /* Room for "pgev_" and a 128-bit digest in hex (stmtcache.c). */
@@ -455,7 +455,8 @@ void pgev_stmt_cache_clear(pgev_stmt_cache *c);
 void pgev_stmt_cache_free(pgev_stmt_cache *c);
 /* At send: finds or makes the node's cached statement (its name goes to
  * node->stmt_name; *parse says whether to send the Parse first). False:
- * send it unnamed. May send the Close of an evicted statement first. */
+ * send it unnamed. May send the Close of an evicted statement, or the
+ * cache's question about the server session, first. */
 bool pgev_stmt_prepare_for_send(pgev_conn *conn, pgev_node *node, bool *parse);
 /* The Parse of the node's cached statement came back: it is ready (also
  * after 42P05), or dropped. */
