@@ -461,6 +461,41 @@ START_TEST(plain_begin_reports_invalidation_and_stale_is_closed_after)
 }
 END_TEST
 
+/* A query whose cached statement turns out stale is re-sent only when that
+ * keeps submission order: with a write pipelined behind it, a re-sent
+ * SELECT would run after the write and see its row. It reports 0A000
+ * instead (and runs by itself afterwards). */
+START_TEST(invalidation_retry_keeps_submission_order)
+{
+    static const char *const sel = "SELECT * FROM sc_o";
+    tu_exec("DROP TABLE IF EXISTS sc_o");
+    tu_exec("CREATE TABLE sc_o (a int)");
+    tu_exec("INSERT INTO sc_o VALUES (1)");
+    pgev_conn *conn = connect_with_cache(0);
+    warm_up(conn);
+    tu_query q;
+    run_ok(conn, sel, &q);
+    ck_assert_int_eq(prepared_with(conn, sel), 1);
+    tu_exec("ALTER TABLE sc_o ADD COLUMN b int");
+    tu_query p[2];
+    memset(p, 0, sizeof p);
+    ck_assert_int_gt(tu_query_sql(conn, sel, &p[0]), 0);
+    ck_assert_int_gt(tu_query_sql(conn, "INSERT INTO sc_o VALUES (2)", &p[1]), 0);
+    tu_wait_queries(p, 2, TU_WAIT_MS);
+    tu_assert_ok(&p[1]);
+    ck_assert_msg(p[0].status != PGEV_OK || p[0].ntuples == 1,
+                  "the SELECT ran after the INSERT submitted behind it (%d rows)", p[0].ntuples);
+    ck_assert_int_eq(p[0].status, PGEV_ESERVER);
+    ck_assert_str_eq(p[0].sqlstate, "0A000");
+    /* Alone, it is re-sent transparently; the stale statement is gone. */
+    run_ok(conn, sel, &q);
+    ck_assert_int_eq(q.ntuples, 2);
+    ck_assert_int_le(prepared_with(conn, sel), 1);
+    pgev_conn_free(conn);
+    tu_assert_all_once(p, 2);
+}
+END_TEST
+
 static bool conn_closed(void *arg)
 {
     return pgev_conn_state(arg) == PGEV_CONN_CLOSED;
@@ -728,6 +763,7 @@ static Suite *stmtcache_suite(void)
     tcase_add_test(tc, full_cache_inside_batch_runs_unnamed);
     tcase_add_test(tc, names_are_digests_and_already_exists_is_success);
     tcase_add_test(tc, plain_begin_reports_invalidation_and_stale_is_closed_after);
+    tcase_add_test(tc, invalidation_retry_keeps_submission_order);
     tcase_add_test(tc, closed_connection_cache_is_empty);
     tcase_add_test(tc, cache_memory_is_bounded_in_bytes);
     suite_add_tcase(s, tc);
