@@ -238,7 +238,7 @@ typedef struct pgev_stmt pgev_stmt;
 typedef struct pgev_stmt_cache {
     int capacity;           /* 0: off */
     int count;
-    size_t bytes;           /* held by the entries: PGEV_STMT_CACHE_MAX_BYTES at most */
+    size_t bytes;           /* held by the buckets and entries: PGEV_STMT_CACHE_MAX_BYTES at most */
     int stale;              /* entries invalidated inside a transaction block */
     pgev_stmt **buckets;
     int nbuckets;           /* a power of two */

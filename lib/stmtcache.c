@@ -220,6 +220,7 @@ pgev_stmt_cache_init(pgev_stmt_cache *c, int capacity)
         return -1;
     c->nbuckets = n;
     c->capacity = capacity;
+    c->bytes = (size_t)n * sizeof(*c->buckets);    /* within PGEV_STMT_CACHE_MAX_BYTES too */
     return 0;
 }
 
@@ -236,6 +237,8 @@ pgev_stmt_cache_free(pgev_stmt_cache *c)
     pgev_stmt_cache_clear(c);
     free(c->buckets);
     c->buckets = NULL;
+    c->nbuckets = 0;
+    c->bytes = 0;
     c->capacity = 0;
 }
 
