@@ -750,6 +750,88 @@ START_TEST(pgbouncer_default_options_mixed_load)
 }
 END_TEST
 
+typedef struct pooled {
+    int64_t id;
+    int done_calls;
+    int status;
+    int shape, variant, v;
+    char param[16];
+    char value[32];
+    char message[256];
+} pooled;
+
+static void pooled_done(pgev_conn *conn, pgev_result *res, void *arg)
+{
+    (void)conn;
+    pooled *p = arg;
+    TU_CHECK(tu_in_call == 0, "pool callback inside the submitting call");
+    p->done_calls++;
+    TU_CHECK(p->done_calls == 1, "on_done ran %d times", p->done_calls);
+    p->status = pgev_result_status(res);
+    PGresult *pg = pgev_result_pg(res);
+    if (p->status == PGEV_OK && pg && PQntuples(pg) == 1)
+        snprintf(p->value, sizeof p->value, "%s", PQgetvalue(pg, 0, 0));
+    else if (p->status != PGEV_OK)
+        snprintf(p->message, sizeof p->message, "%s", pgev_error_message(pgev_result_error(res)));
+}
+
+static bool pooled_all_done(void *arg)
+{
+    pooled **span = arg;
+    for (pooled *p = span[0]; p < span[1]; p++)
+        if (p->id > 0 && p->done_calls == 0)
+            return false;
+    return true;
+}
+
+/* The same through a pgev_pool of 3 with DEFAULT options (its queries go
+ * to the least-loaded connection, pipelined). */
+START_TEST(pgbouncer_default_options_pool)
+{
+    if (!tu_have_cluster("starts PgBouncer beside it"))
+        return;
+    char *dsn = bouncer_dsn();
+    pgev_pool_options opts = { .min_conns = 3, .max_conns = 3 };
+    pgev_pool *pool = pgev_pool_new(tu_base, dsn, &opts);
+    ck_assert_ptr_nonnull(pool);
+    enum { N = 3000 };
+    static pooled p[N];
+    memset(p, 0, sizeof p);
+    for (int i = 0; i < N; i++) {
+        p[i].shape = i % SHAPES;
+        p[i].variant = (i / SHAPES) % VARIANTS;
+        p[i].v = i;
+        snprintf(p[i].param, sizeof p[i].param, "%d", i);
+        const char *values[1] = { p[i].param };
+        pgev_query_args args = { .sql = shape_sql(p[i].shape, p[i].variant), .nparams = 1,
+                                 .param_values = values, .on_done = pooled_done, .arg = &p[i] };
+        tu_in_call++;
+        p[i].id = pgev_pool_submit(pool, &args);
+        tu_in_call--;
+        ck_assert_int_gt(p[i].id, 0);
+    }
+    pooled *span[2] = { p, p + N };
+    tu_run_until(pooled_all_done, span, 60000, "the pool's queries");
+    int wrong = 0, errors = 0;
+    char first[512] = "";
+    for (int i = 0; i < N; i++) {
+        if (p[i].status != PGEV_OK) {
+            if (!errors++)
+                snprintf(first, sizeof first, "query %d: %s", i, p[i].message);
+        } else if (atol(p[i].value) != shape_expect(p[i].shape, p[i].variant, p[i].v)) {
+            if (!wrong++ && !first[0])
+                snprintf(first, sizeof first, "query %d (%s with %d): %s", i, shape_sql(p[i].shape, p[i].variant),
+                         p[i].v, p[i].value);
+        }
+    }
+    ck_assert_msg(wrong == 0 && errors == 0, "%d wrong results, %d errors; first: %s", wrong, errors, first);
+    tu_in_call++;
+    pgev_pool_free(pool);
+    tu_in_call--;
+    free(dsn);
+}
+END_TEST
+
 static Suite *stmtcache_suite(void)
 {
     Suite *s = suite_create("stmtcache");
@@ -769,6 +851,7 @@ static Suite *stmtcache_suite(void)
     suite_add_tcase(s, tc);
     tc = tu_tcase("pgbouncer", 120);
     tcase_add_test(tc, pgbouncer_default_options_mixed_load);
+    tcase_add_test(tc, pgbouncer_default_options_pool);
     suite_add_tcase(s, tc);
     return s;
 }
