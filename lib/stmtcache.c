@@ -73,7 +73,7 @@ enum {
     SESSION_OWN,            /* the connection's own: statements are named */
     SESSION_SHARED          /* a pooler's (or unknown for good): nothing is named */
 };
-#define SESSION_QUESTION "SELECT pg_backend_pid()"
+#define SESSION_QUESTION "SELECT pg_catalog.pg_backend_pid()"
 /* Failed answers (a cancel landing on the question, say) before the
  * cache gives up and stays off. */
 #define SESSION_TRIES 3
