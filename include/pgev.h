@@ -714,6 +714,14 @@ typedef void (*pgev_result_cb)(pgev_conn *conn, pgev_result *res, void *arg);
 #define PGEV_STMT_CACHE_OFF (-1)
 /** pgev_conn_options.stmt_cache_size: larger values are taken as this. */
 #define PGEV_STMT_CACHE_MAX 65536
+/** The longest SQL text (in bytes) the statement cache keeps: a longer one
+ * always runs unnamed, and the cache never copies it. */
+#define PGEV_STMT_CACHE_MAX_SQL 16384
+/** The most memory one connection's statement cache holds (its copies of
+ * SQL texts and parameter types, and its bookkeeping), whatever
+ * stmt_cache_size says: the least recently used statements are closed to
+ * stay under it. */
+#define PGEV_STMT_CACHE_MAX_BYTES (4 * 1024 * 1024)
 
 /**
  * Connection options. Zero-initialise and set what you need; every 0/NULL
@@ -771,22 +779,58 @@ typedef struct pgev_conn_options {
      * Statement cache: how many statements plain queries (pgev_conn_query(),
      * pgev_conn_query_params(), pgev_conn_submit() with sql) may keep
      * prepared on the server. The first time a given SQL text (with the
-     * same parameter count and types) is sent, pgev prepares it under a
-     * name of its own ("pgev_s1", ...) in the same round trip; afterwards
-     * it is executed by name, so the server parses and plans it once. The
-     * least recently used statement is closed on the server when a new one
-     * needs room (not inside an atomic batch or a transaction: there the
-     * query runs unnamed). The server losing a statement (26000: DISCARD,
-     * a pooler) or invalidating it (0A000 "cached plan must not change
-     * result type", after ALTER TABLE) is handled by preparing it again and
-     * sending the query once more, when that is safe: an isolated query
-     * outside a pgev transaction, before any row was delivered; otherwise
-     * the error is reported. A successful DISCARD ALL or DEALLOCATE ALL
-     * empties the cache. Inside a transaction opened with plain SQL
-     * (BEGIN as a query) such an error aborts it as any error would.
+     * same parameter count and types) is sent, pgev prepares it in the same
+     * round trip under a name that is a digest of what it means ("pgev_"
+     * and the 128-bit FNV-1a hash of the text and parameter types, in hex:
+     * the same on every connection, never the same for two statements);
+     * afterwards it is executed by name, so the server parses and plans it
+     * once. The least recently used statement is closed on the server when
+     * a new one needs room (not inside an atomic batch or a transaction
+     * block: there the query runs unnamed). Besides this count, the cache
+     * holds at most PGEV_STMT_CACHE_MAX_BYTES per connection, and never a
+     * text longer than PGEV_STMT_CACHE_MAX_SQL (such a query runs unnamed).
+     *
+     * Behind a pooler: statements are named only on a connection that
+     * reaches a server session of its own. With its first cacheable query
+     * pgev asks the server for pg_backend_pid() and compares it with the
+     * process id libpq received at connect (PQbackendPID()); until the
+     * answer is in, queries run unnamed. A pooler that shares server
+     * sessions between clients (PgBouncer in transaction or statement mode,
+     * and others) hands out cancel keys of its own, so the two differ: the
+     * cache then names nothing for the connection's lifetime and
+     * pgev_conn_stmt_cache_count() stays 0, so no statement of one client
+     * can be found, missing or stale on a session another client uses.
+     * This is safe with the default options; bench/RESULTS.md has the
+     * measurements behind that choice. (PgBouncer in session mode is
+     * treated the same way, at the price of parsing every query.)
+     *
+     * When the server loses a statement (26000: DEALLOCATE by hand),
+     * already has it (42P05: a Close that could not be sent) or invalidates
+     * it (0A000 "cached plan must not change result type", after ALTER
+     * TABLE), the error came before the statement ran, and the query is
+     * sent again once, unnamed, when the application cannot tell: an
+     * isolated query outside a transaction block (whoever opened it: a
+     * pgev_txn or BEGIN sent as a query), before any row was delivered,
+     * with no query sent after it whose result is still to come (or flagged
+     * PGEV_QUERY_READONLY, whose order does not matter). Otherwise the
+     * server's error is reported; a statement invalidated inside a block
+     * is closed by the first isolated query sent after the block. A
+     * successful DISCARD ALL or DEALLOCATE ALL empties the cache; so does
+     * the end of the connection. pgev follows the transaction block from
+     * libpq's status when nothing is in flight and otherwise from the
+     * BEGIN/START and COMMIT/END/ROLLBACK/ABORT/PREPARE TRANSACTION
+     * statements sent as queries; a block opened by executing a statement
+     * you prepared yourself (pgev_conn_execute()) is seen only once the
+     * pipeline is idle. Names "pgev_" followed by 32 hex digits are
+     * reserved for the cache.
+     *
+     * Each connection of a pool has its own cache: a statement invalidated
+     * on one connection is dropped there; every other connection meets
+     * the 0A000 once, on its next use of the statement, and handles it
+     * the same way.
+     *
      * 0: PGEV_DEFAULT_STMT_CACHE_SIZE; PGEV_STMT_CACHE_OFF (negative) turns
-     * it off, as needed behind PgBouncer in transaction mode, where
-     * consecutive queries may reach different server sessions.
+     * it off.
      */
     int stmt_cache_size;
     /**
@@ -902,8 +946,9 @@ PGEV_API struct event_base *pgev_conn_base(const pgev_conn *conn);
 
 /**
  * Statements the connection's statement cache holds now (prepared, or
- * being prepared, on the server); 0 for NULL or a connection without a
- * cache. See pgev_conn_options.stmt_cache_size.
+ * being prepared, on the server); 0 for NULL, a connection without a
+ * cache, one behind a pooler that shares server sessions, and one that is
+ * closed or lost. See pgev_conn_options.stmt_cache_size.
  */
 PGEV_API int pgev_conn_stmt_cache_count(const pgev_conn *conn);
 
@@ -1684,7 +1729,9 @@ typedef struct pgev_pool_options {
     int standby_max_conns;
     /** Each connection's statement cache (see
      * pgev_conn_options.stmt_cache_size): 0 for the default size,
-     * PGEV_STMT_CACHE_OFF behind PgBouncer in transaction mode. */
+     * PGEV_STMT_CACHE_OFF for none. The default is safe behind PgBouncer
+     * in transaction mode: the cache detects the shared server sessions
+     * and names nothing there. */
     int stmt_cache_size;
     /** The resolver for every connection's host names (see
      * pgev_conn_options.evdns_base); NULL: each connection its own.

@@ -102,6 +102,7 @@ close_pg(pgev_conn *conn)
         PQfinish(conn->pg);
         conn->pg = NULL;
     }
+    pgev_stmt_session_ended(conn);  /* its statements went with the session */
 }
 
 /*

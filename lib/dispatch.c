@@ -590,7 +590,7 @@ pgev_read_results(pgev_conn *conn)
             /* The Parse of a statement the cache prepared is in; the
              * execution's results follow. */
             node->prepare_pending = false;
-            pgev_stmt_parsed(conn, node->stmt_name, node->status == PGEV_OK);
+            pgev_stmt_parsed(conn, node);
             pgev_stream_head(conn);
             continue;
         }

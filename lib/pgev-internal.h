@@ -87,11 +87,11 @@ enum pgev_node_kind {
     PGEV_NODE_EXECUTE,  /* PQsendQueryPrepared */
     PGEV_NODE_SYNC,     /* PQpipelineSync ending an atomic batch */
     PGEV_NODE_COPY,     /* PQsendQuery of a COPY, outside pipeline mode (copy.c) */
-    PGEV_NODE_CLOSE     /* closes an evicted cached statement (stmtcache.c); internal */
+    PGEV_NODE_CLOSE     /* closes an evicted or stale cached statement (stmtcache.c); internal */
 };
 
-/* Room for "pgev_s" and a 64-bit counter. */
-#define PGEV_STMT_NAME_MAX 28
+/* Room for "pgev_" and a 128-bit digest in hex (stmtcache.c). */
+#define PGEV_STMT_NAME_MAX 38
 
 typedef struct pgev_node pgev_node;
 typedef struct pgev_timer pgev_timer;
@@ -144,7 +144,11 @@ struct pgev_node {
     bool cacheable;         /* a plain query the cache may prepare */
     bool in_txn;            /* submitted by a transaction (txn.c) */
     bool prepare_pending;   /* its Parse's results come first */
-    bool cache_retried;     /* already re-sent once after 26000/0A000 */
+    bool cache_retried;     /* already re-sent once after 26000/0A000/42P05 */
+    bool in_block;          /* sent while the session was (as far as pgev can
+                             * tell) inside a transaction block (stmtcache.c) */
+    bool internal;          /* pgev's own query (stmtcache.c): counts in no
+                             * queue length or window */
     char stmt_name[PGEV_STMT_NAME_MAX]; /* the cached statement it used (or closes); "" if none */
     pgev_result_cb on_rows;
     pgev_result_cb on_done;
@@ -181,7 +185,7 @@ typedef struct pgev_fifo {
 static inline bool
 pgev_node_counts(const pgev_node *n)
 {
-    return n->kind != PGEV_NODE_SYNC && n->kind != PGEV_NODE_CLOSE;
+    return n->kind != PGEV_NODE_SYNC && n->kind != PGEV_NODE_CLOSE && !n->internal;
 }
 
 static inline void
@@ -254,10 +258,15 @@ typedef struct pgev_stmt pgev_stmt;
 typedef struct pgev_stmt_cache {
     int capacity;           /* 0: off */
     int count;
+    size_t bytes;           /* held by the buckets and entries: PGEV_STMT_CACHE_MAX_BYTES at most */
+    int stale;              /* entries invalidated inside a transaction block */
     pgev_stmt **buckets;
     int nbuckets;           /* a power of two */
     pgev_stmt *newest, *oldest;
-    uint64_t next_id;       /* statement names are pgev_s<id> */
+    int session;            /* whose server session this is (stmtcache.c) */
+    int session_asked;      /* times the server was asked */
+    bool in_block;          /* what was sent so far leaves the session in a
+                             * transaction block (as far as pgev can tell) */
 } pgev_stmt_cache;
 
 /* ------------------------------------------------------------------------
@@ -604,14 +613,18 @@ void pgev_stmt_cache_clear(pgev_stmt_cache *c);
 void pgev_stmt_cache_free(pgev_stmt_cache *c);
 /* At send: finds or makes the node's cached statement (its name goes to
  * node->stmt_name; *parse says whether to send the Parse first). False:
- * send it unnamed. May send the Close of an evicted statement first. */
+ * send it unnamed. May send the Close of an evicted statement, or the
+ * cache's question about the server session, first. */
 bool pgev_stmt_prepare_for_send(pgev_conn *conn, pgev_node *node, bool *parse);
-/* The Parse of cached statement `name` came back: it is ready, or (!ok)
- * dropped. */
-void pgev_stmt_parsed(pgev_conn *conn, const char *name, bool ok);
-/* Drops the cache entry `name` (if still there); close: also close it on
- * the server, before anything pending (queued on the resend FIFO). */
-void pgev_stmt_forget(pgev_conn *conn, const char *name, bool close);
+/* The Parse of the node's cached statement came back: it is ready (also
+ * after 42P05), or dropped. */
+void pgev_stmt_parsed(pgev_conn *conn, pgev_node *node);
+/* At send of every query node while the cache is on (before
+ * pgev_stmt_prepare_for_send): follows the session's transaction block
+ * (node->in_block) and closes stale statements when it may. */
+void pgev_stmt_sending(pgev_conn *conn, pgev_node *node);
+/* conn.c: the server session ended (closed or lost): the cache empties. */
+void pgev_stmt_session_ended(pgev_conn *conn);
 /* At completion of a node that used a cached statement: handles a lost or
  * stale statement; true when the node was queued to be sent again. */
 bool pgev_stmt_completed(pgev_conn *conn, pgev_node *node);

@@ -262,6 +262,8 @@ send_node(pgev_conn *conn, pgev_node *node)
     bool parse = false;
     switch (node->kind) {
     case PGEV_NODE_QUERY:
+        if (conn->stmts.capacity > 0)
+            pgev_stmt_sending(conn, node);     /* transaction-block state (stmtcache.c) */
         /* A query sent again because its cached statement was lost goes
          * unnamed: it then reports the server's own error, if any. */
         if (node->cacheable && !node->cache_retried && conn->stmts.capacity > 0 &&
