@@ -704,6 +704,80 @@ typedef void (*pgev_notice_cb)(pgev_conn *conn, const pgev_error *notice, void *
  */
 typedef void (*pgev_result_cb)(pgev_conn *conn, pgev_result *res, void *arg);
 
+/* ------------------------------------------------------------------------
+ * Tracing
+ * ------------------------------------------------------------------------ */
+
+typedef struct pgev_pool pgev_pool;
+
+/** What a trace record reports (pgev_trace.event). */
+typedef enum pgev_trace_event {
+    /** A query was accepted: reported inside the submit call, before it
+     * returns (and for a pool query, when a connection takes it). */
+    PGEV_TRACE_QUERY_START = 1,
+    /** A query completed: reported right before its on_done runs, with the
+     * outcome on_done gets. */
+    PGEV_TRACE_QUERY_END,
+    /** A connection is up (status PGEV_OK) or could not be made. */
+    PGEV_TRACE_CONNECT,
+    /** A connection that was up ended (status PGEV_OK for a close). */
+    PGEV_TRACE_DISCONNECT,
+    /** A pool acquire was granted (status PGEV_OK) or failed; duration_us
+     * is the wait. */
+    PGEV_TRACE_POOL_ACQUIRE,
+    /** An acquired connection went back to its pool. */
+    PGEV_TRACE_POOL_RELEASE,
+    /** The pool added a connection (it is up). */
+    PGEV_TRACE_POOL_CONN_OPEN,
+    /** The pool closed a connection, or lost it. */
+    PGEV_TRACE_POOL_CONN_CLOSE
+} pgev_trace_event;
+
+/**
+ * One trace record, borrowed for the duration of the trace callback (copy
+ * what you keep). Fields that do not apply to an event are 0 or NULL.
+ */
+typedef struct pgev_trace {
+    pgev_trace_event event;
+    /** The connection (NULL for pool events that have none). */
+    pgev_conn *conn;
+    /** The pool, for a pool's events and its connections' (else NULL). */
+    pgev_pool *pool;
+    /** QUERY_*: the query's id on its connection (what pgev_conn_submit()
+     * returned; a pool query has its own id on the connection too). */
+    int64_t query_id;
+    /** QUERY_*: the SQL text, or the prepared statement's name (NULL for a
+     * COPY at its end: its text is not kept while it runs). */
+    const char *sql;
+    /** QUERY_*: how many parameters it has. */
+    int nparams;
+    /** QUERY_END: executed by a statement the cache had prepared already
+     * (no Parse was sent for it). */
+    bool cache_hit;
+    /** QUERY_END: microseconds from the submit to the completion;
+     * POOL_ACQUIRE: the wait. */
+    int64_t duration_us;
+    /** QUERY_END: rows returned (pgev_result_rows()). */
+    int64_t rows;
+    /** QUERY_END, CONNECT, DISCONNECT, POOL_ACQUIRE, POOL_CONN_CLOSE:
+     * PGEV_OK or the error's pgev_status. */
+    int status;
+    /** The server's SQLSTATE when status is an error it sent, else "". */
+    const char *sqlstate;
+    /** The error message when status is an error, else NULL. */
+    const char *message;
+    /** The backend's process id, 0 when unknown. */
+    int backend_pid;
+} pgev_trace;
+
+/**
+ * Trace callback (pgev_conn_options.on_trace, pgev_pool_options.on_trace):
+ * optional; when unset, tracing costs nothing. It runs on the loop's thread
+ * (QUERY_START inside the submit call) and must not call pgev functions on
+ * the connection or pool it reports about: log, count, measure.
+ */
+typedef void (*pgev_trace_cb)(const pgev_trace *trace, void *arg);
+
 /** Defaults used when a pgev_conn_options field is 0. */
 #define PGEV_DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define PGEV_DEFAULT_MAX_PENDING 100000
@@ -846,6 +920,11 @@ typedef struct pgev_conn_options {
      * evdns_base then).
      */
     struct evdns_base *evdns_base;
+    /** Tracing (see pgev_trace_cb): query start and end, connect and
+     * disconnect. NULL: off, at no cost. */
+    pgev_trace_cb on_trace;
+    /** User data for on_trace. */
+    void *trace_arg;
 } pgev_conn_options;
 
 /**
@@ -1747,6 +1826,12 @@ typedef struct pgev_pool_options {
      * acquires): it takes no new work once reached and is closed when
      * idle. 0: no limit. */
     int64_t max_uses;
+    /** Tracing (see pgev_trace_cb): the pool's acquire, release and
+     * connection open/close, and every query, connect and disconnect of
+     * its connections (pgev_trace.pool set). NULL: off, at no cost. */
+    pgev_trace_cb on_trace;
+    /** User data for on_trace. */
+    void *trace_arg;
 } pgev_pool_options;
 
 /**

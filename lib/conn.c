@@ -188,6 +188,9 @@ fail_continue(pgev_conn *conn)
      * run) promises that neither connection callback follows it. */
     if (conn->free_requested)
         return;
+    if (conn->on_trace && notify)
+        pgev_trace_conn(conn, notify == FAIL_NOTIFY_CONNECT ? PGEV_TRACE_CONNECT : PGEV_TRACE_DISCONNECT,
+                        &conn->error);
     if (notify == FAIL_NOTIFY_CONNECT) {
         if (conn->on_connect)
             conn->on_connect(conn, &conn->error, conn->arg);
@@ -207,6 +210,8 @@ pgev_conn_maybe_closed(pgev_conn *conn)
         return;
     close_pg(conn);
     conn_set_state(conn, PGEV_CONN_CLOSED);
+    if (conn->on_trace)
+        pgev_trace_conn(conn, PGEV_TRACE_DISCONNECT, NULL);
     if (conn->on_disconnect)
         conn->on_disconnect(conn, NULL, conn->arg);
 }
@@ -269,6 +274,7 @@ connected(pgev_conn *conn)
     connect_cleanup(conn);
     conn->want_write = false;
     conn->connected = true;
+    conn->backend_pid = PQbackendPID(conn->pg);
     /* A close requested while connecting has left us CLOSING: drain. */
     if (conn->state == PGEV_CONN_CONNECTING)
         conn_set_state(conn, PGEV_CONN_READY);
@@ -278,6 +284,8 @@ connected(pgev_conn *conn)
      * on_disconnect, which must never precede it. Queries submitted while
      * connecting are pending already, so anything on_connect submits
      * queues behind them; the pump below sends them in that order. */
+    if (conn->on_trace)
+        pgev_trace_conn(conn, PGEV_TRACE_CONNECT, NULL);
     if (conn->on_connect)
         conn->on_connect(conn, NULL, conn->arg);
     if (conn->free_requested || conn->state == PGEV_CONN_FAILED)
@@ -562,6 +570,8 @@ pgev_conn_new(struct event_base *base, const char *conninfo, const pgev_conn_opt
     conn->on_connect = opts->on_connect;
     conn->on_disconnect = opts->on_disconnect;
     conn->on_notice = opts->on_notice;
+    conn->on_trace = opts->on_trace;
+    conn->trace_arg = opts->trace_arg;
     conn->arg = opts->arg;
     conn->loop = pgev_loop_new(base, conn, on_io, on_timeout, on_deferred);
     if (!conn->loop) {

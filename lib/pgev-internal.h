@@ -125,6 +125,8 @@ struct pgev_node {
     int timeout_ms;
     pgev_timer *deadline;   /* NULL without a timeout */
     int64_t deadline_at_ms; /* when it is due (monotonic), with `deadline` */
+    int64_t trace_start_us; /* tracing on: when it was submitted (monotonic) */
+    bool cache_hit;         /* executed by a cached statement, without a Parse */
     bool keep_payload;      /* re-sendable (PGEV_QUERY_READONLY): payload kept while in flight */
     bool collateral;        /* failed 57014 from a cancel meant for an earlier query */
     bool cancel_exposed;    /* in flight while a cancel request went out: a 57014
@@ -501,6 +503,9 @@ struct pgev_conn {
     pgev_conn_cb on_disconnect;
     pgev_notice_cb on_notice;
     void *arg;
+    pgev_trace_cb on_trace; /* NULL: tracing off (and free) */
+    int backend_pid;        /* PQbackendPID() once connected, kept after close */
+    void *trace_arg;
 
     pgev_error broken_error; /* why, when `broken` */
     pgev_error error;       /* connection-level error */
@@ -528,6 +533,8 @@ bool pgev_flush(pgev_conn *conn);
 /* The one place a request's on_done runs (the trampoline): exactly once
  * per node, asserted; `finished` records that it ran. */
 void pgev_node_call_done(pgev_conn *conn, pgev_node *node, pgev_result *res);
+/* Tracing (query.c): a connection event; the end of a query. */
+void pgev_trace_conn(pgev_conn *conn, pgev_trace_event event, const pgev_error *err);
 /* Completes a node's callback with the given status and error (no result). */
 void pgev_node_complete_error(pgev_conn *conn, pgev_node *node, int code, const pgev_error *err);
 /* Fails every outstanding node with code/err, now (pgev_conn_free()). */

@@ -71,11 +71,74 @@ pgev_nodes_free_all(pgev_conn *conn)
     conn->free_count = 0;
 }
 
+/* ---- tracing ------------------------------------------------------------ */
+
+static int64_t
+monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void
+pgev_trace_conn(pgev_conn *conn, pgev_trace_event event, const pgev_error *err)
+{
+    pgev_trace t = {
+        .event = event,
+        .conn = conn,
+        .status = err ? err->code : PGEV_OK,
+        .sqlstate = err && err->sqlstate ? err->sqlstate : "",
+        .message = err ? pgev_error_message(err) : NULL,
+        .backend_pid = conn->backend_pid,
+    };
+    conn->on_trace(&t, conn->trace_arg);
+}
+
+static void
+trace_query_start(pgev_conn *conn, pgev_node *node)
+{
+    node->trace_start_us = monotonic_us();
+    pgev_trace t = {
+        .event = PGEV_TRACE_QUERY_START,
+        .conn = conn,
+        .query_id = node->id,
+        .sql = node->sql,
+        .nparams = node->nparams,
+        .sqlstate = "",
+        .backend_pid = conn->backend_pid,
+    };
+    conn->on_trace(&t, conn->trace_arg);
+}
+
+static void
+trace_query_end(pgev_conn *conn, const pgev_node *node, const pgev_result *res)
+{
+    const pgev_error *err = res->error;
+    pgev_trace t = {
+        .event = PGEV_TRACE_QUERY_END,
+        .conn = conn,
+        .query_id = node->id,
+        .sql = node->sql,
+        .nparams = node->nparams,
+        .cache_hit = node->cache_hit,
+        .duration_us = monotonic_us() - node->trace_start_us,
+        .rows = res->rows,
+        .status = res->status,
+        .sqlstate = err && err->sqlstate ? err->sqlstate : "",
+        .message = err ? pgev_error_message(err) : NULL,
+        .backend_pid = conn->backend_pid,
+    };
+    conn->on_trace(&t, conn->trace_arg);
+}
+
 void
 pgev_node_call_done(pgev_conn *conn, pgev_node *node, pgev_result *res)
 {
     assert(!node->finished);
     node->finished = true;
+    if (conn->on_trace && node->trace_start_us)
+        trace_query_end(conn, node, res);
     if (node->on_done)
         node->on_done(conn, res, node->arg);
 }
@@ -274,6 +337,7 @@ send_node(pgev_conn *conn, pgev_node *node)
                  PQsendQueryPrepared(conn->pg, node->stmt_name, node->nparams, node->param_values,
                                      node->param_lengths, node->param_formats, node->result_format);
             node->prepare_pending = parse;
+            node->cache_hit = !parse;
         } else {
             node->stmt_name[0] = '\0';
             ok = PQsendQueryParams(conn->pg, node->sql, node->nparams, node->param_types,
@@ -1258,7 +1322,8 @@ pgev_submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_arg
     node->cacheable = kind == PGEV_NODE_QUERY && conn->stmts.capacity > 0 &&
                       !(args->flags & PGEV_QUERY_NOCACHE);
     node->in_txn = conn->txn_submitting != PGEV_TXN_SUBMIT_NONE;
-    node->keep_payload = readonly || node->cacheable;
+    /* Tracing reports the SQL text at the end too: it is kept. */
+    node->keep_payload = readonly || node->cacheable || conn->on_trace;
     /* Isolated read-only queries share Sync segments: one Sync (and, on
      * libpq < 17, one send()) per burst instead of per query. A failure
      * aborts the rest of its segment; those queries never ran and are
@@ -1280,6 +1345,8 @@ pgev_submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_arg
         }
     }
     node->copy = copy;
+    if (conn->on_trace && !node->internal)
+        trace_query_start(conn, node);
     place(conn, node, held, send_now);
     return node->id;
 }

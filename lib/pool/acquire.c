@@ -21,6 +21,8 @@ pool_waiter_fail(pool_waiter *w, pgev_pool *pool, int code, const char *fmt, ...
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     pgev_error_set(&err, code, "%s", msg);
+    if (pool->on_trace)
+        pool_trace(pool, PGEV_TRACE_POOL_ACQUIRE, NULL, code, &err, (int64_t)(pool_now_us() - w->created_us));
     pgev_pool_acquire_cb cb = w->cb;
     void *arg = w->arg;
     free(w);
@@ -240,6 +242,8 @@ pgev_pool_release(pgev_pool *pool, pgev_conn *conn, int64_t acquire_id)
     }
     slot->lease = 0;
     pool_kick(pool);
+    if (pool->on_trace)
+        pool_trace(pool, PGEV_TRACE_POOL_RELEASE, conn, PGEV_OK, NULL, 0);
     /* Nothing of the borrower's reaches the next one: its notification
      * callbacks go now (the server side is unsubscribed by the reset). */
     slot->unlisten_wanted = pgev_conn_drop_listeners(conn) > 0;
@@ -356,6 +360,9 @@ pool_grant_waiters(pgev_pool *pool, uint64_t now)
         slot->uses++;
         pool->stats.acquires++;
         pool_lat_add(&pool->acquire_wait, pool_now_us() - w->created_us);
+        if (pool->on_trace)
+            pool_trace(pool, PGEV_TRACE_POOL_ACQUIRE, slot->conn, PGEV_OK, NULL,
+                       (int64_t)(pool_now_us() - w->created_us));
         pgev_pool_acquire_cb cb = w->cb;
         void *arg = w->arg;
         free(w);

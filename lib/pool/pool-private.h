@@ -69,6 +69,8 @@ struct pool_slot {
     int64_t uses;               /* pool queries and acquires it took (max_uses) */
     uint64_t generation;        /* pool->generation when it was opened (pgev_pool_reset) */
     bool lost;                  /* ACQUIRED: the connection died while held */
+    bool opened;                /* it connected (traced: POOL_CONN_OPEN) */
+    int end_status;             /* PGEV_ECONNLOST when lost, for the trace */
     bool standby;               /* a standby_conninfo connection: read-only queries only */
     bool refusing;              /* its connection refused a submit (broken, about to fail) */
     bool checking;              /* READY, running the health check: takes nothing */
@@ -142,6 +144,8 @@ struct pgev_pool {
     char *standby_conninfo;     /* NULL: no standbys */
     int standby_min_conns, standby_max_conns;
     pgev_pool_init_cb on_conn_init;
+    pgev_trace_cb on_trace;     /* NULL: tracing off */
+    void *trace_arg;
     void *arg;
 
     pool_slot *slots;
@@ -271,5 +275,11 @@ void pool_txn_conn_freed(pgev_pool_txn *ptx);
 
 void pool_lat_add(lat_hist *h, uint64_t us);
 double pool_lat_percentile(const lat_hist *h, double q);
+
+/* Tracing (stats.c): one of the pool's own events. */
+void pool_trace(pgev_pool *pool, pgev_trace_event event, pgev_conn *conn, int status, const pgev_error *err,
+                int64_t duration_us);
+/* The connections' on_trace: their records, with the pool added. */
+void pool_conn_trace(const pgev_trace *trace, void *arg);
 
 #endif /* PGEV_POOL_PRIVATE_H */

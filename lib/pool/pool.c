@@ -252,6 +252,8 @@ pgev_pool_new(struct event_base *base, const char *conninfo, const pgev_pool_opt
     pool->max_uses = opts->max_uses;
     pool->refs = 1;     /* the application's, until pgev_pool_free() */
     pool->on_conn_init = opts->on_conn_init;
+    pool->on_trace = opts->on_trace;
+    pool->trace_arg = opts->trace_arg;
     pool->arg = opts->arg;
     pool->rng = pool_now_ms() ^ (uint64_t)(uintptr_t)pool ^ 0x9e3779b97f4a7c15ull;
     if (pool->rng == 0)

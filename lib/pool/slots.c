@@ -164,6 +164,9 @@ on_conn_connect(pgev_conn *conn, const pgev_error *err, void *arg)
             pool->last_conn_error[0] = '\0';
         }
         slot->last_used_ms = now;
+        slot->opened = true;
+        if (pool->on_trace)
+            pool_trace(pool, PGEV_TRACE_POOL_CONN_OPEN, conn, PGEV_OK, NULL, 0);
         if (pool->on_conn_init) {
             pool_slot_set_state(slot, SLOT_INIT);
             slot->created_ms = now; /* the init deadline counts from here */
@@ -192,11 +195,13 @@ on_conn_disconnect(pgev_conn *conn, const pgev_error *err, void *arg)
     case SLOT_ACQUIRED:
         /* The user still holds the pointer: freed on release. */
         pool->stats.conns_lost++;
+        slot->end_status = PGEV_ECONNLOST;
         pool_note_conn_error(pool, conn, err);
         slot->lost = true;
         return;
     default:
         pool->stats.conns_lost++;
+        slot->end_status = PGEV_ECONNLOST;
         pool_note_conn_error(pool, conn, err);
         pool_slot_retire(slot);
         return;
@@ -227,6 +232,8 @@ pool_slot_open(pgev_pool *pool, uint64_t now, bool standby)
         .on_connect = on_conn_connect,
         .on_disconnect = on_conn_disconnect,
         .arg = slot,
+        .on_trace = pool->on_trace ? pool_conn_trace : NULL,
+        .trace_arg = pool,
     };
     slot->conn = pgev_conn_new(pool->base, standby ? pool->standby_conninfo : pool->conninfo, &copts);
     if (!slot->conn) {
@@ -249,6 +256,8 @@ void
 pool_slot_reap(pgev_pool *pool, pool_slot *slot)
 {
     pgev_conn *conn = slot->conn;
+    if (slot->opened && pool->on_trace)
+        pool_trace(pool, PGEV_TRACE_POOL_CONN_CLOSE, conn, slot->end_status, NULL, 0);
     slot->conn = NULL;
     pgev_conn_free(conn); /* may complete user queries (init hook, acquired misuse) */
     if (slot->prev)

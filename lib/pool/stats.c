@@ -94,3 +94,31 @@ pgev_pool_stats(const pgev_pool *pool, pgev_pool_stats_t *out)
     out->acquire_wait_p99_us = pool_lat_percentile(&pool->acquire_wait, 0.99);
     return PGEV_OK;
 }
+
+/* ---- tracing ------------------------------------------------------------ */
+
+void
+pool_trace(pgev_pool *pool, pgev_trace_event event, pgev_conn *conn, int status, const pgev_error *err,
+           int64_t duration_us)
+{
+    pgev_trace t = {
+        .event = event,
+        .conn = conn,
+        .pool = pool,
+        .duration_us = duration_us,
+        .status = status,
+        .sqlstate = err && pgev_error_sqlstate(err) ? pgev_error_sqlstate(err) : "",
+        .message = err ? pgev_error_message(err) : NULL,
+        .backend_pid = conn && pgev_conn_pg(conn) ? PQbackendPID(pgev_conn_pg(conn)) : 0,
+    };
+    pool->on_trace(&t, pool->trace_arg);
+}
+
+void
+pool_conn_trace(const pgev_trace *trace, void *arg)
+{
+    pgev_pool *pool = arg;
+    pgev_trace t = *trace;
+    t.pool = pool;
+    pool->on_trace(&t, pool->trace_arg);
+}
