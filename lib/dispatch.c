@@ -20,9 +20,6 @@
  * connection (a long stream, a deep pipeline) cannot starve the others. */
 #define RESULTS_PER_TURN 1024
 
-/* Rows per chunk when libpq has chunked-rows mode (17+). */
-#define STREAM_CHUNK_ROWS 256
-
 static void
 lost(pgev_conn *conn, const pgev_error *why)
 {
@@ -37,7 +34,10 @@ lost_from_conn(pgev_conn *conn)
     lost(conn, &err);
 }
 
-/* Streaming: single-row mode (libpq < 17) or chunks. libpq accepts it
+/* Streaming: single-row mode, or chunks when the query asked for them
+ * (stream_chunk_rows > 1) and libpq has them (17+). libpq hands a chunk
+ * over only when it is full or the result ends, so a slow producer's rows
+ * would wait: single rows stay the default. libpq accepts either mode
  * only for its current query and before it has parsed any of that query's
  * results, and every PQconsumeInput() parses: so it is chosen as soon as
  * the query becomes current, when it is sent to an idle pipeline or when
@@ -53,10 +53,12 @@ pgev_stream_head(pgev_conn *conn)
         return;
     node->row_mode_set = true;
 #ifdef HAVE_PQSETCHUNKEDROWSMODE
-    (void)PQsetChunkedRowsMode(conn->pg, STREAM_CHUNK_ROWS);
-#else
-    (void)PQsetSingleRowMode(conn->pg);
+    if (node->chunk_rows > 1) {
+        (void)PQsetChunkedRowsMode(conn->pg, node->chunk_rows);
+        return;
+    }
 #endif
+    (void)PQsetSingleRowMode(conn->pg);
 }
 
 /* Severity FATAL or PANIC: the server ends the session after this error. */
@@ -169,7 +171,7 @@ pgev_complete_query(pgev_conn *conn, pgev_node *node)
         .rows = node->on_rows || node->kind == PGEV_NODE_COPY ? node->rows
               : node->result ? PQntuples(node->result) : 0,
         .pg = pg,
-        .tag_source = node->result,
+        .tag_source = node->chunk_tag ? node->chunk_tag : node->result,
         .error = errp,
     };
     if (node->on_done)
@@ -220,10 +222,18 @@ static bool
 query_result(pgev_conn *conn, pgev_node *node, PGresult *res)
 {
     switch (PQresultStatus(res)) {
-    case PGRES_SINGLE_TUPLE:
 #ifdef HAVE_PQSETCHUNKEDROWSMODE
     case PGRES_TUPLES_CHUNK:
+        /* libpq 17/18 attach the command tag to a last, partly filled
+         * chunk and leave the final result's tag empty: keep a row-less
+         * copy (PQcopyResult copies the tag) for the completion. */
+        if (PQcmdStatus(res)[0] != '\0') {
+            PQclear(node->chunk_tag);
+            node->chunk_tag = PQcopyResult(res, 0);
+        }
 #endif
+        /* fall through */
+    case PGRES_SINGLE_TUPLE:
         if (node->on_rows && node->status == PGEV_OK && !node->finished) {
             deliver_rows(conn, node, res);
             return !conn->free_requested;
@@ -235,6 +245,11 @@ query_result(pgev_conn *conn, pgev_node *node, PGresult *res)
     case PGRES_EMPTY_QUERY:
         PQclear(node->result);
         node->result = res;
+        if (node->chunk_tag && PQcmdStatus(res)[0] != '\0') {
+            /* A libpq that puts the tag where it belongs. */
+            PQclear(node->chunk_tag);
+            node->chunk_tag = NULL;
+        }
         return true;
     case PGRES_FATAL_ERROR:
         if (is_fatal(res) || PQstatus(conn->pg) == CONNECTION_BAD) {
