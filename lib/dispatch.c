@@ -171,7 +171,7 @@ pgev_complete_query(pgev_conn *conn, pgev_node *node)
         .rows = node->on_rows || node->kind == PGEV_NODE_COPY ? node->rows
               : node->result ? PQntuples(node->result) : 0,
         .pg = pg,
-        .tag_source = node->chunk_tag ? node->chunk_tag : node->result,
+        .tag_source = node->result,
         .error = errp,
     };
     if (node->on_done)
@@ -225,11 +225,12 @@ query_result(pgev_conn *conn, pgev_node *node, PGresult *res)
 #ifdef HAVE_PQSETCHUNKEDROWSMODE
     case PGRES_TUPLES_CHUNK:
         /* libpq 17/18 attach the command tag to a last, partly filled
-         * chunk and leave the final result's tag empty: keep a row-less
-         * copy (PQcopyResult copies the tag) for the completion. */
+         * chunk and leave the final result's tag empty: a row-less copy
+         * (PQcopyResult copies the tag and, asked, the columns) stands in
+         * for the final result. Without memory for it the tag stays "". */
         if (PQcmdStatus(res)[0] != '\0') {
             PQclear(node->chunk_tag);
-            node->chunk_tag = PQcopyResult(res, 0);
+            node->chunk_tag = PQcopyResult(res, PG_COPYRES_ATTRS);
         }
 #endif
         /* fall through */
@@ -243,13 +244,17 @@ query_result(pgev_conn *conn, pgev_node *node, PGresult *res)
     case PGRES_TUPLES_OK:
     case PGRES_COMMAND_OK:
     case PGRES_EMPTY_QUERY:
-        PQclear(node->result);
-        node->result = res;
-        if (node->chunk_tag && PQcmdStatus(res)[0] != '\0') {
-            /* A libpq that puts the tag where it belongs. */
-            PQclear(node->chunk_tag);
+        if (node->chunk_tag) {
+            if (PQcmdStatus(res)[0] == '\0') {
+                PQclear(res);
+                res = node->chunk_tag;
+            } else {
+                PQclear(node->chunk_tag);   /* a libpq that puts the tag where it belongs */
+            }
             node->chunk_tag = NULL;
         }
+        PQclear(node->result);
+        node->result = res;
         return true;
     case PGRES_FATAL_ERROR:
         if (is_fatal(res) || PQstatus(conn->pg) == CONNECTION_BAD) {

@@ -464,13 +464,26 @@ START_TEST(steal_in_row_callback)
 }
 END_TEST
 
-/* The largest delivery one query's row callback saw. */
+/* The largest delivery one query's row callback saw, and the columns of
+ * its completion result. */
+typedef struct delivery_rec {
+    int largest;
+    int completion_columns;
+} delivery_rec;
+
 static void record_largest_delivery(pgev_conn *c, pgev_result *res, tu_query *q)
 {
     (void)c;
-    int *largest = q->user;
-    if (pgev_result_rows(res) > *largest)
-        *largest = (int)pgev_result_rows(res);
+    delivery_rec *rec = q->user;
+    if (pgev_result_rows(res) > rec->largest)
+        rec->largest = (int)pgev_result_rows(res);
+}
+
+static void record_completion_columns(pgev_conn *c, pgev_result *res, tu_query *q)
+{
+    (void)c;
+    delivery_rec *rec = q->user;
+    rec->completion_columns = pgev_result_pg(res) ? PQnfields(pgev_result_pg(res)) : -1;
 }
 
 /* stream_chunk_rows: deliveries of at most that many rows (libpq 17+; one
@@ -500,12 +513,13 @@ START_TEST(chunked_stream_command_tag)
     tu_wait_query(&setup);
     tu_assert_ok(&setup);
     tu_query q[N];
-    int largest[N];
+    delivery_rec rec[N];
     memset(q, 0, sizeof q);
-    memset(largest, 0, sizeof largest);
+    memset(rec, 0, sizeof rec);
     for (int i = 0; i < N; i++) {
         q[i].on_rows_hook = record_largest_delivery;
-        q[i].user = &largest[i];
+        q[i].on_done_hook = record_completion_columns;
+        q[i].user = &rec[i];
         q[i].index = i;
         stream_chunked(cases[i].sql, 0, cases[i].chunk_rows, &q[i]);
     }
@@ -519,7 +533,9 @@ START_TEST(chunked_stream_command_tag)
         ck_assert_int_eq(q[i].rows_streamed, cases[i].rows);
         ck_assert_int_eq(q[i].rows, cases[i].rows);
         ck_assert_int_eq(q[i].row_calls, (cases[i].rows + chunk - 1) / chunk);
-        ck_assert_int_eq(largest[i], cases[i].rows < chunk ? cases[i].rows : chunk);
+        ck_assert_int_eq(rec[i].largest, cases[i].rows < chunk ? cases[i].rows : chunk);
+        /* The completion result describes the columns, as without chunks. */
+        ck_assert_int_eq(rec[i].completion_columns, 1);
         check_no_rows_in_completion(&q[i]);
     }
     pgev_conn_free(conn);
