@@ -292,6 +292,8 @@ cmd_start() {
             die "$DIR is not writable by the server user '$USER_' (a parent directory is not searchable by it?); use a directory under /tmp"
     fi
 
+    as "$USER_" test -x "$BIN/initdb" ||
+        die "the server user '$USER_' cannot run $BIN/initdb (is a parent directory, such as /root, closed to it?)"
     if ! as "$USER_" "$BIN/initdb" -D "$DIR/data" -U postgres -E UTF8 --locale=C --no-sync \
         --auth=trust >"$DIR/initdb.log" 2>&1; then
         cat "$DIR/initdb.log" >&2
