@@ -668,13 +668,14 @@ typedef struct pgev_query_args {
      * the queries behind it run normally. */
     int timeout_ms;
     /** Streamed queries only (on_rows set): 0 (or any value below 2) hands
-     * each row over as soon as it arrives (the default). N > 1, with libpq 17 or newer
-     * (PQsetChunkedRowsMode), hands the rows over in chunks of up to N per
-     * row callback: cheaper per row for large, fast results, but libpq
-     * releases a chunk only when it is full or the result ends, so the rows
-     * of a slow producer (a cursor over a slow function, a query emitting
-     * rows one by one) wait, possibly until the query's deadline. With
-     * libpq < 17 every value acts as 1. Memory stays bounded by N rows. */
+     * each row over as soon as it arrives (the default). N > 1, with libpq
+     * 17 or newer (PQsetChunkedRowsMode), hands the rows over in chunks of
+     * up to N per row callback: about half the client CPU per row for
+     * large, fast results, but libpq releases a chunk only when it is full
+     * or the result ends, so the rows of a slow producer (a cursor over a
+     * slow function, a query emitting rows one by one) wait, possibly until
+     * the query's deadline. With libpq < 17 every value acts as 1. Memory
+     * stays bounded by N rows. */
     int stream_chunk_rows;
 } pgev_query_args;
 
