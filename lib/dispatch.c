@@ -20,6 +20,9 @@
  * connection (a long stream, a deep pipeline) cannot starve the others. */
 #define RESULTS_PER_TURN 1024
 
+/* Rows per chunk when libpq has chunked-rows mode (17+). */
+#define STREAM_CHUNK_ROWS 256
+
 static void
 lost(pgev_conn *conn, const pgev_error *why)
 {
@@ -221,20 +224,21 @@ deliver_rows(pgev_conn *conn, pgev_node *node, PGresult *rows)
 static bool
 query_result(pgev_conn *conn, pgev_node *node, PGresult *res)
 {
-    switch (PQresultStatus(res)) {
 #ifdef HAVE_PQSETCHUNKEDROWSMODE
-    case PGRES_TUPLES_CHUNK:
+    if (PQresultStatus(res) == PGRES_TUPLES_CHUNK && PQcmdStatus(res)[0] != '\0') {
         /* libpq 17/18 attach the command tag to a last, partly filled
          * chunk and leave the final result's tag empty: a row-less copy
          * (PQcopyResult copies the tag and, asked, the columns) stands in
          * for the final result. Without memory for it the tag stays "". */
-        if (PQcmdStatus(res)[0] != '\0') {
-            PQclear(node->chunk_tag);
-            node->chunk_tag = PQcopyResult(res, PG_COPYRES_ATTRS);
-        }
+        PQclear(node->chunk_tag);
+        node->chunk_tag = PQcopyResult(res, PG_COPYRES_ATTRS);
+    }
 #endif
-        /* fall through */
+    switch (PQresultStatus(res)) {
     case PGRES_SINGLE_TUPLE:
+#ifdef HAVE_PQSETCHUNKEDROWSMODE
+    case PGRES_TUPLES_CHUNK:
+#endif
         if (node->on_rows && node->status == PGEV_OK && !node->finished) {
             deliver_rows(conn, node, res);
             return !conn->free_requested;
