@@ -7,10 +7,10 @@
  * PGEV_TEST_CLUSTER_DIR (tests/pg-harness.sh); every test says "skipped"
  * and passes vacuously without the last two, which only happens against a
  * server the harness did not start (PGEV_TEST_DSN set by hand). The standby
- * tests also say "skipped" when there is no pg_basebackup for the server
- * (PGEV_TEST_PG_BASEBACKUP empty: the PostgreSQL 18 rig of
- * scripts/pg18-rig.sh has none, and Debian 12's is too old for it).
- * scripts/test.sh counts every "skipped:" line as a skipped test.
+ * tests also say "skipped" when the harness has no way to make a standby
+ * (PGEV_TEST_REPLICA_METHOD empty: neither a pg_basebackup for the server
+ * nor a psql for a low-level backup). scripts/test.sh counts every
+ * "skipped:" line as a skipped test.
  */
 #include "testutil.h"
 

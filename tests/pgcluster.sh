@@ -6,7 +6,9 @@
 #   pgcluster.sh stop DIR             stop every server under DIR (immediate) and remove DIR;
 #                                     idempotent, succeeds when DIR is already gone
 #   pgcluster.sh replica DIR [NAME]   pg_basebackup -R the primary into DIR/NAME (default
-#                                     "replica"), start it as a hot standby, print its DSN
+#                                     "replica"), start it as a hot standby, print its DSN;
+#                                     without a pg_basebackup for the server, a low-level backup
+#                                     through psql instead (see copy_backup)
 #   pgcluster.sh server-stop DIR [NODE] [MODE]   stop one server (default node "primary",
 #                                     mode "fast"; "immediate" simulates a crash), keep its data
 #   pgcluster.sh server-start DIR [NODE]         start it again on the same port and socket
@@ -17,6 +19,7 @@
 #   pgcluster.sh bindir               print the directory of the server binaries
 #   pgcluster.sh tool NAME            print the client program NAME (psql, pg_basebackup) to use
 #                                     with those servers, or fail saying why there is none
+#   pgcluster.sh replica-method       print how "replica" makes a standby here, or fail
 #   pgcluster.sh ssl DIR              give the running primary TLS and password logins (see
 #                                     below); idempotent; prints the files it made on stdout
 #   pgcluster.sh promote DIR NODE     promote a standby (pg_ctl promote, waits until it accepts
@@ -319,6 +322,47 @@ EOF
     cat "$DIR/dsn"
 }
 
+# copy_backup NAME DATADIR: a base backup of the primary into DATADIR without pg_basebackup
+# (when the only one here is older than the server: see client_tool), with PostgreSQL's low-level
+# backup API in one psql session: a replication slot NAME keeps the WAL from the start of the
+# backup for the standby to stream, pg_backup_start, a copy of the primary's files (tar, which
+# goes on when files change or vanish meanwhile; WAL and runtime files left out as
+# pg_basebackup leaves them out), pg_backup_stop's label as backup_label. Then the settings
+# pg_basebackup -R writes: standby.signal, primary_conninfo (and primary_slot_name).
+copy_backup() {
+    local name=$1 datadir=$2 primary psql x d
+    primary=$(node_datadir primary)
+    psql=$(client_tool psql)
+    # Quoted for the shell that psql's \! runs.
+    x=("'--exclude=./postmaster.pid'" "'--exclude=./postmaster.opts'")
+    for d in pg_wal pg_replslot pg_dynshmem pg_notify pg_serial pg_snapshots pg_stat_tmp pg_subtrans base/pgsql_tmp; do
+        x+=("'--exclude=./$d/*'")
+    done
+    as "$USER_" mkdir -m 700 "$datadir"
+    as "$USER_" "$psql" -X -q -v ON_ERROR_STOP=1 -d "$(cat "$DIR/dsn")" <<EOF
+SELECT pg_create_physical_replication_slot('$name', true);
+SELECT pg_backup_start('pgcluster.sh $name', true);
+\\! tar -C '$primary' --warning=none --ignore-failed-read ${x[*]} -cf - . | tar -C '$datadir' -xf -
+SELECT labelfile FROM pg_backup_stop(false) \\g (format=unaligned tuples_only=on) $datadir/backup_label
+EOF
+    [[ -s "$datadir/backup_label" && -f "$datadir/global/pg_control" ]] ||
+        die "the low-level backup into $datadir is incomplete"
+    as "$USER_" touch "$datadir/standby.signal"
+    printf "primary_conninfo = 'host=%s port=%s user=postgres'\nprimary_slot_name = '%s'\n" \
+        "$DIR" "$(cat "$DIR/port")" "$name" | as "$USER_" tee -a "$datadir/postgresql.auto.conf" >/dev/null
+}
+
+# replica_method: how cmd_replica makes a standby here, or a failure saying why it cannot.
+replica_method() {
+    local tool
+    if tool=$(client_tool pg_basebackup 2>/dev/null); then
+        echo "pg_basebackup $tool"
+        return
+    fi
+    tool=$(client_tool psql)
+    echo "low-level backup with $tool ($(client_tool pg_basebackup 2>&1 | sed 's/^[^:]*: error: //'))"
+}
+
 cmd_replica() {
     local name=${1:-replica} datadir basebackup
     [[ "$name" =~ ^[A-Za-z0-9_-]+$ && "$name" != primary && "$name" != data ]] ||
@@ -327,8 +371,12 @@ cmd_replica() {
     USER_=$(cat "$DIR/user")
     datadir=$(node_datadir "$name")
     [[ -e "$datadir" ]] && die "$datadir already exists"
-    basebackup=$(client_tool pg_basebackup)
-    if ! as "$USER_" "$basebackup" -d "$(cat "$DIR/dsn")" -D "$datadir" -R -X stream \
+    if ! basebackup=$(client_tool pg_basebackup 2>/dev/null); then
+        if ! (copy_backup "$name" "$datadir") >"$DIR/$name.basebackup.log" 2>&1; then
+            cat "$DIR/$name.basebackup.log" >&2
+            die "the low-level backup into $datadir failed"
+        fi
+    elif ! as "$USER_" "$basebackup" -d "$(cat "$DIR/dsn")" -D "$datadir" -R -X stream \
         --checkpoint=fast --no-sync >"$DIR/$name.basebackup.log" 2>&1; then
         cat "$DIR/$name.basebackup.log" >&2
         die "pg_basebackup into $datadir failed"
@@ -573,6 +621,11 @@ main() {
         [[ $# -eq 1 ]] || usage
         BIN=$(find_bindir)
         client_tool "$1"
+        return
+    fi
+    if [[ $cmd == replica-method ]]; then
+        BIN=$(find_bindir)
+        replica_method
         return
     fi
     [[ $# -ge 1 && -n "$1" ]] || usage

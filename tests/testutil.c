@@ -612,11 +612,11 @@ bool tu_have_replicas(const char *why)
 {
     if (!tu_have_cluster(why))
         return false;
-    const char *tool = getenv("PGEV_TEST_PG_BASEBACKUP"), *reason = getenv("PGEV_TEST_NO_REPLICA");
-    if (tool && *tool)
+    const char *method = getenv("PGEV_TEST_REPLICA_METHOD"), *reason = getenv("PGEV_TEST_NO_REPLICA");
+    if (method && *method)
         return true;
     fprintf(stderr, "skipped: cannot make a standby (%s): %s\n", why,
-            reason && *reason ? reason : "no pg_basebackup (PGEV_TEST_PG_BASEBACKUP is empty)");
+            reason && *reason ? reason : "PGEV_TEST_REPLICA_METHOD is empty");
     return false;
 }
 

@@ -217,8 +217,8 @@ char *tu_exec_value(const char *fmt, ...) TU_PRINTF(1, 2);
  * `why` and returns false. */
 bool tu_have_cluster(const char *why);
 
-/* tu_have_cluster(why), and a pg_basebackup to make standbys with
- * (PGEV_TEST_PG_BASEBACKUP); otherwise prints "skipped: ..." with the
+/* tu_have_cluster(why), and a way to make standbys (the harness's
+ * PGEV_TEST_REPLICA_METHOD); otherwise prints "skipped: ..." with the
  * reason (PGEV_TEST_NO_REPLICA) and returns false. */
 bool tu_have_replicas(const char *why);
 
