@@ -324,14 +324,16 @@ EOF
 
 # copy_backup NAME DATADIR: a base backup of the primary into DATADIR without pg_basebackup
 # (when the only one here is older than the server: see client_tool), with PostgreSQL's low-level
-# backup API in one psql session: a replication slot NAME keeps the WAL from the start of the
+# backup API in one psql session: a replication slot for NAME keeps the WAL from the start of the
 # backup for the standby to stream, pg_backup_start, a copy of the primary's files (tar, which
 # goes on when files change or vanish meanwhile; WAL and runtime files left out as
 # pg_basebackup leaves them out), pg_backup_stop's label as backup_label. Then the settings
 # pg_basebackup -R writes: standby.signal, primary_conninfo (and primary_slot_name).
 copy_backup() {
-    local name=$1 datadir=$2 primary psql x d
+    local name=$1 datadir=$2 primary psql x d slot
     primary=$(node_datadir primary)
+    # Slot names take lower-case letters, digits and underscores only.
+    slot=$(echo "pgcluster_$name" | tr 'A-Z-' 'a-z_')
     psql=$(client_tool psql)
     # Quoted for the shell that psql's \! runs.
     x=("'--exclude=./postmaster.pid'" "'--exclude=./postmaster.opts'")
@@ -340,7 +342,7 @@ copy_backup() {
     done
     as "$USER_" mkdir -m 700 "$datadir"
     as "$USER_" "$psql" -X -q -v ON_ERROR_STOP=1 -d "$(cat "$DIR/dsn")" <<EOF
-SELECT pg_create_physical_replication_slot('$name', true);
+SELECT pg_create_physical_replication_slot('$slot', true);
 SELECT pg_backup_start('pgcluster.sh $name', true);
 \\! tar -C '$primary' --warning=none --ignore-failed-read ${x[*]} -cf - . | tar -C '$datadir' -xf -
 SELECT labelfile FROM pg_backup_stop(false) \\g (format=unaligned tuples_only=on) $datadir/backup_label
@@ -349,7 +351,7 @@ EOF
         die "the low-level backup into $datadir is incomplete"
     as "$USER_" touch "$datadir/standby.signal"
     printf "primary_conninfo = 'host=%s port=%s user=postgres'\nprimary_slot_name = '%s'\n" \
-        "$DIR" "$(cat "$DIR/port")" "$name" | as "$USER_" tee -a "$datadir/postgresql.auto.conf" >/dev/null
+        "$DIR" "$(cat "$DIR/port")" "$slot" | as "$USER_" tee -a "$datadir/postgresql.auto.conf" >/dev/null
 }
 
 # replica_method: how cmd_replica makes a standby here, or a failure saying why it cannot.
