@@ -4,6 +4,7 @@
 #   bench/compare.sh [--all] [--dsn DSN] [--rounds R] [--queries N] [--rows N]
 #                    [--readonly] [--unnamed] [--copy [--copy-rows N]] [--fanout N [--clients C]]
 #                    [--peers] [--pgbench] [--callgrind] [--plot DIR] [--keep-logs]
+#                    [--chunk-rows N]
 #
 # `make bench` runs `bench/compare.sh --all`: every comparison below, five rounds (three without
 # --all), and the plots.
@@ -20,6 +21,9 @@
 #              PGEV_QUERY_READONLY, which share Sync segments (a failure re-sends the aborted
 #              followers), against the raw loop's fastest Sync policy
 #   --unnamed  raw-libpq --unnamed          vs  pgev-bench --unnamed (PQsendQueryParams, isolated)
+#   --chunk-rows N  (libpq 17+) raw-libpq --chunk-rows N vs pgev-bench --workload stream
+#              --chunk-rows N (stream_chunk_rows: chunked rows), and pgev's stream in single
+#              rows (its default) vs in chunks of N
 #   --copy     `psql -c '\copy ... FROM file'` vs pgev-bench --workload copy: --copy-rows rows
 #              (default 1,000,000; ~33 bytes each, generated once into a file) into a fresh
 #              unlogged table; the psql side is timed around the psql process
@@ -88,6 +92,7 @@ plot_dir=""
 copy_rows=1000000
 fanout_list=""
 fanout_clients=1000
+chunk_rows=""
 keep_logs=no
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -112,6 +117,7 @@ while [[ $# -gt 0 ]]; do
     --clients) [[ $# -ge 2 ]] || die "--clients needs a value"; fanout_clients=$2; shift 2 ;;
     --copy-rows) [[ $# -ge 2 ]] || die "--copy-rows needs a value"; copy_rows=$2; shift 2 ;;
     --keep-logs) keep_logs=yes; shift ;;
+    --chunk-rows) [[ $# -ge 2 ]] || die "--chunk-rows needs a value"; chunk_rows=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -121,6 +127,7 @@ rounds=${rounds:-3}
 [[ "$queries" =~ ^[1-9][0-9]*$ ]] || die "--queries needs a positive integer"
 [[ "$rows" =~ ^[1-9][0-9]*$ ]] || die "--rows needs a positive integer"
 [[ "$copy_rows" =~ ^[1-9][0-9]*$ ]] || die "--copy-rows needs a positive integer"
+[[ -z "$chunk_rows" || "$chunk_rows" =~ ^[1-9][0-9]*$ ]] || die "--chunk-rows needs a positive integer"
 [[ -z "$fanout_list" || "$fanout_list" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] ||
     die "--fanout needs a number of connections, or a list: 2,4"
 IFS=, read -r -a fanouts <<<"$fanout_list"
@@ -222,6 +229,8 @@ cmd_raw_batch=("$raw_libpq" --dsn "$dsn" --queries "$queries" --window 2000 --sy
 cmd_pgev_batch=("$pgev_bench" --dsn "$dsn" --queries "$queries" --window 2000 --batch 1000)
 cmd_raw_stream=("$raw_libpq" --dsn "$dsn" --workload stream --rows "$rows")
 cmd_pgev_stream=("$pgev_bench" --dsn "$dsn" --workload stream --rows "$rows")
+cmd_raw_chunks=("${cmd_raw_stream[@]}" --chunk-rows "${chunk_rows:-0}")
+cmd_pgev_chunks=("${cmd_pgev_stream[@]}" --chunk-rows "${chunk_rows:-0}")
 cmd_raw_batch_ro=("${cmd_raw_batch[@]}")
 cmd_pgev_readonly=("$pgev_bench" --dsn "$dsn" --queries "$queries" --window 1000 --readonly)
 cmd_raw_unnamed=("$raw_libpq" --dsn "$dsn" --queries "$queries" --window 1000 --sync-every 1 --unnamed)
@@ -247,6 +256,7 @@ cmd_apg_seq=(asyncpg_run --clients 1 --queries 20000)
 groups=("raw_iso pgev_iso" "raw_batch pgev_batch" "raw_stream pgev_stream")
 [[ "$run_readonly" = no ]] || groups+=("raw_batch_ro pgev_readonly")
 [[ "$run_unnamed" = no ]] || groups+=("raw_unnamed pgev_unnamed")
+[[ -z "$chunk_rows" ]] || groups+=("raw_chunks pgev_chunks")
 
 # raw_parallel N: N raw-libpq loops at once, queries split between them; one key=value line
 # with their queries/s added up.
@@ -488,6 +498,14 @@ if [[ "$run_readonly" = yes ]]; then
     row "read-only isolated queries/s vs batched raw" qps raw_batch_ro pgev_readonly ">= 0.90"
     row "  client CPU %" cpu_pct raw_batch_ro pgev_readonly ""
     sum_ratio readonly_ratio qps raw_batch_ro pgev_readonly
+fi
+if [[ -n "$chunk_rows" ]]; then
+    header "raw chunks" "pgev chunks"
+    row "stream rows/s, chunks of $chunk_rows rows" rows_per_s raw_chunks pgev_chunks ""
+    row "  peak RSS KB" rss_kb raw_chunks pgev_chunks ""
+    header "pgev 1 row" "pgev chunks"
+    row "pgev stream rows/s: single rows vs chunks" rows_per_s pgev_stream pgev_chunks ""
+    sum_ratio chunks_ratio rows_per_s raw_chunks pgev_chunks
 fi
 if [[ "$run_unnamed" = yes ]]; then
     header "raw libpq" "pgev"

@@ -29,6 +29,8 @@
 
 #include <libpq-fe.h>
 
+#include "config.h"     /* HAVE_PQSETCHUNKEDROWSMODE */
+
 #define POINT_SQL "SELECT $1::int4"
 #define ACCOUNTS_SQL "SELECT aid, abalance FROM pgbench_accounts WHERE aid = $1"
 #define STREAM_SQL_FMT "SELECT g, repeat('x',100) FROM generate_series(1,%" PRId64 ") g"
@@ -346,10 +348,10 @@ static int run_point(PGconn *conn, bool unnamed, uint32_t accounts, int64_t quer
 }
 
 /* ------------------------------------------------------------------------
- * stream: single-row mode
+ * stream: single-row mode, or chunks of chunk_rows rows (libpq 17+)
  * ------------------------------------------------------------------------ */
 
-static int run_stream(PGconn *conn, int64_t rows)
+static int run_stream(PGconn *conn, int64_t rows, int64_t chunk_rows)
 {
     char sql[128];
     snprintf(sql, sizeof sql, STREAM_SQL_FMT, rows);
@@ -361,7 +363,18 @@ static int run_stream(PGconn *conn, int64_t rows)
     double cpu_at_start = cpu_seconds();
     uint64_t started = now_ns();
     uint64_t first_row_at = 0;
-    if (!PQsendQuery(conn, sql) || !PQsetSingleRowMode(conn)) {
+    int mode_ok;
+#ifdef HAVE_PQSETCHUNKEDROWSMODE
+    mode_ok = chunk_rows > 1 ? PQsendQuery(conn, sql) && PQsetChunkedRowsMode(conn, (int)chunk_rows)
+                             : PQsendQuery(conn, sql) && PQsetSingleRowMode(conn);
+#else
+    if (chunk_rows > 1) {
+        fprintf(stderr, "raw-libpq: --chunk-rows needs libpq 17 (PQsetChunkedRowsMode)\n");
+        return 2;
+    }
+    mode_ok = PQsendQuery(conn, sql) && PQsetSingleRowMode(conn);
+#endif
+    if (!mode_ok) {
         fprintf(stderr, "raw-libpq: send failed: %s", PQerrorMessage(conn));
         return 1;
     }
@@ -380,11 +393,16 @@ static int run_stream(PGconn *conn, int64_t rows)
                 break;
             }
             ExecStatusType st = PQresultStatus(res);
-            if (st == PGRES_SINGLE_TUPLE) {
+            bool rows_here = st == PGRES_SINGLE_TUPLE;
+#ifdef HAVE_PQSETCHUNKEDROWSMODE
+            rows_here = rows_here || st == PGRES_TUPLES_CHUNK;
+#endif
+            if (rows_here) {
                 if (received == 0)
                     first_row_at = now_ns();
-                received++;
-                bytes += (uint64_t)PQgetlength(res, 0, 0) + (uint64_t)PQgetlength(res, 0, 1);
+                for (int row = 0; row < PQntuples(res); row++)
+                    bytes += (uint64_t)PQgetlength(res, row, 0) + (uint64_t)PQgetlength(res, row, 1);
+                received += PQntuples(res);
             } else if (st != PGRES_TUPLES_OK) {
                 fprintf(stderr, "raw-libpq: stream failed: %s", PQresultErrorMessage(res));
                 status = 1;
@@ -410,7 +428,10 @@ static int run_stream(PGconn *conn, int64_t rows)
         status = 1;
     }
 
-    printf("raw libpq single-row mode: %" PRId64 " rows of ~105 bytes\n", rows);
+    if (chunk_rows > 1)
+        printf("raw libpq chunked rows (%" PRId64 " per chunk): %" PRId64 " rows of ~105 bytes\n", chunk_rows, rows);
+    else
+        printf("raw libpq single-row mode: %" PRId64 " rows of ~105 bytes\n", rows);
     printf("  %-14s %12" PRId64 "\n", "rows", received);
     printf("  %-14s %12" PRIu64 "\n", "field bytes", bytes);
     printf("  %-14s %12.3f\n", "seconds", wall_s);
@@ -446,6 +467,7 @@ static void usage(FILE *out)
             "  --scale S          point: random-key lookups on pgbench_accounts of scale S\n"
             "                     (pgbench -i -s S) instead of SELECT $1::int4\n"
             "  --rows N           stream: rows to fetch in single-row mode (default 2000000)\n"
+            "  --chunk-rows N     stream: chunks of N rows instead (libpq 17+)\n"
             "  --help             this text\n"
             "\n"
             "The last line of output is machine-readable key=value pairs.\n");
@@ -461,6 +483,7 @@ int main(int argc, char **argv)
         {"sync-every", required_argument, NULL, 'k'},
         {"unnamed", no_argument, NULL, 'u'},
         {"rows", required_argument, NULL, 'r'},
+        {"chunk-rows", required_argument, NULL, 'c'},
         {"scale", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -468,7 +491,7 @@ int main(int argc, char **argv)
     const char *dsn = "";
     bool stream = false;
     bool unnamed = false;
-    int64_t queries = 100000, window = 1000, sync_every = 1, rows = 2000000, scale = 0;
+    int64_t queries = 100000, window = 1000, sync_every = 1, rows = 2000000, scale = 0, chunk_rows = 0;
 
     int opt;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
@@ -502,6 +525,9 @@ int main(int argc, char **argv)
         case 'r':
             ok = parse_count(optarg, "--rows", 1, &rows);
             break;
+        case 'c':
+            ok = parse_count(optarg, "--chunk-rows", 1, &chunk_rows) && chunk_rows <= INT32_MAX;
+            break;
         case 's':
             ok = parse_count(optarg, "--scale", 1, &scale) && scale <= 20000;
             break;
@@ -530,7 +556,7 @@ int main(int argc, char **argv)
         PQfinish(conn);
         return 1;
     }
-    int status = stream ? run_stream(conn, rows) : run_point(conn, unnamed, (uint32_t)(scale * 100000), queries, window, sync_every);
+    int status = stream ? run_stream(conn, rows, chunk_rows) : run_point(conn, unnamed, (uint32_t)(scale * 100000), queries, window, sync_every);
     PQfinish(conn);
     return status;
 }

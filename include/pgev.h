@@ -164,7 +164,8 @@ PGEV_API const pgev_error *pgev_result_error(const pgev_result *res);
  * PGRES_COMMAND_OK) on success; on a server error the PGRES_FATAL_ERROR
  * result; NULL when there is no result (connection lost, cancelled,
  * aborted). In a row callback of a streamed query: a PGresult holding the
- * rows that just arrived (one row with libpq < 17, a chunk with 17+).
+ * rows that just arrived (one row, or with pgev_query_args.stream_chunk_rows
+ * N > 1 on libpq 17+ up to N rows).
  * Borrowed: PQclear()ed by pgev after the callback unless stolen.
  */
 PGEV_API PGresult *pgev_result_pg(const pgev_result *res);
@@ -1086,7 +1087,10 @@ typedef struct pgev_query_args {
     unsigned flags;
     /** Row callback: when set, the rows are streamed — delivered as they
      * arrive, in constant memory — and the completion result holds no
-     * rows. */
+     * rows. By default each row is handed over as soon as it arrives, one
+     * per call (libpq's single-row mode, with every libpq version): a slow
+     * producer's rows reach the callback one by one. stream_chunk_rows
+     * trades that latency for throughput. */
     pgev_result_cb on_rows;
     /** Completion callback; runs exactly once. May be NULL (fire and forget). */
     pgev_result_cb on_done;
@@ -1104,6 +1108,16 @@ typedef struct pgev_query_args {
      * pgev_conn_batch_begin()), and every callback of the batch then
      * reports what the server did, at the batch's Sync. */
     int timeout_ms;
+    /** Streamed queries only (on_rows set): 0 (or any value below 2) hands
+     * each row over as soon as it arrives (the default). N > 1, with libpq
+     * 17 or newer (PQsetChunkedRowsMode), hands the rows over in chunks of
+     * up to N per row callback: about half the client CPU per row for
+     * large, fast results, but libpq releases a chunk only when it is full
+     * or the result ends, so the rows of a slow producer (a cursor over a
+     * slow function, a query emitting rows one by one) wait, possibly until
+     * the query's deadline. With libpq < 17 every value acts as 1. Memory
+     * stays bounded by N rows. */
+    int stream_chunk_rows;
 } pgev_query_args;
 
 /**

@@ -56,7 +56,10 @@ lost_from_conn(pgev_conn *conn)
     lost(conn, &err);
 }
 
-/* Streaming: single-row mode (libpq < 17) or chunks. libpq accepts it
+/* Streaming: single-row mode, or chunks when the query asked for them
+ * (stream_chunk_rows > 1) and libpq has them (17+). libpq hands a chunk
+ * over only when it is full or the result ends, so a slow producer's rows
+ * would wait: single rows stay the default. libpq accepts either mode
  * only for its current query and before it has parsed any of that query's
  * results, and every PQconsumeInput() parses: so it is chosen as soon as
  * the query becomes current, when it is sent to an idle pipeline or when
@@ -73,10 +76,12 @@ pgev_stream_head(pgev_conn *conn)
         return;
     node->row_mode_set = true;
 #ifdef HAVE_PQSETCHUNKEDROWSMODE
-    (void)PQsetChunkedRowsMode(conn->pg, STREAM_CHUNK_ROWS);
-#else
-    (void)PQsetSingleRowMode(conn->pg);
+    if (node->chunk_rows > 1) {
+        (void)PQsetChunkedRowsMode(conn->pg, node->chunk_rows);
+        return;
+    }
 #endif
+    (void)PQsetSingleRowMode(conn->pg);
 }
 
 /* Severity FATAL or PANIC: the server ends the session after this error. */
@@ -366,6 +371,16 @@ deliver_rows(pgev_conn *conn, pgev_node *node, PGresult *rows)
 static bool
 query_result(pgev_conn *conn, pgev_node *node, PGresult *res)
 {
+#ifdef HAVE_PQSETCHUNKEDROWSMODE
+    if (PQresultStatus(res) == PGRES_TUPLES_CHUNK && PQcmdStatus(res)[0] != '\0') {
+        /* libpq 17/18 attach the command tag to a last, partly filled
+         * chunk and leave the final result's tag empty: a row-less copy
+         * (PQcopyResult copies the tag and, asked, the columns) stands in
+         * for the final result. Without memory for it the tag stays "". */
+        PQclear(node->chunk_tag);
+        node->chunk_tag = PQcopyResult(res, PG_COPYRES_ATTRS);
+    }
+#endif
     switch (PQresultStatus(res)) {
     case PGRES_SINGLE_TUPLE:
 #ifdef HAVE_PQSETCHUNKEDROWSMODE
@@ -380,6 +395,15 @@ query_result(pgev_conn *conn, pgev_node *node, PGresult *res)
     case PGRES_TUPLES_OK:
     case PGRES_COMMAND_OK:
     case PGRES_EMPTY_QUERY:
+        if (node->chunk_tag) {
+            if (PQcmdStatus(res)[0] == '\0') {
+                PQclear(res);
+                res = node->chunk_tag;
+            } else {
+                PQclear(node->chunk_tag);   /* a libpq that puts the tag where it belongs */
+            }
+            node->chunk_tag = NULL;
+        }
         PQclear(node->result);
         node->result = res;
         return true;

@@ -158,6 +158,11 @@ struct pgev_node {
     int64_t rows;           /* rows streamed so far */
     PGresult *result;       /* the buffered or final result */
     PGresult *error_result; /* PGRES_FATAL_ERROR, kept for its fields */
+    int chunk_rows;         /* pgev_query_args.stream_chunk_rows */
+    /* libpq 17/18 put the command tag on the last chunk, not on the final
+     * result: a row-less copy of that chunk, kept until the final result
+     * arrives, then stands in for it (dispatch.c). */
+    PGresult *chunk_tag;
     int status;             /* PGEV_OK until something fails */
     /* A query waiting in the pending FIFO owns copies of what it sends;
      * one allocation `payload` holds them all. A query sent at submit

@@ -49,6 +49,7 @@ pgev_node_release(pgev_conn *conn, pgev_node *node)
     pgev_timer_free(node->deadline);
     PQclear(node->result);
     PQclear(node->error_result);
+    PQclear(node->chunk_tag);
     free(node->payload);
     free(node->copy);
     if (conn->free_count < NODE_CACHE_MAX) {
@@ -1000,7 +1001,8 @@ pgev_node_resend(pgev_conn *conn, pgev_node *node)
 {
     PQclear(node->result);
     PQclear(node->error_result);
-    node->result = node->error_result = NULL;
+    PQclear(node->chunk_tag);
+    node->result = node->error_result = node->chunk_tag = NULL;
     node->status = PGEV_OK;
     node->sent = false;
     node->row_mode_set = false;
@@ -1285,6 +1287,7 @@ pgev_submit_node(pgev_conn *conn, enum pgev_node_kind kind, const pgev_query_arg
     node->on_rows = args->on_rows;
     node->on_done = args->on_done;
     node->arg = args->arg;
+    node->chunk_rows = args->stream_chunk_rows;
     node->sql = kind == PGEV_NODE_QUERY || kind == PGEV_NODE_COPY ? args->sql : args->stmt;
     node->stmt_sql = kind == PGEV_NODE_PREPARE ? args->sql : NULL;
     node->nparams = args->nparams;

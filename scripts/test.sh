@@ -8,15 +8,24 @@
 #  5. make distcheck in build/, when PGEV_DISTCHECK=1 or CI=true (PGEV_DISTCHECK=0 skips it)
 #  6. the libFuzzer targets, briefly (tests/fuzz/run.sh, PGEV_FUZZ_SECONDS per target, default 10;
 #     0 skips it); each target that runs clean counts as one passed test
+#  7. the libpq 18 leg: build-pg18/  ../configure --enable-werror against libpq 18.4 and the
+#     libpq 17 headers, make; make check against PostgreSQL 18.4 servers, all fetched by
+#     scripts/pg18-rig.sh (cached outside the clone). This is where pgev's libpq 17+ code runs
+#     (PQsendPipelineSync, PQsetChunkedRowsMode, PQclosePrepared); steps 3-6 run the libpq 15
+#     fallbacks of Debian 12. Only the normal build runs here (no sanitizers, distcheck or fuzz:
+#     they test no libpq-specific code and would double the run's time). When the rig cannot be
+#     fetched (no network) the leg counts as skipped, with the reason, never as passed.
 #
 # Every test program runs under tests/pg-harness.sh, which gives it a throwaway PostgreSQL
-# cluster (or the server of PGEV_TEST_DSN, when set). The Check summaries of both builds are
+# cluster (or the server of PGEV_TEST_DSN, when set). The Check summaries of all builds are
 # added up; the last line printed is always "N passed, N failed". A build step that fails
-# counts as one failure, as does a test program that died without a Check summary.
-# Exit status 0 only when everything passed.
+# counts as one failure, as does a test program that died without a Check summary. A test that
+# printed "skipped: why" (it cannot run here) counts as skipped, not passed; the summary lists
+# the reasons. Exit status 0 only when nothing failed.
 #
 # Environment: PGEV_JOBS (make -j, default 2), PGEV_DISTCHECK, PGEV_SKIP_ASAN=1 (skip step 4,
-# for quick local runs only), PGEV_SKIP_DEPS=1 (skip step 1).
+# for quick local runs only), PGEV_SKIP_DEPS=1 (skip step 1), PGEV_PG18=0 (skip step 7, counted
+# as skipped) or 1 (a rig that cannot be fetched is a failure; default: a skip).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,6 +36,8 @@ passed=0
 failed=0
 skipped=0
 problems=() # one line per failed step or test, for the summary
+skips=()    # one line per program or leg with skipped tests, and why
+legs=()     # "name: N passed, N failed, N skipped" per build
 failing_logs=()
 done_=0
 
@@ -50,10 +61,16 @@ summary() {
         done
         echo "----"
     fi
+    for p in "${legs[@]}"; do
+        echo "  $p"
+    done
+    for p in "${skips[@]}"; do
+        echo "  skipped: $p"
+    done
     for p in "${problems[@]}"; do
         echo "  $p"
     done
-    [[ $skipped -eq 0 ]] || echo "$skipped test program(s) skipped"
+    [[ $skipped -eq 0 ]] || echo "$skipped skipped (tests that cannot run here; reasons above)"
     echo "$passed passed, $failed failed"
 }
 
@@ -82,7 +99,7 @@ trap 'exit 143' TERM
 # Automake leaves tests/NAME.trs (":test-result: PASS|FAIL|SKIP|ERROR|...") and tests/NAME.log
 # (the program's output) for every test it ran. Returns 1 when no test result was found.
 collect() {
-    local name=$1 dir=$2 trs log result counts c f e found=0
+    local name=$1 dir=$2 trs log result counts c f e s why found=0
     for trs in "$dir"/tests/*.trs; do
         [[ -f "$trs" ]] || continue
         found=1
@@ -93,7 +110,16 @@ collect() {
             "$log" 2>/dev/null | awk '{c+=$1; f+=$2; e+=$3; n++} END {if (n) print c, f, e}')
         if [[ -n "$counts" ]]; then
             read -r c f e <<<"$counts"
-            passed=$((passed + c - f - e))
+            # Tests that could not run here said "skipped: why" and returned (Check counts them
+            # as passed).
+            s=$(grep -c '^skipped:' "$log" || true)
+            ((s <= c - f - e)) || s=$((c - f - e))
+            if ((s > 0)); then
+                why=$(grep -m 1 '^skipped:' "$log" | sed 's/^skipped: *//')
+                skips+=("[$name] $(basename "$log" .log): $s of $c checks ($why)")
+                skipped=$((skipped + s))
+            fi
+            passed=$((passed + c - f - e - s))
             failed=$((failed + f + e))
             if ((f + e > 0)); then
                 problems+=("[$name] $(basename "$log" .log): $((f + e)) of $c checks failed")
@@ -108,7 +134,10 @@ collect() {
         else
             case $result in
             PASS | XFAIL) passed=$((passed + 1)) ;;
-            SKIP) skipped=$((skipped + 1)) ;;
+            SKIP)
+                skipped=$((skipped + 1))
+                skips+=("[$name] $(basename "$log" .log): the whole program")
+                ;;
             *)
                 failed=$((failed + 1))
                 problems+=("[$name] $(basename "$log" .log): $result without a Check summary (crashed or could not run)")
@@ -127,7 +156,15 @@ collect() {
 }
 
 # build_and_check NAME DIR [CONFIGURE-ARG...]: configure (when needed), make, make check.
+# Adds the build's own counts to legs.
 build_and_check() {
+    local p0=$passed f0=$failed s0=$skipped rc=0
+    build_and_check_ "$@" || rc=$?
+    legs+=("$1: $((passed - p0)) passed, $((failed - f0)) failed, $((skipped - s0)) skipped")
+    return "$rc"
+}
+
+build_and_check_() {
     local name=$1 dir=$2 args_file fail_before rc
     shift 2
     section "$name build in $dir/ (configure $*)"
@@ -221,11 +258,58 @@ if [[ "$fuzz_seconds" != 0 ]]; then
     passed=$((passed + ok_targets))
     if grep -q '^fuzz/run.sh: skipped' "$fuzz_log"; then
         skipped=$((skipped + 1))
+        skips+=("$(grep -m 1 '^fuzz/run.sh: skipped' "$fuzz_log")")
     fi
     if [[ $fuzz_rc -ne 0 ]]; then
         step_failed "fuzzing failed (see the output above: tests/fuzz/run.sh)"
     fi
     rm -f "$fuzz_log"
+fi
+
+# --- 7. the libpq 18 / PostgreSQL 18 leg --------------------------------------------------------
+# pg18_leg: fetch (or reuse) the rig, then build and test against it. The rig's libpq.pc puts an
+# rpath to libpq.so.5.18 into what links it; PGEV_PGBIN points tests/pgcluster.sh at its servers.
+pg18_leg() {
+    local rig_log rig rig_rc why
+    section "libpq 18 leg: scripts/pg18-rig.sh"
+    rig_log=$(mktemp /tmp/pgev-pg18-rig.XXXXXX)
+    rig_rc=0
+    rig=$(bash scripts/pg18-rig.sh 2>"$rig_log") || rig_rc=$?
+    cat "$rig_log" >&2
+    if [[ $rig_rc -ne 0 ]]; then
+        why=$(sed -n 's/^pg18-rig.sh: //p' "$rig_log" | tail -n 1)
+        rm -f "$rig_log"
+        if [[ "${PGEV_PG18:-}" == 1 ]]; then
+            step_failed "[pg18] the libpq 18 rig could not be fetched: ${why:-see above}"
+        else
+            skipped=$((skipped + 1))
+            skips+=("[pg18] the whole libpq 18 / PostgreSQL 18 leg: the rig could not be fetched: ${why:-see above}")
+        fi
+        return
+    fi
+    rm -f "$rig_log"
+    # shellcheck disable=SC1091 # written by scripts/pg18-rig.sh
+    source "$rig/env.sh"
+    # PKG_CONFIG_PATH as a configure argument: a new rig reconfigures the build.
+    build_and_check pg18 build-pg18 --enable-werror "PKG_CONFIG_PATH=$PKG_CONFIG_PATH" || return 0
+    # The leg tests what it says only if configure took the libpq 17+ functions and the
+    # library loads the rig's libpq.
+    if ! grep -q '^#define HAVE_PQSENDPIPELINESYNC 1' build-pg18/config.h ||
+        ! grep -q '^#define HAVE_PQSETCHUNKEDROWSMODE 1' build-pg18/config.h ||
+        ! grep -q '^#define HAVE_PQCLOSEPREPARED 1' build-pg18/config.h; then
+        step_failed "[pg18] configure did not find the libpq 17 functions (see build-pg18/config.log)"
+    fi
+    if ! ldd build-pg18/lib/.libs/libpgev.so 2>/dev/null | grep -qF "=> $PGEV_RIG_LIBDIR/libpq.so.5 "; then
+        step_failed "[pg18] build-pg18's libpgev does not load libpq from $PGEV_RIG_LIBDIR"
+    fi
+    sed 's/^/  /' "$rig/versions"
+}
+
+if [[ "${PGEV_PG18:-}" == 0 ]]; then
+    skipped=$((skipped + 1))
+    skips+=("[pg18] the whole libpq 18 / PostgreSQL 18 leg: PGEV_PG18=0")
+else
+    pg18_leg
 fi
 
 if ((passed + failed == 0)); then

@@ -3,6 +3,7 @@
  * memory; errors in the middle of a stream; streamed and buffered queries
  * interleaved on one connection. Needs PGEV_TEST_DSN.
  */
+#include "config.h"     /* HAVE_PQSETCHUNKEDROWSMODE: what this build of pgev uses */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -10,6 +11,27 @@
 #include <string.h>
 
 static pgev_conn *conn;
+
+#if defined(__SANITIZE_ADDRESS__)
+#define STREAM_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define STREAM_ASAN 1
+#endif
+#endif
+#ifdef STREAM_ASAN
+/* AddressSanitizer keeps freed blocks in a quarantine (256 MB by default)
+ * before reusing them, so RSS grows with what passed through it until the
+ * quarantine is full. Single rows fill it before the first memory sample;
+ * chunks of rows (libpq 17+) fill it slowly, over the whole stream, which
+ * the RSS check would take for growth. A small quarantine keeps that check
+ * meaningful in both runs (the heap check counts live bytes either way). */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "quarantine_size_mb=16";
+}
+#endif
 
 /* Row-order and memory tracking shared by the row hooks. */
 static int64_t next_g;
@@ -75,6 +97,26 @@ static void reset_tracking(void)
     next_sample = SAMPLE_EVERY;
 }
 
+/* Rows per chunk a stream_chunk_rows of n gives with this build's libpq:
+ * chunks on libpq 17+, single rows before. */
+static int effective_chunk(int n)
+{
+#ifdef HAVE_PQSETCHUNKEDROWSMODE
+    return n > 1 ? n : 1;
+#else
+    (void)n;
+    return 1;
+#endif
+}
+
+static int64_t stream_chunked(const char *sql, unsigned flags, int chunk_rows, tu_query *q)
+{
+    pgev_query_args args = { .sql = sql, .flags = flags, .stream_chunk_rows = chunk_rows };
+    int64_t id = tu_submit(conn, &args, q, true);
+    ck_assert_msg(id > 0, "submit: %s (%s)", pgev_strerror((int)id), pgev_conn_errmsg(conn));
+    return id;
+}
+
 static int64_t stream(const char *sql, unsigned flags, tu_query *q)
 {
     pgev_query_args args = { .sql = sql, .flags = flags };
@@ -96,28 +138,34 @@ static void check_no_rows_in_completion(const tu_query *q)
                   "a streamed query's completion result holds %d rows", q->ntuples);
 }
 
+/* Run 0: single rows (the default); run 1: chunks of 777 rows, which do not
+ * divide the result (libpq 17/18 then put the command tag on the last,
+ * partial chunk instead of the final result). */
+static const int two_million_chunks[] = { 0, 777 };
+
 START_TEST(stream_two_million_rows)
 {
     enum { N = 2000000 };
+    int chunk = two_million_chunks[_i];
     conn = tu_connect(NULL);
     reset_tracking();
     tu_query q = { .on_rows_hook = check_rows_in_order };
-    stream("SELECT g, repeat('x', 100) FROM generate_series(1, 2000000) g", 0, &q);
+    stream_chunked("SELECT g, repeat('x', 100) FROM generate_series(1, 2000000) g", 0, chunk, &q);
     tu_wait_queries(&q, 1, 150000);
     tu_assert_ok(&q);
     ck_assert_int_eq(next_g - 1, N);
     ck_assert_int_eq(q.rows_streamed, N);
     ck_assert_int_eq(q.rows, N);
-    ck_assert_int_gt(q.row_calls, 0);
+    ck_assert_int_eq(q.row_calls, (N + effective_chunk(chunk) - 1) / effective_chunk(chunk));
     ck_assert_int_lt(q.first_row_seq, q.done_seq);
     check_no_rows_in_completion(&q);
     ck_assert_str_eq(q.command, "SELECT 2000000");
     ck_assert_int_eq(q.rows_affected, N);
 
     ck_assert_int_ge(samples, 15);
-    fprintf(stderr, "stream 2M rows: %d row callbacks; growth after the first %d rows: "
+    fprintf(stderr, "stream 2M rows (stream_chunk_rows %d): %d row callbacks; growth after the first %d rows: "
                     "RSS %ld kB, heap %ld kB%s\n",
-            q.row_calls, SAMPLE_EVERY, rss_max_growth_kb, heap_max_growth_kb,
+            chunk, q.row_calls, SAMPLE_EVERY, rss_max_growth_kb, heap_max_growth_kb,
             tu_sanitized() ? " (sanitizer build)" : "");
     /* Buffered, these rows would take ~250 MB. */
     ck_assert_msg(heap_max_growth_kb < 16 * 1024, "heap grew by %ld kB while streaming",
@@ -437,11 +485,193 @@ START_TEST(steal_in_row_callback)
 }
 END_TEST
 
+/* The largest delivery one query's row callback saw, and the columns of
+ * its completion result. */
+typedef struct delivery_rec {
+    int largest;
+    int completion_columns;
+} delivery_rec;
+
+static void record_largest_delivery(pgev_conn *c, pgev_result *res, tu_query *q)
+{
+    (void)c;
+    delivery_rec *rec = q->user;
+    if (pgev_result_rows(res) > rec->largest)
+        rec->largest = (int)pgev_result_rows(res);
+}
+
+static void record_completion_columns(pgev_conn *c, pgev_result *res, tu_query *q)
+{
+    (void)c;
+    delivery_rec *rec = q->user;
+    rec->completion_columns = pgev_result_pg(res) ? PQnfields(pgev_result_pg(res)) : -1;
+}
+
+/* stream_chunk_rows: deliveries of at most that many rows (libpq 17+; one
+ * row each before), and the command tag and count of the whole result
+ * whether the last chunk is partial, full, the only one, or absent. */
+START_TEST(chunked_stream_command_tag)
+{
+    static const struct {
+        const char *sql;
+        int chunk_rows;
+        int rows;
+        const char *tag;
+    } cases[] = {
+        { "SELECT g FROM generate_series(1, 1000) g", 256, 1000, "SELECT 1000" },  /* partial last */
+        { "SELECT g FROM generate_series(1, 1024) g", 256, 1024, "SELECT 1024" },  /* full last */
+        { "SELECT g FROM generate_series(1, 10) g", 256, 10, "SELECT 10" },        /* one chunk */
+        { "SELECT g FROM generate_series(1, 0) g", 256, 0, "SELECT 0" },           /* none */
+        { "SELECT g FROM generate_series(1, 7) g", 2, 7, "SELECT 7" },
+        { "SELECT g FROM generate_series(1, 7) g", 1, 7, "SELECT 7" },             /* single rows */
+        { "INSERT INTO chunk_tag_t SELECT g FROM generate_series(1, 5) g RETURNING x", 3, 5, "INSERT 0 5" },
+        { "UPDATE chunk_tag_t SET x = x + 1 RETURNING x", 4, 5, "UPDATE 5" },
+    };
+    enum { N = sizeof cases / sizeof cases[0] };
+    conn = tu_connect(NULL);
+    tu_query setup = { 0 };
+    buffered("CREATE TEMP TABLE chunk_tag_t (x int)", &setup);
+    tu_wait_query(&setup);
+    tu_assert_ok(&setup);
+    tu_query q[N];
+    delivery_rec rec[N];
+    memset(q, 0, sizeof q);
+    memset(rec, 0, sizeof rec);
+    for (int i = 0; i < N; i++) {
+        q[i].on_rows_hook = record_largest_delivery;
+        q[i].on_done_hook = record_completion_columns;
+        q[i].user = &rec[i];
+        q[i].index = i;
+        stream_chunked(cases[i].sql, 0, cases[i].chunk_rows, &q[i]);
+    }
+    tu_wait_queries(q, N, TU_WAIT_MS);
+    for (int i = 0; i < N; i++) {
+        int chunk = effective_chunk(cases[i].chunk_rows);
+        tu_assert_ok(&q[i]);
+        ck_assert_msg(strcmp(q[i].command, cases[i].tag) == 0, "case %d (%s, stream_chunk_rows %d): tag \"%s\", expected \"%s\"",
+                      i, cases[i].sql, cases[i].chunk_rows, q[i].command, cases[i].tag);
+        ck_assert_int_eq(q[i].rows_affected, cases[i].rows);
+        ck_assert_int_eq(q[i].rows_streamed, cases[i].rows);
+        ck_assert_int_eq(q[i].rows, cases[i].rows);
+        ck_assert_int_eq(q[i].row_calls, (cases[i].rows + chunk - 1) / chunk);
+        ck_assert_int_eq(rec[i].largest, cases[i].rows < chunk ? cases[i].rows : chunk);
+        /* The completion result describes the columns, as without chunks. */
+        ck_assert_int_eq(rec[i].completion_columns, 1);
+        check_no_rows_in_completion(&q[i]);
+    }
+    pgev_conn_free(conn);
+    tu_assert_all_once(q, N);
+}
+END_TEST
+
+/*
+ * A slow producer: rows of 9000 bytes (larger than the server's 8 kB send
+ * buffer, so each row pushes the one before it onto the wire), and the
+ * third one waits for an advisory lock that a second session holds. Rows 1
+ * and 2 are then on their way while the query cannot end.
+ */
+#define SLOW_PRODUCER_SQL                                                                        \
+    "SELECT g, repeat('x', 9000), CASE WHEN g = 3 THEN pg_advisory_lock_shared(4242)::text END " \
+    "FROM generate_series(1, 5) g"
+
+static PGconn *lock_holder(void)
+{
+    PGconn *holder = PQconnectdb(tu_dsn());
+    ck_assert_msg(PQstatus(holder) == CONNECTION_OK, "lock holder: %s", PQerrorMessage(holder));
+    PGresult *r = PQexec(holder, "SELECT pg_advisory_lock(4242)");
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "advisory lock: %s", PQerrorMessage(holder));
+    PQclear(r);
+    return holder;
+}
+
+static void release_lock(PGconn *holder)
+{
+    PGresult *r = PQexec(holder, "SELECT pg_advisory_unlock(4242)");
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "advisory unlock: %s", PQerrorMessage(holder));
+    PQclear(r);
+}
+
+/* Whether a session waits for the advisory lock (asked on the holder's
+ * session, which is idle). */
+static bool producer_waits(void *arg)
+{
+    PGresult *r = PQexec(arg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
+    bool waiting = PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "1") == 0;
+    PQclear(r);
+    return waiting;
+}
+
+/* Runs the loop until the producer waits for the lock (a query on another
+ * session per look, the loop running 10 ms in between). */
+static void wait_for_producer(PGconn *holder)
+{
+    for (int i = 0; i < TU_WAIT_MS / 10 && !producer_waits(holder); i++)
+        tu_run_for(10);
+    ck_assert_msg(producer_waits(holder), "the producer never waited for the lock");
+}
+
+/* pgev's streaming promise with the default stream_chunk_rows: rows reach
+ * on_rows as they arrive, while the query still runs (on every libpq). */
+START_TEST(slow_producer_rows_arrive_before_the_end)
+{
+    conn = tu_connect(NULL);
+    PGconn *holder = lock_holder();
+    tu_query q = { 0 };
+    stream(SLOW_PRODUCER_SQL, 0, &q);
+    tu_wait_count(&q.row_calls, 1, TU_WAIT_MS, "the first row while the producer waits");
+    wait_for_producer(holder);
+    ck_assert_int_eq(q.done_calls, 0);
+    ck_assert_int_le(q.rows_streamed, 2);
+    release_lock(holder);
+    tu_wait_query(&q);
+    tu_assert_ok(&q);
+    ck_assert_int_eq(q.rows_streamed, 5);
+    ck_assert_int_eq(q.row_calls, 5);
+    ck_assert_str_eq(q.command, "SELECT 5");
+    PQfinish(holder);
+    pgev_conn_free(conn);
+    tu_assert_all_once(&q, 1);
+}
+END_TEST
+
+/* The trade-off stream_chunk_rows makes, as pgev.h documents it: with
+ * libpq 17+ a chunk is handed over only when it is full or the result
+ * ends, so the rows already received wait while the producer is slow;
+ * with libpq < 17 the setting has no effect and they arrive one by one. */
+START_TEST(slow_producer_with_chunks)
+{
+    conn = tu_connect(NULL);
+    PGconn *holder = lock_holder();
+    tu_query q = { 0 };
+    stream_chunked(SLOW_PRODUCER_SQL, 0, 100, &q);
+    if (effective_chunk(100) == 1) {
+        tu_wait_count(&q.row_calls, 1, TU_WAIT_MS, "the first row while the producer waits");
+        ck_assert_int_eq(q.done_calls, 0);
+    } else {
+        /* The server sent rows 1 and 2 and waits at row 3: run the loop a
+         * while (only to see that nothing is delivered). */
+        wait_for_producer(holder);
+        tu_run_for(300);
+        ck_assert_int_eq(q.row_calls, 0);
+        ck_assert_int_eq(q.done_calls, 0);
+    }
+    release_lock(holder);
+    tu_wait_query(&q);
+    tu_assert_ok(&q);
+    ck_assert_int_eq(q.rows_streamed, 5);
+    ck_assert_int_eq(q.row_calls, effective_chunk(100) == 1 ? 5 : 1);
+    ck_assert_str_eq(q.command, "SELECT 5");
+    PQfinish(holder);
+    pgev_conn_free(conn);
+    tu_assert_all_once(&q, 1);
+}
+END_TEST
+
 static Suite *stream_suite(void)
 {
     Suite *s = suite_create("stream");
     TCase *tc = tu_tcase("big", 180);
-    tcase_add_test(tc, stream_two_million_rows);
+    tcase_add_loop_test(tc, stream_two_million_rows, 0, 2);
     tcase_add_test(tc, buffered_result);
     tcase_add_test(tc, stream_does_not_starve_other_connections);
     suite_add_tcase(s, tc);
@@ -454,6 +684,9 @@ static Suite *stream_suite(void)
     tcase_add_test(tc, submit_from_row_callback);
     tcase_add_test(tc, many_small_streams);
     tcase_add_test(tc, steal_in_row_callback);
+    tcase_add_test(tc, chunked_stream_command_tag);
+    tcase_add_test(tc, slow_producer_rows_arrive_before_the_end);
+    tcase_add_test(tc, slow_producer_with_chunks);
     suite_add_tcase(s, tc);
     return s;
 }

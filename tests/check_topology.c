@@ -6,7 +6,11 @@
  * the primary. Needs PGEV_TEST_DSN, PGEV_TEST_PGCLUSTER and
  * PGEV_TEST_CLUSTER_DIR (tests/pg-harness.sh); every test says "skipped"
  * and passes vacuously without the last two, which only happens against a
- * server the harness did not start (PGEV_TEST_DSN set by hand).
+ * server the harness did not start (PGEV_TEST_DSN set by hand). The standby
+ * tests also say "skipped" when the harness has no way to make a standby
+ * (PGEV_TEST_REPLICA_METHOD empty: neither a pg_basebackup for the server
+ * nor a psql for a low-level backup). scripts/test.sh counts every
+ * "skipped:" line as a skipped test.
  */
 #include "testutil.h"
 
@@ -119,7 +123,7 @@ free_pool(pgev_pool *pool)
  * standby goes away they fall back to the primary. */
 START_TEST(read_routing_to_standby)
 {
-    if (!tu_have_cluster("starts standbys and PgBouncer beside it"))
+    if (!tu_have_replicas("starts a standby beside it"))
         return;
     tu_cluster("replica", "ro_standby", NULL);
     char *standby = cluster_file("ro_standby.dsn");
@@ -195,7 +199,7 @@ END_TEST
  * target_session_attrs=read-write, finds the new primary by itself. */
 START_TEST(failover_to_promoted_standby)
 {
-    if (!tu_have_cluster("starts standbys and PgBouncer beside it"))
+    if (!tu_have_replicas("starts a standby beside it"))
         return;
     tu_cluster("replica", "fo_standby", NULL);
     char *primary_port = cluster_file("port");

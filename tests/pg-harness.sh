@@ -15,6 +15,10 @@
 #   PGEV_TEST_PGBIN         the server binaries (pg_ctl, pg_basebackup, postgres, ...)
 #   PGEV_TEST_PGCLUSTER     path of pgcluster.sh, for server-stop/server-start/server-restart,
 #                           replica and runas DIR CMD (e.g. pgbouncer, which refuses root)
+#   PGEV_TEST_REPLICA_METHOD  how "pgcluster.sh replica" makes standbys here (pg_basebackup, or
+#                           a low-level backup through psql when the only pg_basebackup is older
+#                           than the server, as with the libpq 18 rig), or empty when it cannot;
+#                           PGEV_TEST_NO_REPLICA then says why
 #
 # The test's exit status is returned (77 = skipped, 99 = hard error for automake). If the
 # cluster cannot be started the harness exits 99: a test needing a server never passes
@@ -75,6 +79,12 @@ PGEV_TEST_CLUSTER_DIR=$cluster_dir
 PGEV_TEST_PGBIN=$(bash "$pgcluster" bindir)
 PGEV_TEST_PGCLUSTER=$pgcluster
 export PGEV_TEST_DSN_TCP PGEV_TEST_PORT PGEV_TEST_CLUSTER_DIR PGEV_TEST_PGBIN PGEV_TEST_PGCLUSTER
+PGEV_TEST_NO_REPLICA=
+if ! PGEV_TEST_REPLICA_METHOD=$(bash "$pgcluster" replica-method 2>&1); then
+    PGEV_TEST_NO_REPLICA=${PGEV_TEST_REPLICA_METHOD#"pgcluster.sh: error: "}
+    PGEV_TEST_REPLICA_METHOD=
+fi
+export PGEV_TEST_REPLICA_METHOD PGEV_TEST_NO_REPLICA
 echo "pg-harness.sh: $name against $PGEV_TEST_DSN" >&2
 
 # Run the test in the background and wait for it, so that a signal to the harness is handled

@@ -6,7 +6,9 @@
 #   pgcluster.sh stop DIR             stop every server under DIR (immediate) and remove DIR;
 #                                     idempotent, succeeds when DIR is already gone
 #   pgcluster.sh replica DIR [NAME]   pg_basebackup -R the primary into DIR/NAME (default
-#                                     "replica"), start it as a hot standby, print its DSN
+#                                     "replica"), start it as a hot standby, print its DSN;
+#                                     without a pg_basebackup for the server, a low-level backup
+#                                     through psql instead (see copy_backup)
 #   pgcluster.sh server-stop DIR [NODE] [MODE]   stop one server (default node "primary",
 #                                     mode "fast"; "immediate" simulates a crash), keep its data
 #   pgcluster.sh server-start DIR [NODE]         start it again on the same port and socket
@@ -15,6 +17,9 @@
 #                                     (root cannot run postgres or pgbouncer), in DIR, with the
 #                                     server binaries first on PATH
 #   pgcluster.sh bindir               print the directory of the server binaries
+#   pgcluster.sh tool NAME            print the client program NAME (psql, pg_basebackup) to use
+#                                     with those servers, or fail saying why there is none
+#   pgcluster.sh replica-method       print how "replica" makes a standby here, or fail
 #   pgcluster.sh ssl DIR              give the running primary TLS and password logins (see
 #                                     below); idempotent; prints the files it made on stdout
 #   pgcluster.sh promote DIR NODE     promote a standby (pg_ctl promote, waits until it accepts
@@ -45,7 +50,9 @@
 # Files: DIR/ssl/ca.crt, DIR/ssl/wrong-ca.crt, DIR/ssl/scram-password (the password, one
 # line); the server's key is in its data directory, owned by the server user, mode 0600.
 #
-# Environment: PGEV_PGBIN overrides the server binary directory.
+# Environment: PGEV_PGBIN overrides the server binary directory. A directory with only the
+# servers (the libpq 18 rig of scripts/pg18-rig.sh has no psql and no pg_basebackup) borrows the
+# distribution's client programs where their versions allow (see client_tool).
 #
 # Sourcing this file only defines pgcluster_* wrappers that run it as a separate process.
 
@@ -101,6 +108,40 @@ find_bindir() {
         return
     fi
     die "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found; install the postgresql package (bash scripts/deps.sh) or set PGEV_PGBIN"
+}
+
+# major_version PROGRAM: "15" from "psql (PostgreSQL) 15.18 (Debian ...)".
+major_version() {
+    "$1" --version 2>/dev/null | sed -n 's/^[^)]*) \([0-9][0-9]*\).*/\1/p'
+}
+
+# client_tool NAME: the client program NAME for the servers in $BIN: their own, else the
+# distribution's (pg_config --bindir, /usr/lib/postgresql/*/bin newest first, PATH). Any psql
+# runs the harness's setup SQL; pg_basebackup refuses servers newer than itself, so it must be
+# at least the server's major version. Prints the path, or fails saying why there is none.
+client_tool() {
+    local name=$1 server cand major real seen=" " tried=""
+    if [[ -x "$BIN/$name" ]]; then
+        echo "$BIN/$name"
+        return
+    fi
+    server=$(major_version "$BIN/postgres")
+    for cand in "$(pg_config --bindir 2>/dev/null || true)" \
+        $(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin 2>/dev/null | sort -rV) \
+        "$(dirname "$(command -v "$name" 2>/dev/null || echo /nonexistent/x)")"; do
+        [[ -n "$cand" && -x "$cand/$name" ]] || continue
+        real=$(readlink -f "$cand/$name")
+        [[ "$seen" != *" $real "* ]] || continue
+        seen+="$real "
+        major=$(major_version "$cand/$name")
+        if [[ $name == pg_basebackup && -n "$server" && "${major:-0}" -lt "$server" ]]; then
+            tried+="${tried:+, }$cand/$name is version ${major:-?}"
+            continue
+        fi
+        echo "$cand/$name"
+        return
+    done
+    die "no $name for PostgreSQL ${server:-?} (servers in $BIN)${tried:+: $tried; $name needs ${server:-?} or newer}"
 }
 
 # --- the OS user the servers run as ---------------------------------------------------------
@@ -254,6 +295,8 @@ cmd_start() {
             die "$DIR is not writable by the server user '$USER_' (a parent directory is not searchable by it?); use a directory under /tmp"
     fi
 
+    as "$USER_" test -x "$BIN/initdb" ||
+        die "the server user '$USER_' cannot run $BIN/initdb (is a parent directory, such as /root, closed to it?)"
     if ! as "$USER_" "$BIN/initdb" -D "$DIR/data" -U postgres -E UTF8 --locale=C --no-sync \
         --auth=trust >"$DIR/initdb.log" 2>&1; then
         cat "$DIR/initdb.log" >&2
@@ -279,15 +322,63 @@ EOF
     cat "$DIR/dsn"
 }
 
+# copy_backup NAME DATADIR: a base backup of the primary into DATADIR without pg_basebackup
+# (when the only one here is older than the server: see client_tool), with PostgreSQL's low-level
+# backup API in one psql session: a replication slot for NAME keeps the WAL from the start of the
+# backup for the standby to stream, pg_backup_start, a copy of the primary's files (tar, which
+# goes on when files change or vanish meanwhile; WAL and runtime files left out as
+# pg_basebackup leaves them out), pg_backup_stop's label as backup_label. Then the settings
+# pg_basebackup -R writes: standby.signal, primary_conninfo (and primary_slot_name).
+copy_backup() {
+    local name=$1 datadir=$2 primary psql x d slot
+    primary=$(node_datadir primary)
+    # Slot names take lower-case letters, digits and underscores only.
+    slot=$(echo "pgcluster_$name" | tr 'A-Z-' 'a-z_')
+    psql=$(client_tool psql)
+    # Quoted for the shell that psql's \! runs.
+    x=("'--exclude=./postmaster.pid'" "'--exclude=./postmaster.opts'")
+    for d in pg_wal pg_replslot pg_dynshmem pg_notify pg_serial pg_snapshots pg_stat_tmp pg_subtrans base/pgsql_tmp; do
+        x+=("'--exclude=./$d/*'")
+    done
+    as "$USER_" mkdir -m 700 "$datadir"
+    as "$USER_" "$psql" -X -q -v ON_ERROR_STOP=1 -d "$(cat "$DIR/dsn")" <<EOF
+SELECT pg_create_physical_replication_slot('$slot', true);
+SELECT pg_backup_start('pgcluster.sh $name', true);
+\\! tar -C '$primary' --warning=none --ignore-failed-read ${x[*]} -cf - . | tar -C '$datadir' -xf -
+SELECT labelfile FROM pg_backup_stop(false) \\g (format=unaligned tuples_only=on) $datadir/backup_label
+EOF
+    [[ -s "$datadir/backup_label" && -f "$datadir/global/pg_control" ]] ||
+        die "the low-level backup into $datadir is incomplete"
+    as "$USER_" touch "$datadir/standby.signal"
+    printf "primary_conninfo = 'host=%s port=%s user=postgres'\nprimary_slot_name = '%s'\n" \
+        "$DIR" "$(cat "$DIR/port")" "$slot" | as "$USER_" tee -a "$datadir/postgresql.auto.conf" >/dev/null
+}
+
+# replica_method: how cmd_replica makes a standby here, or a failure saying why it cannot.
+replica_method() {
+    local tool
+    if tool=$(client_tool pg_basebackup 2>/dev/null); then
+        echo "pg_basebackup $tool"
+        return
+    fi
+    tool=$(client_tool psql)
+    echo "low-level backup with $tool ($(client_tool pg_basebackup 2>&1 | sed 's/^[^:]*: error: //'))"
+}
+
 cmd_replica() {
-    local name=${1:-replica} datadir
+    local name=${1:-replica} datadir basebackup
     [[ "$name" =~ ^[A-Za-z0-9_-]+$ && "$name" != primary && "$name" != data ]] ||
         die "bad replica name: $name"
     [[ -f "$DIR/dsn" ]] || die "no cluster in $DIR (run: $prog start $DIR)"
     USER_=$(cat "$DIR/user")
     datadir=$(node_datadir "$name")
     [[ -e "$datadir" ]] && die "$datadir already exists"
-    if ! as "$USER_" "$BIN/pg_basebackup" -d "$(cat "$DIR/dsn")" -D "$datadir" -R -X stream \
+    if ! basebackup=$(client_tool pg_basebackup 2>/dev/null); then
+        if ! (copy_backup "$name" "$datadir") >"$DIR/$name.basebackup.log" 2>&1; then
+            cat "$DIR/$name.basebackup.log" >&2
+            die "the low-level backup into $datadir failed"
+        fi
+    elif ! as "$USER_" "$basebackup" -d "$(cat "$DIR/dsn")" -D "$datadir" -R -X stream \
         --checkpoint=fast --no-sync >"$DIR/$name.basebackup.log" 2>&1; then
         cat "$DIR/$name.basebackup.log" >&2
         die "pg_basebackup into $datadir failed"
@@ -442,7 +533,7 @@ make_ca() { # make_ca NAME SUBJECT
 }
 
 cmd_ssl() {
-    local ssl data pw i
+    local ssl data pw i psql
     [[ -f "$DIR/dsn" ]] || die "no cluster in $DIR (run: $prog start $DIR)"
     DIR=$(cd "$DIR" && pwd -P)
     ssl=$DIR/ssl
@@ -468,6 +559,7 @@ cmd_ssl() {
         chmod 644 "$data/server.crt"
         chmod 600 "$data/server.key"
         [[ "$USER_" == "$(id -un)" ]] || chown "$USER_": "$data/server.crt" "$data/server.key"
+        psql=$(client_tool psql)
         pw="pgevPW$(openssl rand -hex 12)"
         (umask 077 && echo "$pw" >"$ssl/scram-password")
 
@@ -490,12 +582,12 @@ cmd_ssl() {
             "SET password_encryption = 'scram-sha-256';" \
             "DROP ROLE IF EXISTS pgev_scram;" "DROP ROLE IF EXISTS pgev_tls_only;" \
             "CREATE ROLE pgev_scram LOGIN PASSWORD :'pw';" "CREATE ROLE pgev_tls_only LOGIN;" |
-            as "$USER_" "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -v pw="$pw" -d "$(cat "$DIR/dsn")" \
+            as "$USER_" "$psql" -X -q -v ON_ERROR_STOP=1 -v pw="$pw" -d "$(cat "$DIR/dsn")" \
                 >/dev/null || die "could not create the test roles"
         as "$USER_" "$BIN/pg_ctl" -D "$data" reload >/dev/null || die "pg_ctl reload failed"
         # The postmaster applies a reload asynchronously: wait until new sessions see it.
         for ((i = 0; i < 100; i++)); do
-            if [[ $(as "$USER_" "$BIN/psql" -X -At -d "$(cat "$DIR/dsn")" -c 'SHOW ssl' \
+            if [[ $(as "$USER_" "$psql" -X -At -d "$(cat "$DIR/dsn")" -c 'SHOW ssl' \
                 2>/dev/null) == on ]]; then
                 break
             fi
@@ -525,6 +617,17 @@ main() {
     shift
     if [[ $cmd == bindir ]]; then
         find_bindir
+        return
+    fi
+    if [[ $cmd == tool ]]; then
+        [[ $# -eq 1 ]] || usage
+        BIN=$(find_bindir)
+        client_tool "$1"
+        return
+    fi
+    if [[ $cmd == replica-method ]]; then
+        BIN=$(find_bindir)
+        replica_method
         return
     fi
     [[ $# -ge 1 && -n "$1" ]] || usage

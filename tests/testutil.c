@@ -614,6 +614,18 @@ bool tu_have_cluster(const char *why)
     return false;
 }
 
+bool tu_have_replicas(const char *why)
+{
+    if (!tu_have_cluster(why))
+        return false;
+    const char *method = getenv("PGEV_TEST_REPLICA_METHOD"), *reason = getenv("PGEV_TEST_NO_REPLICA");
+    if (method && *method)
+        return true;
+    fprintf(stderr, "skipped: cannot make a standby (%s): %s\n", why,
+            reason && *reason ? reason : "PGEV_TEST_REPLICA_METHOD is empty");
+    return false;
+}
+
 pid_t tu_cluster_start(const char *cmd, const char *arg1, const char *arg2)
 {
     pid_t pid = fork();

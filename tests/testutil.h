@@ -219,6 +219,11 @@ char *tu_exec_value(const char *fmt, ...) TU_PRINTF(1, 2);
  * `why` and returns false. */
 bool tu_have_cluster(const char *why);
 
+/* tu_have_cluster(why), and a way to make standbys (the harness's
+ * PGEV_TEST_REPLICA_METHOD); otherwise prints "skipped: ..." with the
+ * reason (PGEV_TEST_NO_REPLICA) and returns false. */
+bool tu_have_replicas(const char *why);
+
 /* Starts `pgcluster.sh CMD DIR [ARG1 [ARG2]]` in a child process (the
  * loop keeps running meanwhile); returns its pid. */
 pid_t tu_cluster_start(const char *cmd, const char *arg1, const char *arg2);

@@ -79,6 +79,7 @@ typedef struct bench_options {
     bool readonly;      /* PGEV_QUERY_READONLY */
     int64_t rate;       /* rate: offered queries per second */
     int64_t rows;       /* stream, copy */
+    int64_t chunk_rows; /* stream: pgev_query_args.stream_chunk_rows */
     int64_t scale;      /* pgbench scale of pgbench_accounts */
     double stall_s;     /* fail when nothing completes for this long */
     const char *plot;   /* PNG to draw, or NULL */
@@ -799,6 +800,7 @@ static void on_stream_connect(pgev_conn *conn, const pgev_error *err, void *arg)
         .on_rows = on_stream_rows,
         .on_done = on_stream_done,
         .arg = b,
+        .stream_chunk_rows = (int)b->opt.chunk_rows,
     };
     bench_start(b);
     if (pgev_conn_submit(conn, &args) < 0)
@@ -1012,7 +1014,8 @@ static int stream_report(bench *b)
                 b->opt.rows, b->rows_seen, b->rows_reported);
         status = 1;
     }
-    printf("pgev %s stream: %" PRId64 " rows of ~105 bytes through on_rows\n", PGEV_VERSION_STRING, b->opt.rows);
+    printf("pgev %s stream: %" PRId64 " rows of ~105 bytes through on_rows (stream_chunk_rows %" PRId64 ")\n",
+           PGEV_VERSION_STRING, b->opt.rows, b->opt.chunk_rows);
     printf("  %-16s %12" PRId64 " in %" PRId64 " deliveries\n", "rows", b->rows_seen, b->deliveries);
     printf("  %-16s %12" PRIu64 "\n", "field bytes", b->bytes_seen);
     printf("  %-16s %12.3f\n", "seconds", s.wall_s);
@@ -1168,6 +1171,8 @@ static void usage(FILE *out)
             "  --binary           binary parameter and results instead of text\n"
             "  --readonly         flag the queries PGEV_QUERY_READONLY\n"
             "  --rows N           stream, copy: rows (default 2000000 / 1000000)\n"
+            "  --chunk-rows N     stream: up to N rows per row callback (libpq 17+;\n"
+            "                     default 0: one row at a time)\n"
             "  --plot FILE.png    draw the latency distribution and the throughput over\n"
             "                     time with gnuplot\n"
             "  --stall-timeout S  fail when nothing completes for S seconds (default 30)\n"
@@ -1280,6 +1285,7 @@ static int parse_options(int argc, char **argv, bench_options *opt)
         {"binary", no_argument, NULL, 'B'},
         {"readonly", no_argument, NULL, 'o'},
         {"rows", required_argument, NULL, 'r'},
+        {"chunk-rows", required_argument, NULL, 'k'},
         {"plot", required_argument, NULL, 'P'},
         {"stall-timeout", required_argument, NULL, 's'},
         {"threads", required_argument, NULL, 'T'},
@@ -1359,6 +1365,9 @@ static int parse_options(int argc, char **argv, bench_options *opt)
             break;
         case 'r':
             ok = rows_given = parse_count(optarg, "--rows", 1, INT64_MAX, &opt->rows);
+            break;
+        case 'k':
+            ok = parse_count(optarg, "--chunk-rows", 0, INT32_MAX, &opt->chunk_rows);
             break;
         case 'P':
             opt->plot = optarg;
