@@ -1180,8 +1180,9 @@ PGEV_API int64_t pgev_conn_execute(pgev_conn *conn, const char *name, int nparam
 /**
  * Cancels a query by the id its submit returned. A query not yet sent is
  * removed and never sent; one in flight is cancelled on the server
- * without blocking the loop (PQcancel runs on a short-lived helper
- * thread), and the queries behind it run normally. Either way its on_done
+ * without blocking the loop (libpq 17+: PQcancelStart/PQcancelPoll from
+ * the loop; older libpq: PQcancel on a helper thread, see
+ * pgev_cancel_threads()), and the queries behind it run normally. Either way its on_done
  * runs once, from the loop (never inside this call), with
  * PGEV_ECANCELLED — or with its real outcome if that arrived first.
  *
@@ -1218,7 +1219,8 @@ PGEV_API int pgev_conn_cancel(pgev_conn *conn, int64_t query_id);
 #define PGEV_CANCEL_THREADS_MAX 64
 
 /**
- * How many cancel helper threads run now, in the whole process. On libpq
+ * How many cancel helper threads run now, in the whole process (with
+ * libpq 17+ only pgev_conn_free()'s cancel uses one). On libpq
  * < 17 a server-side cancel runs libpq's blocking PQcancel() on a helper
  * thread: one at a time per connection, each given up by its connection
  * after cancel_grace_ms (the connection is then closed), and at most

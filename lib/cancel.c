@@ -19,8 +19,11 @@
  * counter is the one piece of process-wide state in pgev: an atomic
  * count, read with pgev_cancel_threads().
  *
- * (libpq 17's PQcancelStart/PQcancelPoll would make the thread
- * unnecessary; the thread works with every libpq.)
+ * libpq 17 and later: no thread. The request is a PGcancelConn driven by
+ * PQcancelPoll() from the loop (its socket watched for what it asks), with
+ * the same one-at-a-time rule and deadline. The thread remains only for
+ * the fire-and-forget cancel of pgev_conn_free(), which has no loop to
+ * drive it any more.
  */
 #include "pgev-internal.h"
 
@@ -37,6 +40,9 @@ static atomic_int live_threads;
 
 struct pgev_cancel_job {
     pgev_cancel_job *next;  /* the connection's job in progress (one at most) */
+#ifdef HAVE_PQCANCELSTART
+    PGcancelConn *cc;       /* libpq 17+: driven from the loop, no thread */
+#endif
     atomic_int refs;        /* the loop's and the thread's */
     atomic_int ok;          /* PQcancel's return, set before the thread signals */
     PGcancel *cancel;
@@ -112,12 +118,19 @@ job_detach(pgev_conn *conn, pgev_cancel_job *job)
     job->watch = NULL;
     pgev_timer_free(job->deadline);
     job->deadline = NULL;
+#ifdef HAVE_PQCANCELSTART
+    if (job->cc) {
+        PQcancelFinish(job->cc);
+        job->cc = NULL;
+    }
+#endif
     if (job->loop_fd >= 0)
         close(job->loop_fd);
     job->loop_fd = -1;
     job_release(job);
 }
 
+#ifndef HAVE_PQCANCELSTART
 static void
 on_job_done(pgev_conn *conn, void *arg)
 {
@@ -134,6 +147,7 @@ on_job_done(pgev_conn *conn, void *arg)
     if (conn->pending.head)
         pgev_loop_defer(conn->loop);
 }
+#endif
 
 /* The request did not complete in time (the server, or the path to it,
  * does not answer): the connection cannot know when the signal lands, so
@@ -150,6 +164,80 @@ on_job_deadline(pgev_conn *conn, void *arg)
     pgev_conn_fail(conn, PGEV_ETIMEOUT, &err);
     pgev_conn_leave_dispatch(conn);
 }
+
+#ifdef HAVE_PQCANCELSTART
+
+static void on_cancel_io(pgev_conn *conn, void *arg);
+
+/* One step of the cancel connection; the socket may change between
+ * steps, so it is watched anew each time. */
+static void
+cancel_step(pgev_conn *conn, pgev_cancel_job *job)
+{
+    PostgresPollingStatusType st = PQcancelPoll(job->cc);
+    pgev_watch_free(job->watch);
+    job->watch = NULL;
+    if (st == PGRES_POLLING_READING || st == PGRES_POLLING_WRITING) {
+        int fd = PQcancelSocket(job->cc);
+        job->watch = fd < 0 ? NULL : pgev_watch_new_for(conn->loop, fd, st == PGRES_POLLING_WRITING, on_cancel_io, job);
+        if (job->watch)
+            return;
+        pgev_conn_refuse(conn, "cancel request failed: could not watch its socket");
+    } else if (st != PGRES_POLLING_OK) {
+        pgev_conn_refuse(conn, "cancel request failed: %s", PQcancelErrorMessage(job->cc));
+    }
+    /* Done (the server closed the cancel connection: the signals are
+     * out), or failed: either way nothing more is on its way. */
+    job_detach(conn, job);
+    pgev_stray_cancel_check(conn);
+    if (conn->pending.head)
+        pgev_loop_defer(conn->loop);
+}
+
+static void
+on_cancel_io(pgev_conn *conn, void *arg)
+{
+    pgev_conn_enter_dispatch(conn);
+    cancel_step(conn, arg);
+    pgev_conn_pump(conn);
+    pgev_conn_leave_dispatch(conn);
+}
+
+int
+pgev_cancel_request(pgev_conn *conn)
+{
+    if (conn->cancel_jobs)
+        return 1;   /* one at a time: the one on its way will do */
+    pgev_cancel_job *job = calloc(1, sizeof(*job));
+    if (!job)
+        return -1;
+    job->loop_fd = job->thread_fd = -1;
+    atomic_init(&job->refs, 1);     /* the loop's only */
+    atomic_init(&job->ok, 0);
+    job->cc = conn->pg ? PQcancelCreate(conn->pg) : NULL;
+    job->deadline = pgev_timer_new(conn->loop, on_job_deadline, job);
+    if (!job->cc || PQcancelStatus(job->cc) == CONNECTION_BAD || !job->deadline ||
+        pgev_timer_start(job->deadline, conn->cancel_grace_ms) != 0 || !PQcancelStart(job->cc)) {
+        pgev_conn_refuse(conn, "cancel request could not start: %s",
+                         job->cc ? PQcancelErrorMessage(job->cc) : "out of memory");
+        if (job->cc)
+            PQcancelFinish(job->cc);
+        pgev_timer_free(job->deadline);
+        free(job);
+        return -1;
+    }
+    conn->cancel_jobs = job;
+    for (pgev_node *n = conn->inflight.head; n; n = n->next)
+        n->cancel_exposed = true;
+    /* As with a connection: behave as if the first poll asked to write. */
+    int fd = PQcancelSocket(job->cc);
+    job->watch = fd < 0 ? NULL : pgev_watch_new_for(conn->loop, fd, true, on_cancel_io, job);
+    if (!job->watch)
+        cancel_step(conn, job);
+    return 0;
+}
+
+#else /* libpq < 17: PQcancel on a helper thread */
 
 int
 pgev_cancel_request(pgev_conn *conn)
@@ -192,6 +280,8 @@ pgev_cancel_request(pgev_conn *conn)
         n->cancel_exposed = true;
     return 0;
 }
+
+#endif
 
 void
 pgev_cancel_fire_and_forget(PGconn *pg)

@@ -251,13 +251,19 @@ watch_cb(evutil_socket_t fd, short what, void *arg)
 pgev_watch *
 pgev_watch_new(pgev_loop *loop, int fd, pgev_timer_fn fn, void *arg)
 {
+    return pgev_watch_new_for(loop, fd, false, fn, arg);
+}
+
+pgev_watch *
+pgev_watch_new_for(pgev_loop *loop, int fd, bool write, pgev_timer_fn fn, void *arg)
+{
     pgev_watch *watch = malloc(sizeof(*watch));
     if (!watch)
         return NULL;
     watch->loop = loop;
     watch->fn = fn;
     watch->arg = arg;
-    watch->ev = event_new(loop->base, fd, EV_READ | EV_PERSIST, watch_cb, watch);
+    watch->ev = event_new(loop->base, fd, (write ? EV_WRITE : EV_READ) | EV_PERSIST, watch_cb, watch);
     if (!watch->ev || event_add(watch->ev, NULL) != 0) {
         if (watch->ev)
             event_free(watch->ev);

@@ -308,6 +308,8 @@ void pgev_timer_free(pgev_timer *timer);
 /* A persistent read watch on an extra descriptor (a cancel job's socket). */
 typedef struct pgev_watch pgev_watch;
 pgev_watch *pgev_watch_new(pgev_loop *loop, int fd, pgev_timer_fn fn, void *arg);
+/* The same for writability (write) or readability. */
+pgev_watch *pgev_watch_new_for(pgev_loop *loop, int fd, bool write, pgev_timer_fn fn, void *arg);
 void pgev_watch_free(pgev_watch *watch);
 
 /* An event of an object that is not a connection (the pool's deferred
