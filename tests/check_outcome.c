@@ -293,6 +293,51 @@ START_TEST(answered_then_killed_never_ok_without_result)
 }
 END_TEST
 
+/* The pool under load while every backend is terminated, round after
+ * round: every query completes once, and none is OK without its result. */
+static int pool_done_count, pool_ok_without_result, pool_ok;
+
+static void
+pool_query_done(pgev_conn *c, pgev_result *res, void *arg)
+{
+    (void)c;
+    (void)arg;
+    pool_done_count++;
+    if (pgev_result_status(res) == PGEV_OK) {
+        pool_ok++;
+        if (!pgev_result_pg(res) || PQntuples(pgev_result_pg(res)) != 1)
+            pool_ok_without_result++;
+    }
+}
+
+START_TEST(pool_backends_terminated_under_load)
+{
+    char *dsn = tu_dsn_with("application_name", "oc_pool");
+    pgev_pool_options opts = { .min_conns = 4, .max_conns = 4 };
+    pgev_pool *pool = pgev_pool_new(tu_base, dsn, &opts);
+    free(dsn);
+    ck_assert_ptr_nonnull(pool);
+    pool_done_count = pool_ok_without_result = pool_ok = 0;
+    int submitted = 0;
+    for (int round = 0; round < 25; round++) {
+        for (int i = 0; i < 200; i++) {
+            tu_in_call++;
+            int64_t id = pgev_pool_query(pool, "SELECT 1", pool_query_done, NULL);
+            tu_in_call--;
+            if (id > 0)
+                submitted++;
+        }
+        event_base_loop(tu_base, EVLOOP_NONBLOCK);
+        tu_exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'oc_pool'");
+        tu_wait_count(&pool_done_count, submitted, TU_WAIT_MS, "the round's queries");
+    }
+    ck_assert_int_eq(pool_done_count, submitted);
+    ck_assert_int_eq(pool_ok_without_result, 0);
+    ck_assert_int_gt(pool_ok, 0);
+    pgev_pool_free(pool);
+}
+END_TEST
+
 /* Killed while busy: what was sent has an unknown outcome (sent = 1), what
  * was still queued never ran (sent = 0). */
 START_TEST(killed_busy_sent_and_unsent)
@@ -737,6 +782,7 @@ outcome_suite(void)
     tc = tu_tcase("lost", 120);
     tcase_add_test(tc, answered_then_killed_never_ok_without_result);
     tcase_add_test(tc, killed_busy_sent_and_unsent);
+    tcase_add_test(tc, pool_backends_terminated_under_load);
     tcase_add_test(tc, failing_many_queries_yields_to_the_loop);
     tcase_add_test(tc, killed_connection_leaves_no_stale_descriptor);
     suite_add_tcase(s, tc);

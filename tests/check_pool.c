@@ -76,6 +76,7 @@ pool_done_cb(pgev_conn *conn, pgev_result *res, void *arg)
                  "pool query %d: no connection but a query id", r->index);
     } else {
         TU_CHECK(conn != NULL, "pool query %d: succeeded without a connection", r->index);
+        TU_CHECK(pgev_result_pg(res) != NULL, "pool query %d: PGEV_OK without a result", r->index);
         PGresult *pg = pgev_result_pg(res);
         if (pg && PQntuples(pg) > 0 && PQnfields(pg) > 0)
             snprintf(r->value, sizeof(r->value), "%s", PQgetvalue(pg, 0, 0));
