@@ -417,7 +417,10 @@ typedef struct pgev_array pgev_array;
  * Decodes an array column, in text or binary format, of these element
  * types: bool, int2, int4, int8, oid, float4, float8, numeric, text,
  * varchar, bpchar, name, "char", bytea, uuid, date, timestamp,
- * timestamptz, interval, inet, cidr, json, jsonb. Returns PGEV_OK and
+ * timestamptz, interval, inet, cidr, json, jsonb, and record (record[],
+ * e.g. ARRAY[ROW(1, 'a')]; each element read with pgev_array_get_record();
+ * an array of a named composite type has an OID pgev cannot know, and is
+ * refused). Returns PGEV_OK and
  * stores a new array in *out, which the caller frees with
  * pgev_array_free(); 1 (nothing stored) for SQL NULL; PGEV_EINVAL (nothing
  * stored) for a bad row/column, a column of another type, an array of
@@ -569,6 +572,9 @@ PGEV_API int pgev_record_get_inet(const pgev_record *r, size_t i, pgev_inet *out
 PGEV_API int pgev_record_get_interval(const pgev_record *r, size_t i, pgev_interval *out);
 PGEV_API int pgev_record_get_record(const pgev_record *r, size_t i, pgev_record **out);
 PGEV_API int pgev_record_get_array(const pgev_record *r, size_t i, pgev_array **out);
+
+/** Element i of a record[] array as a new record (see pgev_record_get_*); 1 for a NULL element. */
+PGEV_API int pgev_array_get_record(const pgev_array *a, size_t i, pgev_record **out);
 
 /**
  * A parameter list built on the stack, for binary (and text) parameters

@@ -73,8 +73,9 @@ enum {
     OID_JSON_ARRAY = 199,
     OID_UUID_ARRAY = 2951,
     OID_JSONB_ARRAY = 3807,
-    /* The anonymous row type (ROW(...), a SELECT of a whole row). */
-    OID_RECORD = 2249
+    /* The anonymous row type (ROW(...), a SELECT of a whole row), and its array. */
+    OID_RECORD = 2249,
+    OID_RECORD_ARRAY = 2287
 };
 
 /* The server counts dates and timestamps from 2000-01-01; pgev from 1970-01-01. */
@@ -1074,7 +1075,7 @@ static const struct {
     { OID_DATE_ARRAY, OID_DATE },         { OID_TIMESTAMPTZ_ARRAY, OID_TIMESTAMPTZ },
     { OID_INTERVAL_ARRAY, OID_INTERVAL }, { OID_NUMERIC_ARRAY, OID_NUMERIC },
     { OID_JSON_ARRAY, OID_JSON },         { OID_JSONB_ARRAY, OID_JSONB },
-    { OID_UUID_ARRAY, OID_UUID },
+    { OID_UUID_ARRAY, OID_UUID },         { OID_RECORD_ARRAY, OID_RECORD },
 };
 
 static Oid
@@ -1632,6 +1633,14 @@ pgev_record_get_array(const pgev_record *r, size_t i, pgev_array **out)
     field f;
     int rc = record_field_get(r, i, out, &f);
     return rc != PGEV_OK ? rc : array_from_field(&f, out);
+}
+
+int
+pgev_array_get_record(const pgev_array *a, size_t i, pgev_record **out)
+{
+    field f;
+    int rc = elem_get(a, i, out, &f);
+    return rc != PGEV_OK ? rc : record_from_field(&f, out);
 }
 
 /* ------------------------------------------------------------------------

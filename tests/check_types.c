@@ -1380,8 +1380,29 @@ static void check_records(pgev_result *res, bool binary)
     ck_assert_str_eq(t, "\"");
     pgev_record_free(r);
 
-    /* An array of records is not an array pgev decodes. */
-    ck_assert_int_eq(pgev_result_get_array(res, 0, 7, &a), PGEV_EINVAL);
+    /* An array of anonymous records (record[]): each element a record; a NULL element is 1. */
+    a = get_array(res, 7, 3, binary);
+    ck_assert_uint_eq(pgev_array_elem_type(a), 2249);
+    ck_assert_int_eq(pgev_array_get_record(a, 0, &r), PGEV_OK);
+    ck_assert_uint_eq(pgev_record_count(r), 2);
+    declare(r, 1, 25, binary);
+    ck_assert_int_eq(pgev_record_get_text(r, 1, &t, NULL), PGEV_OK);
+    ck_assert_str_eq(t, "a,b");
+    pgev_record_free(r);
+    r = (pgev_record *)&r;
+    ck_assert_int_eq(pgev_array_get_record(a, 1, &r), 1);
+    ck_assert_ptr_eq(r, (pgev_record *)&r);
+    ck_assert_int_eq(pgev_array_get_record(a, 2, &r), PGEV_OK);
+    declare(r, 0, 23, binary);
+    ck_assert_int_eq(pgev_record_get_int32(r, 0, &i32), PGEV_OK);
+    ck_assert_int_eq(i32, 3);
+    pgev_record_free(r);
+    ck_assert_int_eq(pgev_array_get_record(a, 3, &r), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_array_get_int64(a, 0, &i64), PGEV_EINVAL); /* a record is not an int */
+    pgev_array_free(a);
+
+    /* An array of a named composite type: its OID is the catalog's, not one pgev decodes. */
+    ck_assert_int_eq(pgev_result_get_array(res, 0, 8, &a), PGEV_EINVAL);
 }
 
 START_TEST(records)
@@ -1392,7 +1413,7 @@ START_TEST(records)
     check_both("SELECT ROW(42, 'a \"q\", (p)\\ b', NULL::int8, ARRAY[1, NULL]::int4[], "
                "ROW(1.5::float8, true), ''::text, '2000-01-01'::date), NULL::record, 5, rec_t, "
                "ROW(), ROW(NULL::int4), ROW(NULL::int4, NULL::text, '\"'::text), "
-               "ARRAY[ROW(1, 2)], 'end' FROM rec_t",
+               "ARRAY[ROW(1, 'a,b'::text), NULL, ROW(3, NULL::text)], ARRAY[rec_t], 'end' FROM rec_t",
                check_records);
     free_conn();
 }

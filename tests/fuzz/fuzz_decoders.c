@@ -16,7 +16,8 @@
  * and as a nested record, three levels down.
  *
  * Input: byte 0 picks the type, byte 1 bit 0 the format (binary when set),
- * bit 2 the type record (2249); the rest is the value.
+ * bit 2 the type record (2249), with bit 3 too record[] (2287, whose
+ * elements are then parsed as records); the rest is the value.
  */
 #include "../../lib/types.c"
 
@@ -156,7 +157,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2 || size - 2 > INT_MAX)
         return 0;
-    Oid type = data[1] & 4 ? OID_RECORD : types[data[0] % NTYPES];
+    Oid type = data[1] & 4 ? (data[1] & 8 ? OID_RECORD_ARRAY : OID_RECORD) : types[data[0] % NTYPES];
     bool binary = data[1] & 1;
     size_t len = size - 2;
     char *val = exact_copy((const char *)data + 2, len);
@@ -187,6 +188,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 char *ev = exact_copy(elems[i].val, (size_t)elems[i].len);
                 field ef = { .val = ev, .len = elems[i].len, .type = elem_type, .binary = binary };
                 decode_all(&ef);
+                if (elem_type == OID_RECORD)
+                    parse_record(ev, (size_t)elems[i].len, binary, 2);
                 free(ev);
             }
             free(elems);

@@ -4,7 +4,7 @@
  *
  * Input: byte 0 picks the column type, byte 1 bit 0 the format (binary
  * when set), bit 1 makes the field SQL NULL, bit 2 makes the column type
- * record (2249) whatever byte 0 says; the rest is the field's value,
+ * record (2249) whatever byte 0 says, and with bit 3 record[] (2287); the rest is the field's value,
  * exactly as libpq would hold it. The value goes into a real PGresult
  * (PQmakeEmptyPGresult + PQsetResultAttrs + PQsetvalue) wrapped in a
  * pgev_result the way the library wraps the results it receives, and every
@@ -40,8 +40,10 @@ static const Oid types[] = {
     1111 /* an array type pgev does not decode */,
 };
 
-/* Added after the list above so that the kept corpus keeps its types: byte 1 bit 2 makes the column a record (2249). */
+/* Added after the list above so that the kept corpus keeps its types: byte 1 bit 2 makes the
+ * column a record (2249), with bit 3 too an array of records (2287). */
 #define RECORD_OID 2249
+#define RECORD_ARRAY_OID 2287
 
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 
@@ -54,10 +56,19 @@ check(bool ok, const char *what)
     }
 }
 
+static void read_record(pgev_record *r, int depth);
+
 /* Every element accessor on element i; text it hands out is read in full. */
 static void
 read_element(const pgev_array *a, size_t i)
 {
+    pgev_record *rec = NULL;
+    int rrc = pgev_array_get_record(a, i, &rec);
+    check((rrc == PGEV_OK) == (rec != NULL), "an element record exactly when OK");
+    if (rec) {
+        read_record(rec, 1);
+        pgev_record_free(rec);
+    }
     int64_t i64 = 0x5a5a;
     int32_t i32 = 0x5a5a;
     int16_t i16;
@@ -105,7 +116,6 @@ read_element(const pgev_array *a, size_t i)
 }
 
 /* Every record accessor on field i; nested records and arrays are followed depth levels down. */
-static void read_record(pgev_record *r, int depth);
 
 static void
 read_field(pgev_record *r, size_t i, int depth)
@@ -330,7 +340,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2)
         return 0;
-    Oid type = data[1] & 4 ? RECORD_OID : types[data[0] % NTYPES];
+    Oid type = data[1] & 4 ? (data[1] & 8 ? RECORD_ARRAY_OID : RECORD_OID) : types[data[0] % NTYPES];
     bool binary = data[1] & 1;
     bool is_null = data[1] & 2;
     const char *value = (const char *)data + 2;
