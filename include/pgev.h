@@ -516,7 +516,7 @@ typedef struct pgev_record pgev_record;
  */
 PGEV_API int pgev_result_get_record(const pgev_result *res, int row, int col, pgev_record **out);
 
-/** Frees a record from pgev_result_get_record() or pgev_record_get_record(); NULL is ignored. */
+/** Frees a record from pgev_result_get_record(), pgev_record_get_record() or pgev_array_get_record(); NULL is ignored. */
 PGEV_API void pgev_record_free(pgev_record *r);
 
 /** The number of fields (NULL fields included); 0 for NULL. */
@@ -548,8 +548,9 @@ PGEV_API int pgev_record_is_null(const pgev_record *r, size_t i);
  * pgev_result_get_* function of the same name, the field's type OID taken
  * as the column type: PGEV_OK and the value stored; 1 for a NULL field
  * (nothing stored); PGEV_EINVAL for i out of range, a NULL output, a field
- * type that does not fit the C type (in text format: any type but 0 for
- * pgev_record_get_text, until set), or a value that does not parse or fit.
+ * type that does not fit the C type (a text-format field's type is 0,
+ * which only pgev_record_get_text() reads until pgev_record_set_type()
+ * declares it), or a value that does not parse or fit.
  * Strings are borrowed from the record. pgev_record_get_record() and
  * pgev_record_get_array() decode a nested record or array field into a new
  * object, freed by its own free function.
