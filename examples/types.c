@@ -1,7 +1,7 @@
 /*
  * types.c — typed values both ways: an array parameter for `= ANY($1)`,
  * and every typed accessor on the rows that come back, columns found by
- * name. Results are asked for in binary format (PGEV_QUERY_BINARY); the
+ * name, and a record (composite) column field by field. Results are asked for in binary format (PGEV_QUERY_BINARY); the
  * accessors read text format the same way.
  *
  *   ./types "host=localhost dbname=postgres"     (or "" to use PG* variables)
@@ -19,7 +19,8 @@ static const char *const sql =
     "       date '2024-01-01' + g AS due, (g * 1.25)::numeric(10, 2) AS balance, "
     "       decode('00ff', 'hex') AS avatar, ARRAY['red', NULL, 'blue'] AS tags, "
     "       jsonb_build_object('id', g) AS doc, inet '10.0.0.0/8' AS net, "
-    "       interval '1 mon 2 days 03:00:00' AS ttl "
+    "       interval '1 mon 2 days 03:00:00' AS ttl, "
+    "       ROW(g * 10, 'limit', NULL::date) AS quota "
     "FROM generate_series(1, 10) g WHERE g = ANY($1) ORDER BY g";
 
 /* Reads one row; returns 0, or -1 when a value did not decode. */
@@ -67,6 +68,22 @@ static int print_row(pgev_result *res, int row)
         printf("  tags[%zu] = %s\n", i, rc == PGEV_OK ? tag : rc == 1 ? "NULL" : "?");
     }
     pgev_array_free(tags);
+
+    /* A record: its own allocation too; in binary format each field carries its type. */
+    pgev_record *quota;
+    if (pgev_result_get_record(res, row, pgev_result_column(res, "quota"), &quota) != PGEV_OK)
+        return -1;
+    for (size_t i = 0; i < pgev_record_count(quota); i++) {
+        int64_t n;
+        const char *s;
+        if (pgev_record_is_null(quota, i) == 1)
+            printf("  quota.%zu = NULL (type %u)\n", i, pgev_record_field_type(quota, i));
+        else if (pgev_record_get_int64(quota, i, &n) == PGEV_OK)
+            printf("  quota.%zu = %" PRId64 "\n", i, n);
+        else if (pgev_record_get_text(quota, i, &s, NULL) == PGEV_OK)
+            printf("  quota.%zu = '%s'\n", i, s);
+    }
+    pgev_record_free(quota);
     return 0;
 }
 

@@ -417,7 +417,10 @@ typedef struct pgev_array pgev_array;
  * Decodes an array column, in text or binary format, of these element
  * types: bool, int2, int4, int8, oid, float4, float8, numeric, text,
  * varchar, bpchar, name, "char", bytea, uuid, date, timestamp,
- * timestamptz, interval, inet, cidr, json, jsonb. Returns PGEV_OK and
+ * timestamptz, interval, inet, cidr, json, jsonb, and record (record[],
+ * e.g. ARRAY[ROW(1, 'a')]; each element read with pgev_array_get_record();
+ * an array of a named composite type has an OID pgev cannot know, and is
+ * refused). Returns PGEV_OK and
  * stores a new array in *out, which the caller frees with
  * pgev_array_free(); 1 (nothing stored) for SQL NULL; PGEV_EINVAL (nothing
  * stored) for a bad row/column, a column of another type, an array of
@@ -461,6 +464,118 @@ PGEV_API int pgev_array_get_date(const pgev_array *a, size_t i, int32_t *days);
 PGEV_API int pgev_array_get_timestamp(const pgev_array *a, size_t i, int64_t *usec);
 PGEV_API int pgev_array_get_inet(const pgev_array *a, size_t i, pgev_inet *out);
 PGEV_API int pgev_array_get_interval(const pgev_array *a, size_t i, pgev_interval *out);
+
+/* ------------------------------------------------------------------------
+ * Records (composite types)
+ * ------------------------------------------------------------------------ */
+
+/**
+ * A decoded record: a value of a composite type or of the anonymous row
+ * type `record` (ROW(...), a whole row selected as one column), its fields
+ * in order, NULL fields included. Opaque; made by pgev_result_get_record(),
+ * read with the pgev_record_* functions, freed by pgev_record_free(). Like
+ * pgev_array it holds its own copy of the fields, so it outlives the result
+ * and callback it came from; text pointers it hands out stay valid until it
+ * is freed.
+ *
+ * Binary format (PGEV_QUERY_BINARY) carries each field's type OID, and the
+ * typed accessors then work as on a result column. Text format does not:
+ * its fields' types are 0 and only pgev_record_get_text() reads them (the
+ * server's text for the field), until pgev_record_set_type() says what a
+ * field is.
+ *
+ *     // SELECT ROW(42, 'answer', NULL::int8), with PGEV_QUERY_BINARY
+ *     pgev_record *rec;
+ *     if (pgev_result_get_record(res, 0, 0, &rec) == PGEV_OK) {
+ *         int64_t n;
+ *         const char *s;
+ *         pgev_record_get_int64(rec, 0, &n);          // 42 (field 0 is int4)
+ *         pgev_record_get_text(rec, 1, &s, NULL);     // "answer"
+ *         pgev_record_is_null(rec, 2);                // 1
+ *         pgev_record_free(rec);
+ *     }
+ */
+typedef struct pgev_record pgev_record;
+
+/**
+ * Decodes a record column, in text or binary format. Returns PGEV_OK and
+ * stores a new record in *out, which the caller frees with
+ * pgev_record_free(); 1 (nothing stored) for SQL NULL; PGEV_EINVAL
+ * (nothing stored) for a bad row/column, a column of a type pgev knows is
+ * not a record (int4, text, an array, ...), or a value that is not a
+ * record's output; PGEV_ENOMEM.
+ *
+ * A composite type's OID is whatever the catalog gave it, so pgev accepts
+ * `record` (2249) and any type it does not know, and then refuses what does
+ * not parse as a record: in binary format that is nearly everything, but
+ * the text of some other user type could look like a record (an enum
+ * label "(a)"); decode only columns you know are records. In text format
+ * "()" is refused: the server prints a record with no fields and a record
+ * with one NULL field alike, where binary format tells them apart. At most
+ * 1664 fields, the server's own limit.
+ */
+PGEV_API int pgev_result_get_record(const pgev_result *res, int row, int col, pgev_record **out);
+
+/** Frees a record from pgev_result_get_record(), pgev_record_get_record() or pgev_array_get_record(); NULL is ignored. */
+PGEV_API void pgev_record_free(pgev_record *r);
+
+/** The number of fields (NULL fields included); 0 for NULL. */
+PGEV_API size_t pgev_record_count(const pgev_record *r);
+
+/** 1 when the record came in binary format, 0 in text format, PGEV_EINVAL for NULL. */
+PGEV_API int pgev_record_is_binary(const pgev_record *r);
+
+/**
+ * The type OID of field i: as the server sent it in binary format (also
+ * for a NULL field); in text format 0 unless set by pgev_record_set_type().
+ * 0 when there is no field i.
+ */
+PGEV_API Oid pgev_record_field_type(const pgev_record *r, size_t i);
+
+/**
+ * Declares the type of field i of a text-format record (e.g. 23 for int4,
+ * 1007 for int4[]), so that the typed accessors read it with the rules
+ * of that type. PGEV_OK; PGEV_EINVAL for no field i, type 0, or a binary
+ * record (whose types the server gave and are not overridden).
+ */
+PGEV_API int pgev_record_set_type(pgev_record *r, size_t i, Oid type);
+
+/** 1 when field i is SQL NULL, 0 when not, PGEV_EINVAL when there is no field i. */
+PGEV_API int pgev_record_is_null(const pgev_record *r, size_t i);
+
+/*
+ * Field accessors: field i (from 0), with exactly the rules of the
+ * pgev_result_get_* function of the same name, the field's type OID taken
+ * as the column type: PGEV_OK and the value stored; 1 for a NULL field
+ * (nothing stored); PGEV_EINVAL for i out of range, a NULL output, a field
+ * type that does not fit the C type (a text-format field's type is 0,
+ * which only pgev_record_get_text() reads until pgev_record_set_type()
+ * declares it), or a value that does not parse or fit.
+ * Strings are borrowed from the record. pgev_record_get_record() and
+ * pgev_record_get_array() decode a nested record or array field into a new
+ * object, freed by its own free function.
+ */
+PGEV_API int pgev_record_get_int64(const pgev_record *r, size_t i, int64_t *out);
+PGEV_API int pgev_record_get_int32(const pgev_record *r, size_t i, int32_t *out);
+PGEV_API int pgev_record_get_int16(const pgev_record *r, size_t i, int16_t *out);
+PGEV_API int pgev_record_get_double(const pgev_record *r, size_t i, double *out);
+PGEV_API int pgev_record_get_bool(const pgev_record *r, size_t i, bool *out);
+PGEV_API int pgev_record_get_text(const pgev_record *r, size_t i, const char **out, size_t *len);
+PGEV_API int pgev_record_get_json(const pgev_record *r, size_t i, const char **out, size_t *len);
+PGEV_API int pgev_record_get_bytea(const pgev_record *r, size_t i, void *buf, size_t cap,
+                                   size_t *len);
+PGEV_API int pgev_record_get_numeric(const pgev_record *r, size_t i, char *buf, size_t cap,
+                                     size_t *len);
+PGEV_API int pgev_record_get_uuid(const pgev_record *r, size_t i, uint8_t out[16]);
+PGEV_API int pgev_record_get_date(const pgev_record *r, size_t i, int32_t *days);
+PGEV_API int pgev_record_get_timestamp(const pgev_record *r, size_t i, int64_t *usec);
+PGEV_API int pgev_record_get_inet(const pgev_record *r, size_t i, pgev_inet *out);
+PGEV_API int pgev_record_get_interval(const pgev_record *r, size_t i, pgev_interval *out);
+PGEV_API int pgev_record_get_record(const pgev_record *r, size_t i, pgev_record **out);
+PGEV_API int pgev_record_get_array(const pgev_record *r, size_t i, pgev_array **out);
+
+/** Element i of a record[] array as a new record (see pgev_record_get_*); 1 for a NULL element. */
+PGEV_API int pgev_array_get_record(const pgev_array *a, size_t i, pgev_record **out);
 
 /**
  * A parameter list built on the stack, for binary (and text) parameters

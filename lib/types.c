@@ -72,7 +72,10 @@ enum {
     OID_CIDR_ARRAY = 651,
     OID_JSON_ARRAY = 199,
     OID_UUID_ARRAY = 2951,
-    OID_JSONB_ARRAY = 3807
+    OID_JSONB_ARRAY = 3807,
+    /* The anonymous row type (ROW(...), a SELECT of a whole row), and its array. */
+    OID_RECORD = 2249,
+    OID_RECORD_ARRAY = 2287
 };
 
 /* The server counts dates and timestamps from 2000-01-01; pgev from 1970-01-01. */
@@ -1072,7 +1075,7 @@ static const struct {
     { OID_DATE_ARRAY, OID_DATE },         { OID_TIMESTAMPTZ_ARRAY, OID_TIMESTAMPTZ },
     { OID_INTERVAL_ARRAY, OID_INTERVAL }, { OID_NUMERIC_ARRAY, OID_NUMERIC },
     { OID_JSON_ARRAY, OID_JSON },         { OID_JSONB_ARRAY, OID_JSONB },
-    { OID_UUID_ARRAY, OID_UUID },
+    { OID_UUID_ARRAY, OID_UUID },         { OID_RECORD_ARRAY, OID_RECORD },
 };
 
 static Oid
@@ -1266,13 +1269,11 @@ array_from_binary(const char *v, size_t len, Oid elem_type, array_elem *elems, c
     return n;
 }
 
-int
-pgev_result_get_array(const pgev_result *res, int row, int col, pgev_array **out)
+/* Decodes a located array value (a result field, or a field of a record) into a new pgev_array. */
+static int
+array_from_field(const field *fp, pgev_array **out)
 {
-    field f;
-    int rc = field_get(res, row, col, out, &f);
-    if (rc != PGEV_OK)
-        return rc;
+    field f = *fp;
     Oid elem_type = array_elem_type(f.type);
     if (!elem_type)
         return PGEV_EINVAL;
@@ -1301,6 +1302,14 @@ pgev_result_get_array(const pgev_result *res, int row, int col, pgev_array **out
     }
     *out = a;
     return PGEV_OK;
+}
+
+int
+pgev_result_get_array(const pgev_result *res, int row, int col, pgev_array **out)
+{
+    field f;
+    int rc = field_get(res, row, col, out, &f);
+    return rc != PGEV_OK ? rc : array_from_field(&f, out);
 }
 
 void
@@ -1345,6 +1354,296 @@ elem_get(const pgev_array *a, size_t i, const void *out, field *f)
 }
 
 /* ------------------------------------------------------------------------
+ * Records (composite types)
+ * ------------------------------------------------------------------------ */
+
+/* The server's own limit on a row's columns (MaxTupleAttributeNumber). */
+#define RECORD_MAX_FIELDS 1664
+
+/* One field: val is NULL for SQL NULL, else NUL-terminated at len. */
+typedef struct record_field {
+    Oid type;
+    const char *val;
+    int len;
+} record_field;
+
+/*
+ * A decoded record: one allocation holding this header, the field table
+ * and a copy of every field's bytes (each followed by a NUL), like
+ * pgev_array, so that it outlives the PGresult it came from.
+ */
+struct pgev_record {
+    bool binary;
+    size_t count;
+    record_field fields[];
+    /* then the field bytes */
+};
+
+/*
+ * Whether a value of this type can be a record. A composite type's OID is
+ * whatever the catalog gave it, so pgev cannot recognise one; it refuses
+ * the types it knows to be something else, and the parser refuses what
+ * is not a record's output. 0 is a field of a text-format record whose
+ * type the server did not say.
+ */
+static bool
+may_be_record(Oid type)
+{
+    if (type == OID_RECORD || type == 0)
+        return true;
+    if (array_elem_type(type))
+        return false;
+    switch (type) {
+    case OID_BOOL: case OID_BYTEA: case OID_CHAR: case OID_NAME: case OID_INT8: case OID_INT2:
+    case OID_INT4: case OID_TEXT: case OID_OID: case OID_JSON: case OID_XML: case OID_FLOAT4:
+    case OID_FLOAT8: case OID_UNKNOWN: case OID_BPCHAR: case OID_VARCHAR: case OID_DATE:
+    case OID_TIMESTAMP: case OID_TIMESTAMPTZ: case OID_NUMERIC: case OID_UUID: case OID_JSONB:
+    case OID_INET: case OID_CIDR: case OID_INTERVAL:
+        return false;
+    default:
+        return true;
+    }
+}
+
+/*
+ * Parses the server's text output of a record (record_out), with
+ * record_in's rules: "(" fields separated by "," ")". A field with no
+ * characters at all is SQL NULL; otherwise it is the concatenation of
+ * unquoted characters (anything but , ) " \), backslash-escaped characters
+ * and double-quoted sections, in which "" is one quote and a backslash
+ * escapes the next character ("" alone is the empty string). "()" is
+ * refused: the server prints both a record without fields and a record
+ * of one NULL that way, and binary format tells them apart. Run twice
+ * like array_from_text() (fields and data NULL to validate and size).
+ * Returns the field count, or -1 when malformed.
+ */
+static int64_t
+record_from_text(const char *s, size_t len, record_field *fields, char *data, size_t *data_len)
+{
+    size_t i = 0, d = 0;
+    int64_t n = 0;
+    if (len < 3 || s[i++] != '(')
+        return -1;
+    for (;;) {
+        if (n >= RECORD_MAX_FIELDS || i >= len)
+            return -1;
+        if (s[i] == ',' || s[i] == ')') {
+            if (fields)
+                fields[n] = (record_field){ 0, NULL, 0 };
+        } else {
+            size_t start = d;
+            bool quoted = false;
+            while (quoted || (s[i] != ',' && s[i] != ')')) {
+                char c = s[i++];
+                if (c == '\0')
+                    return -1;
+                if (c == '\\') {
+                    if (i >= len || s[i] == '\0')
+                        return -1;
+                    c = s[i++];
+                } else if (c == '"') {
+                    if (!quoted) {
+                        quoted = true;
+                        goto next;
+                    }
+                    if (i < len && s[i] == '"') {
+                        i++; /* "" inside quotes: one quote */
+                    } else {
+                        quoted = false;
+                        goto next;
+                    }
+                }
+                if (data)
+                    data[d] = c;
+                d++;
+            next:
+                if (i >= len)
+                    return -1;
+            }
+            if (fields) {
+                data[d] = '\0';
+                fields[n] = (record_field){ 0, data + start, (int)(d - start) };
+            }
+            d++;
+        }
+        n++;
+        if (s[i++] == ')')
+            break;
+    }
+    if (i != len)
+        return -1;
+    *data_len = d;
+    return n;
+}
+
+/*
+ * Parses record_send output: int32 field count, then per field its type
+ * OID, an int32 length (-1: NULL) and that many bytes. Run twice like
+ * array_from_binary().
+ */
+static int64_t
+record_from_binary(const char *v, size_t len, record_field *fields, char *data, size_t *data_len)
+{
+    if (len < 4)
+        return -1;
+    int32_t n = (int32_t)be_uint(v, 4);
+    size_t pos = 4;
+    /* Each field takes at least its type and length. */
+    if (n < 0 || n > RECORD_MAX_FIELDS || (uint64_t)n > (len - pos) / 8)
+        return -1;
+    size_t d = 0;
+    for (int32_t k = 0; k < n; k++) {
+        if (len - pos < 8)
+            return -1;
+        Oid type = (Oid)be_uint(v + pos, 4);
+        int32_t flen = (int32_t)be_uint(v + pos + 4, 4);
+        pos += 8;
+        if (type == 0)
+            return -1;
+        if (flen == -1) {
+            if (fields)
+                fields[k] = (record_field){ type, NULL, 0 };
+            continue;
+        }
+        if (flen < 0 || (size_t)flen > len - pos)
+            return -1;
+        if (fields) {
+            memcpy(data + d, v + pos, (size_t)flen);
+            data[d + (size_t)flen] = '\0';
+            fields[k] = (record_field){ type, data + d, flen };
+        }
+        pos += (size_t)flen;
+        d += (size_t)flen + 1;
+    }
+    if (pos != len)
+        return -1;
+    *data_len = d;
+    return n;
+}
+
+/* Decodes a located record value (a result field, or a field of a record) into a new pgev_record. */
+static int
+record_from_field(const field *fp, pgev_record **out)
+{
+    field f = *fp;
+    if (!may_be_record(f.type))
+        return PGEV_EINVAL;
+    size_t len = (size_t)f.len, data_len = 0;
+    int64_t n = f.binary ? record_from_binary(f.val, len, NULL, NULL, &data_len)
+                         : record_from_text(f.val, len, NULL, NULL, &data_len);
+    if (n < 0)
+        return PGEV_EINVAL;
+    /* n <= RECORD_MAX_FIELDS and data_len <= f.len + n. */
+    size_t head = sizeof(pgev_record) + (size_t)n * sizeof(record_field);
+    if (data_len > SIZE_MAX - head - 1)
+        return PGEV_ENOMEM;
+    pgev_record *r = malloc(head + data_len + 1);
+    if (!r)
+        return PGEV_ENOMEM;
+    r->binary = f.binary;
+    r->count = (size_t)n;
+    char *data = (char *)r + head;
+    int64_t again = f.binary ? record_from_binary(f.val, len, r->fields, data, &data_len)
+                             : record_from_text(f.val, len, r->fields, data, &data_len);
+    if (again != n) { /* cannot happen: the same parser on the same bytes */
+        free(r);
+        return PGEV_EINVAL;
+    }
+    *out = r;
+    return PGEV_OK;
+}
+
+int
+pgev_result_get_record(const pgev_result *res, int row, int col, pgev_record **out)
+{
+    field f;
+    int rc = field_get(res, row, col, out, &f);
+    return rc != PGEV_OK ? rc : record_from_field(&f, out);
+}
+
+void
+pgev_record_free(pgev_record *r)
+{
+    free(r);
+}
+
+size_t
+pgev_record_count(const pgev_record *r)
+{
+    return r ? r->count : 0;
+}
+
+int
+pgev_record_is_binary(const pgev_record *r)
+{
+    if (!r)
+        return PGEV_EINVAL;
+    return r->binary ? 1 : 0;
+}
+
+Oid
+pgev_record_field_type(const pgev_record *r, size_t i)
+{
+    return r && i < r->count ? r->fields[i].type : 0;
+}
+
+int
+pgev_record_set_type(pgev_record *r, size_t i, Oid type)
+{
+    if (!r || i >= r->count || r->binary || type == 0)
+        return PGEV_EINVAL;
+    r->fields[i].type = type;
+    return PGEV_OK;
+}
+
+int
+pgev_record_is_null(const pgev_record *r, size_t i)
+{
+    if (!r || i >= r->count)
+        return PGEV_EINVAL;
+    return r->fields[i].val ? 0 : 1;
+}
+
+/* Field i as a field, like field_get(): PGEV_OK, 1 for NULL, or PGEV_EINVAL. */
+static int
+record_field_get(const pgev_record *r, size_t i, const void *out, field *f)
+{
+    if (!r || !out || i >= r->count)
+        return PGEV_EINVAL;
+    if (!r->fields[i].val)
+        return 1;
+    f->val = r->fields[i].val;
+    f->len = r->fields[i].len;
+    f->type = r->fields[i].type;
+    f->binary = r->binary;
+    return PGEV_OK;
+}
+
+int
+pgev_record_get_record(const pgev_record *r, size_t i, pgev_record **out)
+{
+    field f;
+    int rc = record_field_get(r, i, out, &f);
+    return rc != PGEV_OK ? rc : record_from_field(&f, out);
+}
+
+int
+pgev_record_get_array(const pgev_record *r, size_t i, pgev_array **out)
+{
+    field f;
+    int rc = record_field_get(r, i, out, &f);
+    return rc != PGEV_OK ? rc : array_from_field(&f, out);
+}
+
+int
+pgev_array_get_record(const pgev_array *a, size_t i, pgev_record **out)
+{
+    field f;
+    int rc = elem_get(a, i, out, &f);
+    return rc != PGEV_OK ? rc : record_from_field(&f, out);
+}
+
+/* ------------------------------------------------------------------------
  * The public accessors: a result field or an array element, then a decoder
  * ------------------------------------------------------------------------ */
 
@@ -1359,6 +1658,12 @@ elem_get(const pgev_array *a, size_t i, const void *out, field *f)
     {                                                                                       \
         field f;                                                                            \
         int rc = elem_get(a, i, out, &f);                                                   \
+        return rc != PGEV_OK ? rc : decoder(&f, out);                                       \
+    }                                                                                       \
+    int pgev_record_get_##name(const pgev_record *r, size_t i, out_type out)                \
+    {                                                                                       \
+        field f;                                                                            \
+        int rc = record_field_get(r, i, out, &f);                                           \
         return rc != PGEV_OK ? rc : decoder(&f, out);                                       \
     }
 
@@ -1389,6 +1694,14 @@ pgev_array_get_uuid(const pgev_array *a, size_t i, uint8_t out[16])
     return rc != PGEV_OK ? rc : decode_uuid(&f, out);
 }
 
+int
+pgev_record_get_uuid(const pgev_record *r, size_t i, uint8_t out[16])
+{
+    field f;
+    int rc = record_field_get(r, i, out, &f);
+    return rc != PGEV_OK ? rc : decode_uuid(&f, out);
+}
+
 /* The accessors with a length (text) or a caller's buffer (bytea, numeric). */
 #define DEFINE_TEXT_ACCESSORS(name, decoder)                                                  \
     int pgev_result_get_##name(const pgev_result *res, int row, int col, const char **out,     \
@@ -1402,6 +1715,12 @@ pgev_array_get_uuid(const pgev_array *a, size_t i, uint8_t out[16])
     {                                                                                         \
         field f;                                                                              \
         int rc = elem_get(a, i, out, &f);                                                     \
+        return rc != PGEV_OK ? rc : decoder(&f, out, len);                                    \
+    }                                                                                         \
+    int pgev_record_get_##name(const pgev_record *r, size_t i, const char **out, size_t *len) \
+    {                                                                                         \
+        field f;                                                                              \
+        int rc = record_field_get(r, i, out, &f);                                             \
         return rc != PGEV_OK ? rc : decoder(&f, out, len);                                    \
     }
 
@@ -1421,6 +1740,13 @@ DEFINE_TEXT_ACCESSORS(json, decode_json)
     {                                                                                         \
         field f;                                                                              \
         int rc = elem_get(a, i, len, &f);                                                     \
+        return rc != PGEV_OK ? rc : decoder(&f, buf, cap, len);                               \
+    }                                                                                         \
+    int pgev_record_get_##name(const pgev_record *r, size_t i, buf_type buf, size_t cap,      \
+                               size_t *len)                                                   \
+    {                                                                                         \
+        field f;                                                                              \
+        int rc = record_field_get(r, i, len, &f);                                             \
         return rc != PGEV_OK ? rc : decoder(&f, buf, cap, len);                               \
     }
 

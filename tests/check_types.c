@@ -1235,6 +1235,191 @@ START_TEST(array_settings)
 }
 END_TEST
 
+/* ---- records (composite types) ------------------------------------------ */
+
+static pgev_record *get_record(pgev_result *res, int col, size_t count, bool binary)
+{
+    pgev_record *r = NULL;
+    int rc = pgev_result_get_record(res, 0, col, &r);
+    ck_assert_msg(rc == PGEV_OK, "%s: column %d: pgev_result_get_record returned %d", FMT(binary),
+                  col, rc);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_msg(pgev_record_count(r) == count, "%s: column %d has %zu fields, not %zu",
+                  FMT(binary), col, pgev_record_count(r), count);
+    ck_assert_int_eq(pgev_record_is_binary(r), binary ? 1 : 0);
+    return r;
+}
+
+/* In text format a field's type must be declared before a typed accessor reads it. */
+static void declare(pgev_record *r, size_t i, Oid type, bool binary)
+{
+    if (binary) {
+        ck_assert_uint_eq(pgev_record_field_type(r, i), type);
+        ck_assert_int_eq(pgev_record_set_type(r, i, type), PGEV_EINVAL);
+    } else {
+        ck_assert_uint_eq(pgev_record_field_type(r, i), 0);
+        ck_assert_int_eq(pgev_record_set_type(r, i, type), PGEV_OK);
+        ck_assert_uint_eq(pgev_record_field_type(r, i), type);
+    }
+}
+
+static void check_records(pgev_result *res, bool binary)
+{
+    const char *f = FMT(binary);
+    pgev_record *r = get_record(res, 0, 7, binary);
+    int64_t i64 = 7;
+    int32_t i32 = 7;
+    const char *t = NULL;
+    size_t len = 99;
+
+    /* Field 0, int4 42: typed only once its type is known; text only in text format. */
+    if (!binary)
+        ck_assert_int_eq(pgev_record_get_int64(r, 0, &i64), PGEV_EINVAL);
+    ck_assert_int_eq(i64, 7);
+    ck_assert_int_eq(pgev_record_get_text(r, 0, &t, &len), binary ? PGEV_EINVAL : PGEV_OK);
+    if (!binary)
+        ck_assert_str_eq(t, "42");
+    declare(r, 0, 23, binary);
+    ck_assert_int_eq(pgev_record_get_int64(r, 0, &i64), PGEV_OK);
+    ck_assert_int_eq(i64, 42);
+    ck_assert_int_eq(pgev_record_get_int32(r, 0, &i32), PGEV_OK);
+    ck_assert_int_eq(i32, 42);
+    bool b = false;
+    ck_assert_int_eq(pgev_record_get_bool(r, 0, &b), PGEV_EINVAL); /* a mismatch, not a guess */
+
+    /* Field 1: quotes, comma, parentheses and a backslash survive both formats. */
+    ck_assert_int_eq(pgev_record_get_text(r, 1, &t, &len), PGEV_OK);
+    ck_assert_msg(strcmp(t, "a \"q\", (p)\\ b") == 0, "%s: field 1 is [%s]", f, t);
+    ck_assert_uint_eq(len, strlen("a \"q\", (p)\\ b"));
+
+    /* Field 2: a NULL int8; its type is known in binary format even so. */
+    ck_assert_int_eq(pgev_record_is_null(r, 2), 1);
+    ck_assert_uint_eq(pgev_record_field_type(r, 2), binary ? 20 : 0);
+    i64 = 7;
+    ck_assert_int_eq(pgev_record_get_int64(r, 2, &i64), 1);
+    ck_assert_int_eq(i64, 7);
+
+    /* Field 3: an int4[] with a NULL element. */
+    declare(r, 3, 1007, binary);
+    pgev_array *a = NULL;
+    ck_assert_int_eq(pgev_record_get_array(r, 3, &a), PGEV_OK);
+    ck_assert_uint_eq(pgev_array_count(a), 2);
+    ck_assert_int_eq(pgev_array_get_int32(a, 0, &i32), PGEV_OK);
+    ck_assert_int_eq(i32, 1);
+    ck_assert_int_eq(pgev_array_is_null(a, 1), 1);
+    pgev_array_free(a);
+
+    /* Field 4: a nested record (float8, bool). */
+    pgev_record *inner = NULL;
+    ck_assert_int_eq(pgev_record_get_record(r, 4, &inner), PGEV_OK);
+    ck_assert_uint_eq(pgev_record_count(inner), 2);
+    declare(inner, 0, 701, binary);
+    declare(inner, 1, 16, binary);
+    double d = 0;
+    ck_assert_int_eq(pgev_record_get_double(inner, 0, &d), PGEV_OK);
+    ck_assert(d == 1.5);
+    ck_assert_int_eq(pgev_record_get_bool(inner, 1, &b), PGEV_OK);
+    ck_assert(b);
+    pgev_record_free(inner);
+
+    /* Field 5: the empty string is not NULL. */
+    ck_assert_int_eq(pgev_record_is_null(r, 5), 0);
+    ck_assert_int_eq(pgev_record_get_text(r, 5, &t, &len), PGEV_OK);
+    ck_assert_uint_eq(len, 0);
+    ck_assert_str_eq(t, "");
+
+    /* Field 6: a date. */
+    declare(r, 6, 1082, binary);
+    int32_t days = 0;
+    ck_assert_int_eq(pgev_record_get_date(r, 6, &days), PGEV_OK);
+    ck_assert_int_eq(days, 10957);
+
+    /* Bad indexes and outputs. */
+    ck_assert_int_eq(pgev_record_is_null(r, 7), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_record_get_int64(r, 7, &i64), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_record_get_int64(r, 0, NULL), PGEV_EINVAL);
+    ck_assert_uint_eq(pgev_record_field_type(r, 7), 0);
+    ck_assert_int_eq(pgev_record_set_type(r, 7, 23), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_record_get_record(r, 0, &inner), PGEV_EINVAL); /* an int4 */
+    pgev_record_free(r);
+
+    /* A NULL record, and a column that is not one. */
+    r = (pgev_record *)&r;
+    ck_assert_int_eq(pgev_result_get_record(res, 0, 1, &r), 1);
+    ck_assert_ptr_eq(r, (pgev_record *)&r);
+    ck_assert_int_eq(pgev_result_get_record(res, 0, 2, &r), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_result_get_record(res, 0, 8, &r), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_result_get_record(res, 0, 0, NULL), PGEV_EINVAL);
+
+    /* A table's row type (a composite type of the catalog). */
+    r = get_record(res, 3, 2, binary);
+    declare(r, 0, 23, binary);
+    ck_assert_int_eq(pgev_record_get_int32(r, 0, &i32), PGEV_OK);
+    ck_assert_int_eq(i32, -7);
+    ck_assert_int_eq(pgev_record_get_text(r, 1, &t, NULL), PGEV_OK);
+    ck_assert_str_eq(t, "x");
+    pgev_record_free(r);
+
+    /* ROW() and ROW(NULL) print alike in text: refused there, told apart in binary. */
+    if (binary) {
+        r = get_record(res, 4, 0, binary);
+        pgev_record_free(r);
+        r = get_record(res, 5, 1, binary);
+        ck_assert_int_eq(pgev_record_is_null(r, 0), 1);
+        pgev_record_free(r);
+    } else {
+        ck_assert_int_eq(pgev_result_get_record(res, 0, 4, &r), PGEV_EINVAL);
+        ck_assert_int_eq(pgev_result_get_record(res, 0, 5, &r), PGEV_EINVAL);
+    }
+
+    /* Two NULL fields, and a field that is a lone quote. */
+    r = get_record(res, 6, 3, binary);
+    ck_assert_int_eq(pgev_record_is_null(r, 0), 1);
+    ck_assert_int_eq(pgev_record_is_null(r, 1), 1);
+    ck_assert_int_eq(pgev_record_get_text(r, 2, &t, NULL), PGEV_OK);
+    ck_assert_str_eq(t, "\"");
+    pgev_record_free(r);
+
+    /* An array of anonymous records (record[]): each element a record; a NULL element is 1. */
+    a = get_array(res, 7, 3, binary);
+    ck_assert_uint_eq(pgev_array_elem_type(a), 2249);
+    ck_assert_int_eq(pgev_array_get_record(a, 0, &r), PGEV_OK);
+    ck_assert_uint_eq(pgev_record_count(r), 2);
+    declare(r, 1, 25, binary);
+    ck_assert_int_eq(pgev_record_get_text(r, 1, &t, NULL), PGEV_OK);
+    ck_assert_str_eq(t, "a,b");
+    pgev_record_free(r);
+    r = (pgev_record *)&r;
+    ck_assert_int_eq(pgev_array_get_record(a, 1, &r), 1);
+    ck_assert_ptr_eq(r, (pgev_record *)&r);
+    ck_assert_int_eq(pgev_array_get_record(a, 2, &r), PGEV_OK);
+    declare(r, 0, 23, binary);
+    ck_assert_int_eq(pgev_record_get_int32(r, 0, &i32), PGEV_OK);
+    ck_assert_int_eq(i32, 3);
+    pgev_record_free(r);
+    ck_assert_int_eq(pgev_array_get_record(a, 3, &r), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_array_get_int64(a, 0, &i64), PGEV_EINVAL); /* a record is not an int */
+    pgev_array_free(a);
+
+    /* An array of a named composite type: its OID is the catalog's, not one pgev decodes. */
+    ck_assert_int_eq(pgev_result_get_array(res, 0, 8, &a), PGEV_EINVAL);
+}
+
+START_TEST(records)
+{
+    open_conn();
+    run_ok("CREATE TEMP TABLE rec_t (a int4, b text)");
+    run_ok("INSERT INTO rec_t VALUES (-7, 'x')");
+    check_both("SELECT ROW(42, 'a \"q\", (p)\\ b', NULL::int8, ARRAY[1, NULL]::int4[], "
+               "ROW(1.5::float8, true), ''::text, '2000-01-01'::date), NULL::record, 5, rec_t, "
+               "ROW(), ROW(NULL::int4), ROW(NULL::int4, NULL::text, '\"'::text), "
+               "ARRAY[ROW(1, 'a,b'::text), NULL, ROW(3, NULL::text)], ARRAY[rec_t], 'end' FROM rec_t",
+               check_records);
+    free_conn();
+}
+END_TEST
+
+
 /* ---- json, inet, interval ---------------------------------------------- */
 
 static void check_json_inet(pgev_result *res, bool binary)
@@ -1957,6 +2142,129 @@ START_TEST(scalars_hostile)
 }
 END_TEST
 
+/* Decodes val as a record column of type 2249; returns the field count, or the error. */
+static long record_count(bool binary, const char *val, int len)
+{
+    fake_result fr;
+    fake_make(&fr, 2249, binary, val, len);
+    pgev_record *r = NULL;
+    int rc = pgev_result_get_record(&fr.res, 0, 0, &r);
+    long n = rc == PGEV_OK ? (long)pgev_record_count(r) : rc;
+    pgev_record_free(r);
+    PQclear(fr.pg);
+    return n;
+}
+
+START_TEST(records_hostile_text)
+{
+    static const char *const bad[] = {
+        "", "(", ")", "()", "(1", "1)", "(1,2", "(1)x", " (1)", "(1) ", "(\"abc)", "(a\\",
+        "(\"a\\", "(a\"b", "x(1)", "(1))",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(record_count(false, bad[i], -1) == PGEV_EINVAL, "\"%s\" accepted", bad[i]);
+    ck_assert_int_eq(record_count(false, "(,)", -1), 2);
+    ck_assert_int_eq(record_count(false, "(a,,\"\")", -1), 3);
+
+    /* Quoted sections, doubled quotes and escapes join into one field, as record_in reads them. */
+    fake_result fr;
+    fake_make(&fr, 2249, false, "(a\"b,\"\"\"cd\\,e,\"\")", -1);
+    pgev_record *r = NULL;
+    ck_assert_int_eq(pgev_result_get_record(&fr.res, 0, 0, &r), PGEV_OK);
+    PQclear(fr.pg); /* the record holds its own copy: it outlives the result */
+    ck_assert_uint_eq(pgev_record_count(r), 2);
+    const char *t;
+    ck_assert_int_eq(pgev_record_get_text(r, 0, &t, NULL), PGEV_OK);
+    ck_assert_str_eq(t, "ab,\"cd,e");
+    ck_assert_int_eq(pgev_record_get_text(r, 1, &t, NULL), PGEV_OK);
+    ck_assert_str_eq(t, "");
+    /* A declared type still refuses what does not parse as it. */
+    int64_t i64 = 3;
+    ck_assert_int_eq(pgev_record_set_type(r, 0, 20), PGEV_OK);
+    ck_assert_int_eq(pgev_record_get_int64(r, 0, &i64), PGEV_EINVAL);
+    ck_assert_int_eq(i64, 3);
+    ck_assert_int_eq(pgev_record_set_type(r, 0, 0), PGEV_EINVAL);
+    /* A field that is not a record's text. */
+    pgev_record *inner = NULL;
+    ck_assert_int_eq(pgev_record_get_record(r, 0, &inner), PGEV_EINVAL);
+    ck_assert_ptr_null(inner);
+    pgev_record_free(r);
+
+    /* The server's limit on fields: 1664 pass, 1665 do not. */
+    char big[2 * 1665 + 2];
+    size_t n = 0;
+    big[n++] = '(';
+    for (int i = 0; i < 1664; i++) {
+        big[n++] = '1';
+        big[n++] = i == 1663 ? ')' : ',';
+    }
+    ck_assert_int_eq(record_count(false, big, (int)n), 1664);
+    big[n - 1] = ',';
+    big[n++] = '1';
+    big[n++] = ')';
+    ck_assert_int_eq(record_count(false, big, (int)n), PGEV_EINVAL);
+
+    /* Types pgev knows are not records are refused whatever the value. */
+    fake_make(&fr, 23, false, "(1)", -1);
+    ck_assert_int_eq(pgev_result_get_record(&fr.res, 0, 0, &r), PGEV_EINVAL);
+    PQclear(fr.pg);
+    fake_make(&fr, 1007, false, "(1)", -1);
+    ck_assert_int_eq(pgev_result_get_record(&fr.res, 0, 0, &r), PGEV_EINVAL);
+    PQclear(fr.pg);
+}
+END_TEST
+
+START_TEST(records_hostile_binary)
+{
+    const unsigned char ok[] = { BE32(2), BE32(23), BE32(4), BE32(7), BE32(25), BE32(-1) };
+    ck_assert_int_eq(record_count(true, (const char *)ok, sizeof ok), 2);
+    const unsigned char empty[] = { BE32(0) };
+    ck_assert_int_eq(record_count(true, (const char *)empty, sizeof empty), 0);
+
+    const unsigned char negative_count[] = { BE32(-1) };
+    const unsigned char huge_count[] = { BE32(0x7fffffff), BE32(23), BE32(-1) };
+    const unsigned char over_limit[] = { BE32(1665), BE32(23), BE32(-1) };
+    const unsigned char missing_field[] = { BE32(2), BE32(23), BE32(-1) };
+    const unsigned char zero_type[] = { BE32(1), BE32(0), BE32(-1) };
+    const unsigned char len_neg[] = { BE32(1), BE32(23), BE32(-2) };
+    const unsigned char too_long[] = { BE32(1), BE32(23), BE32(5), BE32(7) };
+    const unsigned char trailing[] = { BE32(1), BE32(23), BE32(-1), 0 };
+    const unsigned char short_field[] = { BE32(1), BE32(23) };
+    const unsigned char short_count[] = { 0, 0, 1 };
+    struct { const unsigned char *v; int len; const char *what; } bad[] = {
+        { negative_count, sizeof negative_count, "negative count" },
+        { huge_count, sizeof huge_count, "count beyond the data" },
+        { over_limit, sizeof over_limit, "1665 fields" },
+        { missing_field, sizeof missing_field, "a field missing" },
+        { zero_type, sizeof zero_type, "type OID 0" },
+        { len_neg, sizeof len_neg, "field length -2" },
+        { too_long, sizeof too_long, "field beyond the data" },
+        { trailing, sizeof trailing, "trailing byte" },
+        { short_field, sizeof short_field, "short field header" },
+        { short_count, sizeof short_count, "short count" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(record_count(true, (const char *)bad[i].v, bad[i].len) == PGEV_EINVAL,
+                      "%s accepted", bad[i].what);
+
+    /* A field of the wrong length for its type, and a nested record that is malformed. */
+    const unsigned char nested[] = { BE32(2), BE32(23), BE32(2), 0, 7,
+                                     BE32(2249), BE32(4), BE32(1) };
+    fake_result fr;
+    fake_make(&fr, 2249, true, (const char *)nested, sizeof nested);
+    pgev_record *r = NULL, *inner = NULL;
+    ck_assert_int_eq(pgev_result_get_record(&fr.res, 0, 0, &r), PGEV_OK);
+    int32_t i32 = 5;
+    ck_assert_int_eq(pgev_record_get_int32(r, 0, &i32), PGEV_EINVAL);
+    ck_assert_int_eq(i32, 5);
+    ck_assert_uint_eq(pgev_record_field_type(r, 1), 2249);
+    ck_assert_int_eq(pgev_record_get_record(r, 1, &inner), PGEV_EINVAL);
+    ck_assert_ptr_null(inner);
+    pgev_record_free(r);
+    PQclear(fr.pg);
+}
+END_TEST
+
 static Suite *types_suite(void)
 {
     Suite *s = suite_create("types");
@@ -1968,6 +2276,8 @@ static Suite *types_suite(void)
     tcase_add_test(tc, arrays_hostile_text);
     tcase_add_test(tc, arrays_hostile_binary);
     tcase_add_test(tc, scalars_hostile);
+    tcase_add_test(tc, records_hostile_text);
+    tcase_add_test(tc, records_hostile_binary);
     suite_add_tcase(s, tc);
 
     tc = tu_tcase("decode", 60);
@@ -1993,6 +2303,7 @@ static Suite *types_suite(void)
     tcase_add_test(tc, json_inet_interval);
     tcase_add_test(tc, interval_styles);
     tcase_add_test(tc, columns_by_name);
+    tcase_add_test(tc, records);
     suite_add_tcase(s, tc);
 
     tc = tu_tcase("params", 60);

@@ -26,6 +26,7 @@
  * count, or a stall; 2 on bad usage.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <malloc.h>
@@ -36,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/utsname.h>
 
 #include <event2/event.h>
 
@@ -934,23 +936,87 @@ static summary summarise(const bench *b, int64_t done)
     return s;
 }
 
+/* A bounded string builder for the descriptions below: output past cap is cut, never overrun. */
+typedef struct label {
+    char buf[512];
+    size_t len;
+} label;
+
+__attribute__((format(printf, 2, 3))) static void label_add(label *t, const char *fmt, ...)
+{
+    if (t->len >= sizeof t->buf - 1)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->buf + t->len, sizeof t->buf - t->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        t->len = t->len + (size_t)n < sizeof t->buf ? t->len + (size_t)n : sizeof t->buf - 1;
+}
+
+/* What ran: the header line of a query workload's report, and the plot's title. */
+static label describe_label(const bench *b)
+{
+    const bench_options *o = &b->opt;
+    label t = { .len = 0 };
+    t.buf[0] = '\0';
+    if (o->workload == WORKLOAD_STREAM) {
+        label_add(&t, "pgev %s stream: %" PRId64 " rows through on_rows (stream_chunk_rows %" PRId64 ")",
+                 PGEV_VERSION_STRING, o->rows, o->chunk_rows);
+        return t;
+    }
+    if (o->workload == WORKLOAD_COPY) {
+        label_add(&t, "pgev %s copy: %" PRId64 " rows, COPY FROM STDIN", PGEV_VERSION_STRING, o->rows);
+        return t;
+    }
+    label_add(&t, "pgev %s %s: %s %s, %s", PGEV_VERSION_STRING, workload_names[o->workload],
+             o->unnamed ? "unnamed" : "prepared",
+             o->query == QUERY_ACCOUNTS ? "pgbench_accounts lookup" : "SELECT $1::int4", o->binary ? "binary" : "text");
+    if (o->workload == WORKLOAD_FANOUT)
+        label_add(&t, ", %" PRId64 " clients", o->clients);
+    label_add(&t, ", %s%d connection%s, window %" PRId64, o->pool ? "pool of " : "", o->conns, o->conns == 1 ? "" : "s",
+             o->window);
+    if (o->workload == WORKLOAD_RATE)
+        label_add(&t, ", offered %" PRId64 "/s", o->rate);
+    label_add(&t, ", %s%s", o->batch > 1 ? "atomic batches" : "isolated queries", o->readonly ? ", read-only" : "");
+    if (o->threads > 1)
+        label_add(&t, ", %d threads (a loop%s each)", o->threads, o->pool ? " and a pool" : "");
+    return t;
+}
+
+/* The machine it ran on, for the plot: CPU model, cores, kernel. */
+static label machine_label(void)
+{
+    label t = { .len = 0 };
+    t.buf[0] = '\0';
+    char model[160] = "";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[256];
+        while (fgets(line, sizeof line, f)) {
+            char *colon = strchr(line, ':');
+            if (strncmp(line, "model name", 10) == 0 && colon) {
+                colon++;
+                while (*colon == ' ' || *colon == '\t')
+                    colon++;
+                snprintf(model, sizeof model, "%s", colon);
+                model[strcspn(model, "\n")] = '\0';
+                break;
+            }
+        }
+        fclose(f);
+    }
+    struct utsname u;
+    label_add(&t, "%s%s%ld cores", model, model[0] ? ", " : "", sysconf(_SC_NPROCESSORS_ONLN));
+    if (uname(&u) == 0)
+        label_add(&t, ", %s %s %s", u.sysname, u.release, u.machine);
+    return t;
+}
+
 /* The header line: what ran. */
 static void describe(const bench *b)
 {
-    const bench_options *o = &b->opt;
-    printf("pgev %s %s: %s %s, %s", PGEV_VERSION_STRING, workload_names[o->workload],
-           o->unnamed ? "unnamed" : "prepared",
-           o->query == QUERY_ACCOUNTS ? "pgbench_accounts lookup" : "SELECT $1::int4", o->binary ? "binary" : "text");
-    if (o->workload == WORKLOAD_FANOUT)
-        printf(", %" PRId64 " clients", o->clients);
-    printf(", %s%d connection%s, window %" PRId64, o->pool ? "pool of " : "", o->conns, o->conns == 1 ? "" : "s",
-           o->window);
-    if (o->workload == WORKLOAD_RATE)
-        printf(", offered %" PRId64 "/s", o->rate);
-    printf(", %s%s", o->batch > 1 ? "atomic batches" : "isolated queries", o->readonly ? ", read-only" : "");
-    if (o->threads > 1)
-        printf(", %d threads (a loop%s each)", o->threads, o->pool ? " and a pool" : "");
-    printf("\n");
+    printf("%s\n", describe_label(b).buf);
 }
 
 /* `part` of `total` split `n` ways, the remainder to the first parts. */
@@ -978,9 +1044,19 @@ static int query_report(bench *b)
     printf("  %-16s %12.1f\n", "latency p99 us", s.p99);
     printf("  %-16s %12.1f\n", "latency p99.9 us", s.p999);
     printf("  %-16s %12.1f\n", "latency max us", s.max_us);
+    /* A full window is a queue: each query waits behind the others, so its
+     * latency is mostly that wait (Little's law: outstanding / throughput),
+     * not the server's round trip. Say so, with the figure it predicts. */
+    int64_t outstanding = o->workload == WORKLOAD_FANOUT ? o->clients
+                          : o->workload == WORKLOAD_POINT ? (int64_t)o->conns * o->window
+                                                          : 0;
+    if (outstanding > 1 && s.per_s > 0)
+        printf("  %-16s %12.1f   (%" PRId64 " queries outstanding / %.0f per second: the time a\n"
+               "  %-16s %12s   query waits behind the others; --window 1 --conns 1 measures a round trip)\n",
+               "queueing us", 1e6 * (double)outstanding / s.per_s, outstanding, s.per_s, "", "");
     printf("  %-16s %12.1f\n", "client CPU %", s.cpu_pct);
     printf("  %-16s %12ld\n", "peak RSS KB", s.rss_kb);
-    printf("  %-16s %12.1f\n", "loop lag ms", s.lag_ms);
+    printf("  %-16s %12.1f   (worst lateness of a %d ms timer on the loop)\n", "loop lag ms", s.lag_ms, TICK_MS);
     if (o->workload == WORKLOAD_FANOUT)
         printf("  %-16s %12.0f   (heap growth with %" PRId64 " queries queued at once%s)\n", "bytes/queued",
                b->bytes_per_query, share(o->clients, o->threads, 0), o->threads > 1 ? ", thread 1" : "");
@@ -1016,6 +1092,8 @@ static int stream_report(bench *b)
     }
     printf("pgev %s stream: %" PRId64 " rows of ~105 bytes through on_rows (stream_chunk_rows %" PRId64 ")\n",
            PGEV_VERSION_STRING, b->opt.rows, b->opt.chunk_rows);
+    /* One query: no latency distribution; the time to the first row and
+     * to the end are what a stream's latency means. */
     printf("  %-16s %12" PRId64 " in %" PRId64 " deliveries\n", "rows", b->rows_seen, b->deliveries);
     printf("  %-16s %12" PRIu64 "\n", "field bytes", b->bytes_seen);
     printf("  %-16s %12.3f\n", "seconds", s.wall_s);
@@ -1023,10 +1101,8 @@ static int stream_report(bench *b)
     printf("  %-16s %12.1f\n", "first row us", first_row_us);
     printf("  %-16s %12.1f\n", "client CPU %", s.cpu_pct);
     printf("  %-16s %12ld\n", "peak RSS KB", s.rss_kb);
-    printf("  %-16s %12.1f\n", "loop lag ms", s.lag_ms);
-    /* One query: no latency distribution. p50/p99 stay in the line (as 0) so
-     * every line has the same keys; first row and total times say more. */
-    printf("workload=stream impl=pgev rows=%" PRId64 " rows_per_s=%.0f p50_us=0 p99_us=0"
+    printf("  %-16s %12.1f   (worst lateness of a %d ms timer on the loop)\n", "loop lag ms", s.lag_ms, TICK_MS);
+    printf("workload=stream impl=pgev rows=%" PRId64 " rows_per_s=%.0f"
            " cpu_pct=%.1f rss_kb=%ld first_row_us=%.1f total_us=%.1f loop_lag_ms=%.1f\n",
            b->rows_seen, s.per_s, s.cpu_pct, s.rss_kb, first_row_us, total_us, s.lag_ms);
     return status;
@@ -1052,7 +1128,7 @@ static int copy_report(bench *b)
     printf("  %-16s %12.1f\n", "MB/s", mb_per_s);
     printf("  %-16s %12.1f\n", "client CPU %", s.cpu_pct);
     printf("  %-16s %12ld\n", "peak RSS KB", s.rss_kb);
-    printf("workload=copy impl=pgev rows=%" PRId64 " rows_per_s=%.0f mb_per_s=%.1f p50_us=0 p99_us=0"
+    printf("workload=copy impl=pgev rows=%" PRId64 " rows_per_s=%.0f mb_per_s=%.1f"
            " cpu_pct=%.1f rss_kb=%ld refusals=%" PRId64 "\n",
            b->rows_seen, s.per_s, mb_per_s, s.cpu_pct, s.rss_kb, b->copy_refusals);
     return status;
@@ -1061,6 +1137,22 @@ static int copy_report(bench *b)
 /* ------------------------------------------------------------------------
  * --plot: gnuplot draws the latency distribution and the throughput
  * ------------------------------------------------------------------------ */
+
+/* Writes `text` as a gnuplot double-quoted string: \\ and \" escaped, "\n" a new line. */
+static void gnuplot_dstring(FILE *gp, const char *text)
+{
+    fputc('"', gp);
+    for (; *text; text++) {
+        if (*text == '\n') {
+            fputs("\\n", gp);
+            continue;
+        }
+        if (*text == '"' || *text == '\\')
+            fputc('\\', gp);
+        fputc(*text, gp);
+    }
+    fputc('"', gp);
+}
 
 /* Writes `text` as a gnuplot single-quoted string (a quote is doubled). */
 static void gnuplot_string(FILE *gp, const char *text)
@@ -1106,11 +1198,21 @@ static int plot(const bench *b, const char *path)
     fputs("EOD\n", gp);
     fputs("set terminal pngcairo size 1000,800 noenhanced\nset output ", gp);
     gnuplot_string(gp, path);
-    fputs("\nset multiplot layout 2,1\nset grid\n", gp);
+    /* The whole figure says what ran, where, with which pgev: a plot alone must be enough to tell runs apart. */
+    char title[1200];
+    snprintf(title, sizeof title, "%s\n%s", describe_label(b).buf, machine_label().buf);
+    fputs("\nset multiplot layout 2,1 title ", gp);
+    gnuplot_dstring(gp, title);
+    fputs("\nset grid\n", gp);
     if (rows || !b->latency.count) {
-        fputs("set title 'no per-query latency (one streamed query)'\nunset key\nplot [0:1] 0 notitle\n", gp);
+        if (rows && b->first_row_ns)
+            fprintf(gp, "set title 'one streamed query, no per-query latency: first row after %.0f us, all rows after %.0f us'\n",
+                    (double)(b->first_row_ns - b->started_ns) / 1000.0, (double)(b->finished_ns - b->started_ns) / 1000.0);
+        else
+            fputs("set title 'no per-query latency'\n", gp);
+        fputs("unset key\nplot [0:1] 0 notitle\n", gp);
     } else {
-        fputs("set title 'latency distribution'\nset logscale x\nset xlabel 'latency (us)'\n"
+        fputs("set title 'latency distribution, from the submit'\nset logscale x\nset xlabel 'latency (us)'\n"
               "set ylabel '% of queries completed within'\nset yrange [0:100]\n"
               "plot $latency using 1:2 with steps linewidth 2 notitle\n"
               "unset logscale x\n",
@@ -1180,6 +1282,21 @@ static void usage(FILE *out)
             "                     share of --conns, --clients and --queries (its own pool\n"
             "                     with --pool or fanout); one report for them all\n"
             "  --help             this text\n"
+            "\n"
+            "Output:\n"
+            "  latency       from each query's submit (rate: its scheduled send time) to\n"
+            "                its completion callback. With a full window this is mostly\n"
+            "                time spent queued behind the other outstanding queries, not\n"
+            "                the server's round trip: the 'queueing us' line gives that\n"
+            "                wait (outstanding / throughput). For one query's round trip\n"
+            "                run --window 1 --conns 1.\n"
+            "  loop lag      the worst lateness, while measuring, of a timer that ticks\n"
+            "                every 10 ms on the same event loop: how long pgev (callbacks\n"
+            "                included) kept the loop busy without returning to it. Another\n"
+            "                timer or socket on that loop would have waited this long.\n"
+            "  stream, copy  no per-query latency (one query): for a stream, 'first row\n"
+            "                us' (first_row_us=) is the time from the submit to the first\n"
+            "                row, total_us= to the end.\n"
             "\n"
             "On a terminal, a progress line on stderr shows the rate so far.\n"
             "Exit status: 0 on success, 1 on a connection failure, query error, wrong\n"

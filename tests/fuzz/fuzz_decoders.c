@@ -9,8 +9,15 @@
  * same way, and every element they produce is copied into its own exact
  * block and given to every decoder again, as the element's type.
  *
- * Input: byte 0 picks the type, byte 1 bit 0 the format (binary when set);
- * the rest is the value.
+ * The record parsers run on every input whose type may be a record (0 in
+ * the list stands for any type pgev does not know; byte 1 bit 2 forces
+ * it), and every field is decoded the same way: as the type the bytes say
+ * in binary format, as a type picked from the field's first byte in text,
+ * and as a nested record, three levels down.
+ *
+ * Input: byte 0 picks the type, byte 1 bit 0 the format (binary when set),
+ * bit 2 the type record (2249), with bit 3 too record[] (2287, whose
+ * elements are then parsed as records); the rest is the value.
  */
 #include "../../lib/types.c"
 
@@ -107,6 +114,42 @@ decode_all(const field *f)
     (void)decode_interval(f, &iv);
 }
 
+/* A record's parsers on one value, then every field as every decoder, nested records depth levels down. */
+static void
+parse_record(const char *val, size_t len, bool binary, int depth)
+{
+    size_t data_len = 0;
+    int64_t n = binary ? record_from_binary(val, len, NULL, NULL, &data_len)
+                       : record_from_text(val, len, NULL, NULL, &data_len);
+    if (n < 0)
+        return;
+    check(n <= RECORD_MAX_FIELDS && (size_t)n <= len, "field count bounded");
+    record_field *fields = malloc((size_t)n * sizeof *fields + 1);
+    char *copy = malloc(data_len ? data_len : 1);
+    check(fields && copy, "malloc");
+    size_t again_len = 0;
+    int64_t again = binary ? record_from_binary(val, len, fields, copy, &again_len)
+                           : record_from_text(val, len, fields, copy, &again_len);
+    check(again == n && again_len == data_len, "both record passes agree");
+    for (int64_t i = 0; i < n; i++) {
+        if (!fields[i].val)
+            continue;
+        check(fields[i].len >= 0 && fields[i].val[fields[i].len] == '\0',
+              "a field is NUL-terminated at its length");
+        check(!binary || fields[i].type != 0, "a binary field has a type");
+        char *fv = exact_copy(fields[i].val, (size_t)fields[i].len);
+        Oid type = binary ? fields[i].type
+                          : types[(fields[i].len ? (unsigned char)fv[0] : 0) % NTYPES];
+        field ff = { .val = fv, .len = fields[i].len, .type = type, .binary = binary };
+        decode_all(&ff);
+        if (depth > 0 && may_be_record(binary ? type : 0))
+            parse_record(fv, (size_t)fields[i].len, binary, depth - 1);
+        free(fv);
+    }
+    free(fields);
+    free(copy);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
@@ -114,7 +157,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2 || size - 2 > INT_MAX)
         return 0;
-    Oid type = types[data[0] % NTYPES];
+    Oid type = data[1] & 4 ? (data[1] & 8 ? OID_RECORD_ARRAY : OID_RECORD) : types[data[0] % NTYPES];
     bool binary = data[1] & 1;
     size_t len = size - 2;
     char *val = exact_copy((const char *)data + 2, len);
@@ -145,12 +188,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 char *ev = exact_copy(elems[i].val, (size_t)elems[i].len);
                 field ef = { .val = ev, .len = elems[i].len, .type = elem_type, .binary = binary };
                 decode_all(&ef);
+                if (elem_type == OID_RECORD)
+                    parse_record(ev, (size_t)elems[i].len, binary, 2);
                 free(ev);
             }
             free(elems);
             free(copy);
         }
     }
+    if (may_be_record(type))
+        parse_record(val, len, binary, 3);
     free(val);
     return 0;
 }

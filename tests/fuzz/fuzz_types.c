@@ -3,13 +3,18 @@
  * result formats, on values the fuzzer makes up.
  *
  * Input: byte 0 picks the column type, byte 1 bit 0 the format (binary
- * when set), bit 1 makes the field SQL NULL; the rest is the field's value,
+ * when set), bit 1 makes the field SQL NULL, bit 2 makes the column type
+ * record (2249) whatever byte 0 says, and with bit 3 record[] (2287); the rest is the field's value,
  * exactly as libpq would hold it. The value goes into a real PGresult
  * (PQmakeEmptyPGresult + PQsetResultAttrs + PQsetvalue) wrapped in a
  * pgev_result the way the library wraps the results it receives, and every
  * public pgev_result_get_* accessor reads it; an array is decoded with
  * pgev_result_get_array() and every element read with every pgev_array_get_*
- * accessor. Besides crashes and sanitizer reports, the target checks what
+ * accessor; a record (the types pgev cannot rule out as one: 0 and 1111
+ * here, and 2249) is decoded with pgev_result_get_record() and every field
+ * read with every pgev_record_get_* accessor, text fields first as sent and
+ * then declared as a type taken from the input, nested records and arrays
+ * decoded in turn. Besides crashes and sanitizer reports, the target checks what
  * the accessors promise: a consistent
  * answer between the integer widths, the size protocol of the bytea and
  * numeric accessors, NUL-terminated numeric text, and no output written on
@@ -35,6 +40,11 @@ static const Oid types[] = {
     1111 /* an array type pgev does not decode */,
 };
 
+/* Added after the list above so that the kept corpus keeps its types: byte 1 bit 2 makes the
+ * column a record (2249), with bit 3 too an array of records (2287). */
+#define RECORD_OID 2249
+#define RECORD_ARRAY_OID 2287
+
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 
 static void
@@ -46,10 +56,19 @@ check(bool ok, const char *what)
     }
 }
 
+static void read_record(pgev_record *r, int depth);
+
 /* Every element accessor on element i; text it hands out is read in full. */
 static void
 read_element(const pgev_array *a, size_t i)
 {
+    pgev_record *rec = NULL;
+    int rrc = pgev_array_get_record(a, i, &rec);
+    check((rrc == PGEV_OK) == (rec != NULL), "an element record exactly when OK");
+    if (rec) {
+        read_record(rec, 1);
+        pgev_record_free(rec);
+    }
     int64_t i64 = 0x5a5a;
     int32_t i32 = 0x5a5a;
     int16_t i16;
@@ -94,6 +113,98 @@ read_element(const pgev_array *a, size_t i)
     pgev_interval iv;
     (void)pgev_array_get_interval(a, i, &iv);
     (void)sum;
+}
+
+/* Every record accessor on field i; nested records and arrays are followed depth levels down. */
+
+static void
+read_field(pgev_record *r, size_t i, int depth)
+{
+    int64_t i64 = 0x5a5a;
+    int32_t i32 = 0x5a5a;
+    int16_t i16;
+    int rc64 = pgev_record_get_int64(r, i, &i64);
+    int rc32 = pgev_record_get_int32(r, i, &i32);
+    if (rc32 == PGEV_OK)
+        check(rc64 == PGEV_OK && i64 == i32, "field int32 agrees with int64");
+    if (rc64 == 1)
+        check(rc32 == 1 && pgev_record_is_null(r, i) == 1 && i64 == 0x5a5a,
+              "a NULL field is NULL to every accessor, and stores nothing");
+    (void)pgev_record_get_int16(r, i, &i16);
+    double d;
+    (void)pgev_record_get_double(r, i, &d);
+    bool b;
+    (void)pgev_record_get_bool(r, i, &b);
+    const char *text;
+    size_t tlen;
+    volatile unsigned sum = 0;
+    if (pgev_record_get_text(r, i, &text, &tlen) == PGEV_OK) {
+        for (size_t k = 0; k <= tlen; k++) /* the NUL too */
+            sum += (unsigned char)text[k];
+        check(text[tlen] == '\0', "field text is NUL-terminated at its length");
+    }
+    if (pgev_record_get_json(r, i, &text, &tlen) == PGEV_OK)
+        for (size_t k = 0; k < tlen; k++)
+            sum += (unsigned char)text[k];
+    unsigned char buf[64];
+    size_t len = 0;
+    int rc = pgev_record_get_bytea(r, i, buf, sizeof buf, &len);
+    check(rc != PGEV_OK || len <= sizeof buf, "field bytea fits what it says");
+    char nbuf[64];
+    rc = pgev_record_get_numeric(r, i, nbuf, sizeof nbuf, &len);
+    check(rc != PGEV_OK || (len < sizeof nbuf && strlen(nbuf) == len), "field numeric text");
+    uint8_t uuid[16];
+    (void)pgev_record_get_uuid(r, i, uuid);
+    (void)pgev_record_get_date(r, i, &i32);
+    (void)pgev_record_get_timestamp(r, i, &i64);
+    pgev_inet in;
+    if (pgev_record_get_inet(r, i, &in) == PGEV_OK)
+        check((in.family == 4 && in.bits <= 32) || (in.family == 6 && in.bits <= 128),
+              "field inet family and bits");
+    pgev_interval iv;
+    (void)pgev_record_get_interval(r, i, &iv);
+    if (depth > 0) {
+        pgev_record *inner = NULL;
+        rc = pgev_record_get_record(r, i, &inner);
+        check((rc == PGEV_OK) == (inner != NULL), "a nested record exactly when OK");
+        if (inner) {
+            read_record(inner, depth - 1);
+            pgev_record_free(inner);
+        }
+        pgev_array *arr = NULL;
+        rc = pgev_record_get_array(r, i, &arr);
+        check((rc == PGEV_OK) == (arr != NULL), "a nested array exactly when OK");
+        if (arr) {
+            for (size_t k = 0; k < pgev_array_count(arr); k++)
+                read_element(arr, k);
+            pgev_array_free(arr);
+        }
+    }
+    (void)sum;
+}
+
+static void
+read_record(pgev_record *r, int depth)
+{
+    size_t n = pgev_record_count(r);
+    check(n <= 1664, "at most the server's number of fields");
+    for (size_t i = 0; i < n; i++)
+        read_field(r, i, depth);
+    check(pgev_record_is_null(r, n) == PGEV_EINVAL, "no field past the end");
+    if (pgev_record_is_binary(r))
+        return;
+    /* Text fields: again, each declared as one of the types (from the field's first byte). */
+    for (size_t i = 0; i < n; i++) {
+        const char *t;
+        Oid type = pgev_record_get_text(r, i, &t, NULL) == PGEV_OK && t[0]
+                       ? types[(unsigned char)t[0] % NTYPES]
+                       : 23;
+        if (type == 0)
+            type = 25;
+        check(pgev_record_set_type(r, i, type) == PGEV_OK, "a text field takes a type");
+        check(pgev_record_field_type(r, i) == type, "the declared type sticks");
+        read_field(r, i, depth);
+    }
 }
 
 static void
@@ -203,6 +314,14 @@ read_all(const pgev_result *res)
         check(pgev_array_is_null(arr, n) == PGEV_EINVAL, "no element past the end");
         pgev_array_free(arr);
     }
+    pgev_record *rec = NULL;
+    rc = pgev_result_get_record(res, 0, 0, &rec);
+    check(rc == PGEV_OK || rc == 1 || rc == PGEV_EINVAL || rc == PGEV_ENOMEM, "record status");
+    check((rc == PGEV_OK) == (rec != NULL), "a record exactly when OK");
+    if (rec) {
+        read_record(rec, 3);
+        pgev_record_free(rec);
+    }
     check(pgev_result_column(res, "v") == 0 && pgev_result_column(res, "w") == PGEV_EINVAL,
           "columns by name");
 
@@ -221,7 +340,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2)
         return 0;
-    Oid type = types[data[0] % NTYPES];
+    Oid type = data[1] & 4 ? (data[1] & 8 ? RECORD_ARRAY_OID : RECORD_OID) : types[data[0] % NTYPES];
     bool binary = data[1] & 1;
     bool is_null = data[1] & 2;
     const char *value = (const char *)data + 2;

@@ -5,7 +5,7 @@
 #
 # Targets (tests/fuzz/fuzz_<name>.c): types (the typed value decoders of lib/types.c, text
 # and binary formats: scalars, json/jsonb, inet/cidr, interval, and arrays with every element
-# accessor), params (the pgev_params builder, array parameters decoded back and compared) and
+# accessor, and records with every field accessor), params (the pgev_params builder, array parameters decoded back and compared) and
 # decoders (lib/types.c's decoders and array parsers called directly on exact-size heap blocks,
 # so that ASan sees any read past a value, which libpq's packed result blocks would hide). Each is built with clang
 # -fsanitize=fuzzer,address,undefined, out of tree in $PGEV_FUZZ_BUILD (default a fresh
