@@ -164,7 +164,7 @@ main(int argc, char **argv)
     for (;;) {
         int ready = 0;
         for (int i = 0; i < conns; i++) {
-            pgev_conn_state_t st = pgev_conn_state(c[i]);
+            pgev_connection_state st = pgev_conn_state(c[i]);
             if (st == PGEV_CONN_FAILED) {
                 fprintf(stderr, "pooler-cache: connect failed: %s\n", pgev_conn_errmsg(c[i]));
                 return 1;

@@ -230,7 +230,7 @@ handle_transfer(struct evhttp_request *http)
 static void
 handle_stats(struct evhttp_request *http)
 {
-    pgev_pool_stats_t st;
+    pgev_pool_statistics st;
     char body[512];
     pgev_pool_stats(pool, &st);
     snprintf(body, sizeof body,

@@ -42,7 +42,7 @@ static void on_conn_init(pgev_pool *pool, pgev_conn *conn, void *arg)
 
 static void print_stats(pgev_pool *pool)
 {
-    pgev_pool_stats_t st;
+    pgev_pool_statistics st;
     if (pgev_pool_stats(pool, &st) != PGEV_OK)
         return;
     printf("pool: %d conns (%d idle, %d busy), %lld queries (%lld failed), %lld connects, "

@@ -66,8 +66,8 @@ struct event_base;
 struct evdns_base;
 
 /** Library version, as a string and as a number (major*10000+minor*100+patch). */
-#define PGEV_VERSION_STRING "0.1.0"
-#define PGEV_VERSION_NUMBER 100
+#define PGEV_VERSION_STRING "0.2.0"
+#define PGEV_VERSION_NUMBER 200
 
 /* ------------------------------------------------------------------------
  * Status codes
@@ -87,11 +87,11 @@ typedef enum pgev_status {
     PGEV_ECONNECT = -5,   /**< could not connect (unreachable, auth, bad conninfo) */
     PGEV_ECONNLOST = -6,  /**< the connection was lost (server gone, socket error) */
     PGEV_ESERVER = -7,    /**< the server reported an error for this query */
-    PGEV_EABORTED = -8,   /**< no effect: its atomic batch failed (it was not run, or was rolled back) */
+    PGEV_EABORTED = -8,   /**< no effect: its atomic batch or transaction failed (not run, or rolled back) */
     PGEV_ECANCELLED = -9, /**< cancelled by the application (e.g. pgev_conn_free) */
     PGEV_ETIMEOUT = -10,  /**< a deadline passed (e.g. the connect timeout) */
-    PGEV_EBATCH = -11,    /**< batch misuse: begin inside a batch, end outside one */
-    PGEV_ELIBPQ = -12     /**< libpq refused a request; the message says why */
+    PGEV_ESTATE = -11     /**< not allowed in the connection's state: a batch or transaction is
+                           *   open (begin), or none is (end); the message says which */
 } pgev_status;
 
 /**
@@ -790,13 +790,13 @@ PGEV_API int pgev_params_apply(pgev_params *p, struct pgev_query_args *args);
 typedef struct pgev_conn pgev_conn;
 
 /** Connection states, as pgev_conn_state() reports them. */
-typedef enum pgev_conn_state_t {
+typedef enum pgev_connection_state {
     PGEV_CONN_CONNECTING = 0, /**< connecting; queries queue until ready */
     PGEV_CONN_READY,          /**< connected and in pipeline mode */
     PGEV_CONN_CLOSING,        /**< pgev_conn_close() called; draining queued queries */
     PGEV_CONN_CLOSED,         /**< closed gracefully */
     PGEV_CONN_FAILED          /**< connect failed or the connection was lost */
-} pgev_conn_state_t;
+} pgev_connection_state;
 
 /**
  * Connection event callback. For on_connect: err is NULL on success, or the
@@ -1103,8 +1103,8 @@ PGEV_API void pgev_conn_free(pgev_conn *conn);
  */
 PGEV_API int pgev_conn_close(pgev_conn *conn);
 
-/** The current state (see pgev_conn_state_t). */
-PGEV_API pgev_conn_state_t pgev_conn_state(const pgev_conn *conn);
+/** The current state (see pgev_connection_state). */
+PGEV_API pgev_connection_state pgev_conn_state(const pgev_conn *conn);
 
 /**
  * The connection-level error (why connecting failed or the connection was
@@ -1361,7 +1361,7 @@ PGEV_API int pgev_cancel_threads(void);
  * request while the batch's Sync is held back. End the batch before
  * returning to the event loop: its queries' results arrive only after it
  * is ended.
- * Returns PGEV_OK, PGEV_EBATCH when a batch is already open, PGEV_ECLOSED,
+ * Returns PGEV_OK, PGEV_ESTATE when a batch is already open, PGEV_ECLOSED,
  * or PGEV_EINVAL for NULL.
  */
 PGEV_API int pgev_conn_batch_begin(pgev_conn *conn);
@@ -1373,7 +1373,7 @@ PGEV_API int pgev_conn_batch_begin(pgev_conn *conn);
  * (nothing of the batch was committed), or PGEV_ECONNLOST (unknown: all or
  * nothing). It runs after every query callback of the batch.
  * The batch's end is never refused for a full queue (max_pending), so a
- * batch can always be closed. Returns PGEV_OK, PGEV_EBATCH when no batch
+ * batch can always be closed. Returns PGEV_OK, PGEV_ESTATE when no batch
  * is open, PGEV_ENOMEM (the batch stays open), or PGEV_EINVAL for NULL.
  */
 PGEV_API int pgev_conn_batch_end(pgev_conn *conn, pgev_result_cb on_done, void *arg);
@@ -1411,7 +1411,7 @@ PGEV_API int pgev_conn_batch_end(pgev_conn *conn, pgev_result_cb on_done, void *
  * dooms the transaction. Its callback reports that failure; the
  * transaction's later statements complete with PGEV_EABORTED (the server
  * refuses them, or pgev discards their outcome), until a successful
- * pgev_txn_rollback_to() a savepoint made before the failure revives it.
+ * pgev_txn_rollback_to_savepoint() a savepoint made before the failure revives it.
  * pgev_txn_commit() of a doomed transaction rolls it back and reports
  * PGEV_EABORTED with the failure's SQLSTATE and a message naming the
  * failed query's id. A serialization failure (SQLSTATE 40001) or deadlock
@@ -1466,7 +1466,7 @@ typedef struct pgev_txn_options {
  * May be called while connecting, and from any callback.
  *
  * Returns PGEV_OK and stores the handle in *txn; or PGEV_EINVAL (NULL
- * argument, unknown isolation), PGEV_EBATCH (a transaction or an atomic
+ * argument, unknown isolation), PGEV_ESTATE (a transaction or an atomic
  * batch is already open on conn), PGEV_ECLOSED (closing, closed or failed
  * connection), PGEV_ENOMEM; then *txn is untouched and
  * pgev_conn_errmsg() says why.
@@ -1500,9 +1500,9 @@ PGEV_API int64_t pgev_txn_query_params(pgev_txn *txn, const char *sql, int npara
  */
 PGEV_API int64_t pgev_txn_savepoint(pgev_txn *txn, const char *name, pgev_result_cb on_done, void *arg);
 /** See pgev_txn_savepoint(). */
-PGEV_API int64_t pgev_txn_release(pgev_txn *txn, const char *name, pgev_result_cb on_done, void *arg);
+PGEV_API int64_t pgev_txn_release_savepoint(pgev_txn *txn, const char *name, pgev_result_cb on_done, void *arg);
 /** See pgev_txn_savepoint(). */
-PGEV_API int64_t pgev_txn_rollback_to(pgev_txn *txn, const char *name, pgev_result_cb on_done, void *arg);
+PGEV_API int64_t pgev_txn_rollback_to_savepoint(pgev_txn *txn, const char *name, pgev_result_cb on_done, void *arg);
 
 /**
  * Ends the transaction with COMMIT, sent once every earlier statement of
@@ -1705,7 +1705,7 @@ typedef struct pgev_copy_args {
  *
  * Returns the query id (> 0; pgev_conn_cancel() accepts it), or
  * PGEV_EINVAL (NULL arguments, not a COPY statement, both or neither of
- * on_ready and on_data), PGEV_EBATCH (inside an atomic batch, which cannot
+ * on_ready and on_data), PGEV_ESTATE (inside an atomic batch, which cannot
  * carry a COPY), PGEV_ECLOSED, PGEV_EQUEUEFULL, PGEV_ENOMEM; then no
  * callback runs and pgev_conn_errmsg() says why. Inside an open
  * transaction (pgev_conn_begin()) it is held like any query submitted on
@@ -1811,7 +1811,7 @@ PGEV_API int pgev_copy_resume(pgev_copy *copy);
  * PGEV_ECONNLOST, unless it is flagged PGEV_QUERY_RETRY_SAFE (or
  * PGEV_QUERY_READONLY) and has not delivered rows to its on_rows yet
  * (they would arrive twice): then it is sent again on another
- * connection, up to three times in all. pgev_pool_stats_t.queries_retried
+ * connection, up to three times in all. pgev_pool_statistics.queries_retried
  * counts both.
  *
  * One periodic timer (every PGEV_POOL_MAINTENANCE_MS) closes idle and
@@ -1969,7 +1969,7 @@ typedef struct pgev_pool_options {
  * Pool statistics, a snapshot filled by pgev_pool_stats(). The conns_*
  * sizes add up to conns; the counters count since pgev_pool_new().
  */
-typedef struct pgev_pool_stats_t {
+typedef struct pgev_pool_statistics {
     int conns;              /**< connections held, in any state */
     int conns_connecting;   /**< connecting, or running on_conn_init */
     int conns_idle;         /**< ready, no pool query outstanding */
@@ -2006,7 +2006,7 @@ typedef struct pgev_pool_stats_t {
     int64_t transactions_committed; /**< pgev_pool_transaction()s that committed */
     int64_t transactions_failed;    /**< pgev_pool_transaction()s that ended otherwise */
     int64_t transactions_retried;   /**< bodies run again after 40001 / 40P01 */
-} pgev_pool_stats_t;
+} pgev_pool_statistics;
 
 /**
  * Creates a pool on `base` for `conninfo` (as in pgev_conn_new()) and
@@ -2241,7 +2241,7 @@ PGEV_API int pgev_pool_txn_commit(pgev_pool_txn *ptx);
 PGEV_API int pgev_pool_txn_rollback(pgev_pool_txn *ptx);
 
 /** Fills *out with a snapshot of the pool's sizes and counters. Returns PGEV_OK, or PGEV_EINVAL for NULL. */
-PGEV_API int pgev_pool_stats(const pgev_pool *pool, pgev_pool_stats_t *out);
+PGEV_API int pgev_pool_stats(const pgev_pool *pool, pgev_pool_statistics *out);
 
 /**
  * Why the last refused pool call was refused, or the last connection error

@@ -23,7 +23,7 @@ enum { FAIL_NOTIFY_CONNECT = 1, FAIL_NOTIFY_DISCONNECT };
 /* The one state setter. Every transition passes here, which makes the
  * state machine in pgev-internal.h checkable in one place. */
 static void
-conn_set_state(pgev_conn *conn, pgev_conn_state_t next)
+conn_set_state(pgev_conn *conn, pgev_connection_state next)
 {
     switch (next) {
     case PGEV_CONN_CONNECTING:
@@ -670,7 +670,7 @@ pgev_conn_close(pgev_conn *conn)
     return PGEV_OK;
 }
 
-pgev_conn_state_t
+pgev_connection_state
 pgev_conn_state(const pgev_conn *conn)
 {
     return conn ? conn->state : PGEV_CONN_FAILED;

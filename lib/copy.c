@@ -311,7 +311,7 @@ pgev_conn_copy(pgev_conn *conn, const pgev_copy_args *args)
     }
     if (conn->in_batch && !conn->txn_submitting) {
         pgev_conn_refuse(conn, "COPY cannot run inside an atomic batch");
-        return PGEV_EBATCH;
+        return PGEV_ESTATE;
     }
     pgev_copy *copy = calloc(1, sizeof(*copy));
     if (!copy) {

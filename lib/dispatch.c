@@ -39,8 +39,6 @@ pgev_turn_over(const pgev_conn *conn)
     return coarse_ms() > conn->turn_end_ms;
 }
 
-/* Rows per chunk when libpq has chunked-rows mode (17+). */
-#define STREAM_CHUNK_ROWS 256
 
 static void
 lost(pgev_conn *conn, const pgev_error *why)

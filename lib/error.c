@@ -20,11 +20,10 @@ pgev_strerror(int status)
     case PGEV_ECONNECT: return "could not connect";
     case PGEV_ECONNLOST: return "connection lost";
     case PGEV_ESERVER: return "server error";
-    case PGEV_EABORTED: return "aborted: an earlier query in the batch failed";
+    case PGEV_EABORTED: return "no effect: its batch or transaction failed";
     case PGEV_ECANCELLED: return "cancelled";
     case PGEV_ETIMEOUT: return "timed out";
-    case PGEV_EBATCH: return "atomic batch misuse";
-    case PGEV_ELIBPQ: return "libpq error";
+    case PGEV_ESTATE: return "not allowed now: a batch or transaction is open, or none is";
     default: return "unknown error";
     }
 }

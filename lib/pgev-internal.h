@@ -402,7 +402,7 @@ void pgev_resolver_free(pgev_resolver *r);
  *        └───────────┴──────────┴──────► FAILED
  */
 struct pgev_conn {
-    pgev_conn_state_t state;
+    pgev_connection_state state;
     PGconn *pg;
     pgev_loop *loop;
     int fd;                 /* the socket currently watched; re-read after every connect poll */

@@ -1449,7 +1449,7 @@ pgev_conn_batch_begin(pgev_conn *conn)
     }
     if (conn->in_batch) {
         pgev_conn_refuse(conn, "an atomic batch is already open on this connection");
-        return PGEV_EBATCH;
+        return PGEV_ESTATE;
     }
     conn->in_batch = true;
     conn->batch_cancel_code = 0;
@@ -1464,7 +1464,7 @@ pgev_conn_batch_end(pgev_conn *conn, pgev_result_cb on_done, void *arg)
         return PGEV_EINVAL;
     if (!conn->in_batch) {
         pgev_conn_refuse(conn, "no atomic batch is open on this connection");
-        return PGEV_EBATCH;
+        return PGEV_ESTATE;
     }
     /* The Sync is not subject to max_pending: refusing it would leave the
      * batch's queries waiting forever. */

@@ -372,11 +372,11 @@ pgev_conn_begin(pgev_conn *conn, const pgev_txn_options *opts, pgev_txn **out)
     }
     if (conn->txn) {
         pgev_conn_refuse(conn, "a transaction is already open on this connection");
-        return PGEV_EBATCH;
+        return PGEV_ESTATE;
     }
     if (conn->in_batch) {
         pgev_conn_refuse(conn, "an atomic batch is open on this connection: end it before BEGIN");
-        return PGEV_EBATCH;
+        return PGEV_ESTATE;
     }
     pgev_txn *txn = calloc(1, sizeof(*txn));
     if (!txn) {
@@ -468,13 +468,13 @@ pgev_txn_savepoint(pgev_txn *txn, const char *name, pgev_result_cb on_done, void
 }
 
 int64_t
-pgev_txn_release(pgev_txn *txn, const char *name, pgev_result_cb on_done, void *arg)
+pgev_txn_release_savepoint(pgev_txn *txn, const char *name, pgev_result_cb on_done, void *arg)
 {
     return savepoint_command(txn, "RELEASE SAVEPOINT", STMT_QUERY, name, on_done, arg);
 }
 
 int64_t
-pgev_txn_rollback_to(pgev_txn *txn, const char *name, pgev_result_cb on_done, void *arg)
+pgev_txn_rollback_to_savepoint(pgev_txn *txn, const char *name, pgev_result_cb on_done, void *arg)
 {
     return savepoint_command(txn, "ROLLBACK TO SAVEPOINT", STMT_ROLLBACK_TO, name, on_done, arg);
 }

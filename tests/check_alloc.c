@@ -263,7 +263,7 @@ pool_done_cb(pgev_conn *conn, pgev_result *res, void *arg)
 static bool
 pool_idle(void *arg)
 {
-    pgev_pool_stats_t st;
+    pgev_pool_statistics st;
     return pgev_pool_stats(arg, &st) == PGEV_OK && st.conns_idle >= 1;
 }
 

@@ -137,7 +137,7 @@ START_TEST(connect_malformed_conninfo)
      * accepted and fail with ECONNECT like for any other failed connect. */
     ck_assert_str_ne(pgev_conn_errmsg(conn), "");
     ck_assert_int_eq(rec.connect_calls, 0);
-    pgev_conn_state_t st = pgev_conn_state(conn);
+    pgev_connection_state st = pgev_conn_state(conn);
     ck_assert(st == PGEV_CONN_CONNECTING || st == PGEV_CONN_FAILED);
     tu_query early = { 0 };
     int64_t id = tu_query_sql(conn, "SELECT 1", &early);

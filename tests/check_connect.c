@@ -343,7 +343,7 @@ typedef struct pool_wait {
 static bool pool_has_idle(void *arg)
 {
     pool_wait *w = arg;
-    pgev_pool_stats_t st;
+    pgev_pool_statistics st;
     pgev_pool_stats(w->pool, &st);
     return st.conns_idle >= w->idle;
 }
@@ -770,7 +770,7 @@ START_TEST(pool_past_hung_host)
     tu_run_until(pool_has_idle, &w, 10000, "2 idle pool connections");
     double elapsed = mono_ms() - start;
     ck_assert_msg(elapsed >= 490 && elapsed < 1250, "pool ready after %.0f ms", elapsed);
-    pgev_pool_stats_t st;
+    pgev_pool_statistics st;
     pgev_pool_stats(pool, &st);
     ck_assert_int_eq(st.connect_failures, 0);
     pgev_pool_free(pool);

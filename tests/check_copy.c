@@ -311,7 +311,7 @@ START_TEST(copy_bad_input)
     pgev_copy_args neither = { .sql = "COPY t FROM STDIN" };
     ck_assert_int_eq(pgev_conn_copy(conn, &neither), PGEV_EINVAL);
     ck_assert_int_eq(pgev_conn_batch_begin(conn), PGEV_OK);
-    ck_assert_int_eq(pgev_conn_copy_in(conn, "COPY t FROM STDIN", on_ready, tu_done_cb, &job), PGEV_EBATCH);
+    ck_assert_int_eq(pgev_conn_copy_in(conn, "COPY t FROM STDIN", on_ready, tu_done_cb, &job), PGEV_ESTATE);
     tu_query b;
     memset(&b, 0, sizeof b);
     ck_assert_int_eq(tu_batch_end(conn, &b), PGEV_OK);

@@ -268,10 +268,10 @@ make_pool(const pgev_pool_options *opts)
     pool_fault_pid = 0;
 }
 
-static pgev_pool_stats_t
+static pgev_pool_statistics
 pool_stats(void)
 {
-    pgev_pool_stats_t st;
+    pgev_pool_statistics st;
     ck_assert_int_eq(pgev_pool_stats(pool, &st), PGEV_OK);
     return st;
 }
@@ -429,7 +429,7 @@ START_TEST(pool_survives_server_crash_and_restart)
     free(r);
     wait_pool_idle(SIZE);
     wait_backends(APP_POOL, SIZE);
-    pgev_pool_stats_t st = pool_stats();
+    pgev_pool_statistics st = pool_stats();
     ck_assert_int_eq(st.conns, SIZE);
     ck_assert_int_ge(st.conns_lost, 1);
     ck_assert_int_eq(st.queued, 0);
@@ -634,7 +634,7 @@ START_TEST(refused_during_reconnect_backoff)
         ck_assert_msg(strstr(r[i].message, "refused") != NULL,
                       "the timeout does not name the refused connection: %s", r[i].message);
     }
-    pgev_pool_stats_t st = pool_stats();
+    pgev_pool_statistics st = pool_stats();
     ck_assert_int_ge(st.connect_failures - failures_before, 1);
     /* Backoff: a few attempts in 0.8 s, not a storm. */
     ck_assert_int_le(st.connect_failures - failures_before, 12);

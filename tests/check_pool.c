@@ -228,10 +228,10 @@ free_pool(void)
     pool = NULL;
 }
 
-static pgev_pool_stats_t
+static pgev_pool_statistics
 stats(void)
 {
-    pgev_pool_stats_t st;
+    pgev_pool_statistics st;
     ck_assert_int_eq(pgev_pool_stats(pool, &st), PGEV_OK);
     ck_assert_int_eq(st.conns, st.conns_connecting + st.conns_idle + st.conns_busy +
                                    st.conns_acquired + st.conns_other);
@@ -289,7 +289,7 @@ START_TEST(min_size_reached)
     wait_idle(3);
     /* Only checks that no more open. */
     tu_run_for(600);
-    pgev_pool_stats_t st = stats();
+    pgev_pool_statistics st = stats();
     ck_assert_int_eq(st.conns, 3);
     ck_assert_int_eq(st.conns_idle, 3);
     ck_assert_int_eq(st.connects, 3);
@@ -312,7 +312,7 @@ check_value_and_order(pgev_conn *conn, pgev_result *res, pool_rec *r)
     (void)res;
     TU_CHECK(r->status == PGEV_OK, "query %d: %s", r->index, r->message);
     TU_CHECK(atoi(r->value) == r->index, "query %d got %s", r->index, r->value);
-    pgev_pool_stats_t st;
+    pgev_pool_statistics st;
     pgev_pool_stats(pool, &st);
     if (st.conns > max_conns_seen)
         max_conns_seen = st.conns;
@@ -354,7 +354,7 @@ START_TEST(max_never_exceeded)
     ck_assert_int_le(nseen, 4);
     ck_assert_int_ge(nseen, 2); /* it grew under load */
     ck_assert_int_le(backends(), 4);
-    pgev_pool_stats_t st = stats();
+    pgev_pool_statistics st = stats();
     ck_assert_int_eq(st.queries, N);
     ck_assert_int_eq(st.queries_failed, 0);
     ck_assert_int_eq(st.queued, 0);
@@ -495,7 +495,7 @@ START_TEST(idle_timeout_shrinks_to_min)
     int one = 1;
     tu_run_until(conns_are, &one, TU_WAIT_MS, "the pool to shrink to min_conns");
     wait_backends(1);
-    pgev_pool_stats_t st = stats();
+    pgev_pool_statistics st = stats();
     ck_assert_int_ge(st.conns_closed, 1);
     ck_assert_int_eq(st.conns_idle, 1);
     /* Still serves. */
@@ -512,7 +512,7 @@ static bool
 replaced(void *arg)
 {
     (void)arg;
-    pgev_pool_stats_t st = stats();
+    pgev_pool_statistics st = stats();
     return st.conns_closed >= 2 && st.connects >= 3 && st.conns_idle == 1;
 }
 
@@ -548,7 +548,7 @@ START_TEST(acquire_fifo_and_exclusive)
     /* A pool query waits: the only connection is taken. */
     pool_rec q = { .index = 9 };
     ck_assert_int_gt(pool_sql("SELECT 9", &q), 0);
-    pgev_pool_stats_t st = stats();
+    pgev_pool_statistics st = stats();
     ck_assert_int_eq(st.conns_acquired, 1);
     ck_assert_int_eq(st.waiters, 2);
     ck_assert_int_eq(st.queued, 1);
@@ -774,7 +774,7 @@ START_TEST(free_with_queued_and_running_work)
     ck_assert_int_gt(acquire(&a), 0);
     int twenty = 20;
     tu_run_until(outstanding_at_least, &twenty, TU_WAIT_MS, "both pipelines to fill");
-    pgev_pool_stats_t st = stats();
+    pgev_pool_statistics st = stats();
     ck_assert_int_gt(st.queued, 0);
     ck_assert_int_eq(a.calls, 0);
     free_pool();
@@ -986,7 +986,7 @@ START_TEST(refusals)
         ck_assert_msg(strstr(r[i].message, "last connection error") != NULL, "message: %s",
                       r[i].message);
     }
-    pgev_pool_stats_t st = stats();
+    pgev_pool_statistics st = stats();
     ck_assert_int_eq(st.queries_timed_out, 5);
     ck_assert_int_ge(st.connect_failures, 1);
     ck_assert_int_eq(st.connects, 0);
@@ -1054,7 +1054,7 @@ START_TEST(server_restart_under_load)
     /* Recovered by itself, to its size, with one backend per connection. */
     wait_idle(4);
     wait_backends(4);
-    pgev_pool_stats_t st = stats();
+    pgev_pool_statistics st = stats();
     ck_assert_int_eq(st.conns, 4);
     ck_assert_int_ge(st.conns_lost, 1);
     pool_rec after[10];
@@ -1074,7 +1074,7 @@ static bool
 all_lost(void *arg)
 {
     (void)arg;
-    pgev_pool_stats_t st = stats();
+    pgev_pool_statistics st = stats();
     return st.conns_lost >= 2;
 }
 
@@ -1111,7 +1111,7 @@ START_TEST(server_down_fails_fast_then_recovers)
     }
     ck_assert_int_eq(a.code, PGEV_ETIMEOUT);
     /* Backoff: a handful of attempts, not a storm. */
-    pgev_pool_stats_t st = stats();
+    pgev_pool_statistics st = stats();
     ck_assert_int_le(st.connect_failures - failures_before, 12);
     ck_assert_int_eq(st.queued, 0);
     ck_assert_int_eq(st.waiters, 0);
@@ -1151,7 +1151,7 @@ START_TEST(latency_percentiles)
     ck_assert_int_eq(a.code, PGEV_OK);
     ck_assert_int_eq(release(&a), PGEV_OK);
     wait_recs(r, N, TU_WAIT_MS);
-    pgev_pool_stats_t st = stats();
+    pgev_pool_statistics st = stats();
     ck_assert_msg(st.query_p50_us >= 20000 * 0.875, "p50 %.0f us", st.query_p50_us);
     ck_assert_msg(st.query_p99_us >= st.query_p50_us, "p99 %.0f < p50 %.0f", st.query_p99_us, st.query_p50_us);
     ck_assert_msg(st.query_p99_us >= N * 20000 * 0.875 * 0.9, "p99 %.0f us: the last query waited for all", st.query_p99_us);
@@ -1892,7 +1892,7 @@ START_TEST(transaction_commits_retries_and_rolls_back)
     ck_assert_int_eq(d.status, PGEV_EABORTED);
     ck_assert_int_eq(ptx_rows(), 2);
     /* The connection went back each time. */
-    pgev_pool_stats_t st = stats();
+    pgev_pool_statistics st = stats();
     ck_assert_int_eq(st.conns_acquired, 0);
     ck_assert_int_eq(st.transactions_committed, 2);
     ck_assert_int_eq(st.transactions_failed, 2);

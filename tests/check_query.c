@@ -974,14 +974,14 @@ START_TEST(batch_misuse)
     tu_query q[3];
     memset(q, 0, sizeof q);
     tu_query bad_end = { 0 }, batch = { 0 }, bad_end2 = { 0 };
-    ck_assert_int_eq(tu_batch_end(conn, &bad_end), PGEV_EBATCH);
+    ck_assert_int_eq(tu_batch_end(conn, &bad_end), PGEV_ESTATE);
     ck_assert_str_ne(pgev_conn_errmsg(conn), "");
     ck_assert_int_eq(pgev_conn_batch_begin(conn), PGEV_OK);
-    ck_assert_int_eq(pgev_conn_batch_begin(conn), PGEV_EBATCH);
+    ck_assert_int_eq(pgev_conn_batch_begin(conn), PGEV_ESTATE);
     ck_assert_str_ne(pgev_conn_errmsg(conn), "");
     ck_assert_int_gt(tu_query_sql(conn, "SELECT 1", &q[0]), 0);
     ck_assert_int_eq(tu_batch_end(conn, &batch), PGEV_OK);
-    ck_assert_int_eq(tu_batch_end(conn, &bad_end2), PGEV_EBATCH);
+    ck_assert_int_eq(tu_batch_end(conn, &bad_end2), PGEV_ESTATE);
     ck_assert_int_gt(tu_query_sql(conn, "SELECT 2", &q[1]), 0);
     tu_wait_queries(q, 2, TU_WAIT_MS);
     tu_wait_query(&batch);

@@ -279,7 +279,7 @@ START_TEST(soak_with_random_faults)
     ck_assert_int_eq(s.by_status[status_slot(PGEV_ECLOSED)], 0);
 
     /* The pool settles back to its size, and so does the server. */
-    pgev_pool_stats_t st;
+    pgev_pool_statistics st;
     uint64_t deadline = mono_ms() + 20000;
     int backends;
     for (;;) {

@@ -159,7 +159,7 @@ START_TEST(read_routing_to_standby)
         ck_assert_msg(r[N + i].status == PGEV_OK, "query %d: %s", i, r[N + i].message);
         ck_assert_str_eq(r[N + i].value, "f");      /* by the primary */
     }
-    pgev_pool_stats_t st;
+    pgev_pool_statistics st;
     ck_assert_int_eq(pgev_pool_stats(pool, &st), PGEV_OK);
     ck_assert_int_ge(st.queries_standby, N);
     ck_assert_int_ge(st.conns_standby, 1);

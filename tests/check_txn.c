@@ -56,8 +56,8 @@ static int64_t txsp(pgev_txn *txn, enum sp op, const char *name, tu_query *q)
 {
     tu_in_call++;
     q->id = op == SP_CREATE ? pgev_txn_savepoint(txn, name, tu_done_cb, q)
-          : op == SP_RELEASE ? pgev_txn_release(txn, name, tu_done_cb, q)
-          : pgev_txn_rollback_to(txn, name, tu_done_cb, q);
+          : op == SP_RELEASE ? pgev_txn_release_savepoint(txn, name, tu_done_cb, q)
+          : pgev_txn_rollback_to_savepoint(txn, name, tu_done_cb, q);
     tu_in_call--;
     return q->id;
 }
@@ -332,13 +332,13 @@ START_TEST(misuse_is_refused)
     ck_assert_int_eq(pgev_txn_commit(NULL, NULL, NULL), PGEV_EINVAL);
     ck_assert_int_eq(pgev_txn_rollback(NULL, NULL, NULL), PGEV_EINVAL);
     ck_assert_int_eq(pgev_txn_savepoint(NULL, "s", NULL, NULL), PGEV_EINVAL);
-    ck_assert_int_eq(pgev_txn_rollback_to(NULL, "s", NULL, NULL), PGEV_EINVAL);
-    ck_assert_int_eq(pgev_txn_release(NULL, "s", NULL, NULL), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_txn_rollback_to_savepoint(NULL, "s", NULL, NULL), PGEV_EINVAL);
+    ck_assert_int_eq(pgev_txn_release_savepoint(NULL, "s", NULL, NULL), PGEV_EINVAL);
     ck_assert_ptr_null(pgev_txn_conn(NULL));
 
     txn = begin(conn, NULL);
     pgev_txn *second = NULL;
-    ck_assert_int_eq(pgev_conn_begin(conn, NULL, &second), PGEV_EBATCH);
+    ck_assert_int_eq(pgev_conn_begin(conn, NULL, &second), PGEV_ESTATE);
     ck_assert_ptr_null(second);
     ck_assert_int_eq(pgev_txn_submit(txn, NULL), PGEV_EINVAL);
     ck_assert_int_eq(pgev_txn_query(txn, NULL, NULL, NULL), PGEV_EINVAL);
@@ -365,7 +365,7 @@ START_TEST(misuse_is_refused)
 
     /* No BEGIN inside an open atomic batch. */
     ck_assert_int_eq(pgev_conn_batch_begin(conn), PGEV_OK);
-    ck_assert_int_eq(pgev_conn_begin(conn, NULL, &second), PGEV_EBATCH);
+    ck_assert_int_eq(pgev_conn_begin(conn, NULL, &second), PGEV_ESTATE);
     ck_assert_int_gt(tu_query_sql(conn, "SELECT 1", &q[2]), 0);
     ck_assert_int_eq(tu_batch_end(conn, &q[3]), PGEV_OK);
     tu_wait_queries(q, 4, TU_WAIT_MS);

@@ -185,7 +185,7 @@ struct pgev_pool {
     pool_query *free_queries;   /* recycled, at most QUERY_CACHE_MAX */
     int nfree_queries;
 
-    pgev_pool_stats_t stats;    /* counters only; sizes are computed */
+    pgev_pool_statistics stats;    /* counters only; sizes are computed */
     lat_hist query_latency;     /* pool queries: submit to completion */
     lat_hist acquire_wait;      /* acquires: call to grant */
     char last_conn_error[256];

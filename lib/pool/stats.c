@@ -52,7 +52,7 @@ pool_lat_percentile(const lat_hist *h, double q)
 }
 
 int
-pgev_pool_stats(const pgev_pool *pool, pgev_pool_stats_t *out)
+pgev_pool_stats(const pgev_pool *pool, pgev_pool_statistics *out)
 {
     if (!pool || !out)
         return PGEV_EINVAL;
