@@ -39,7 +39,6 @@ pgev_turn_over(const pgev_conn *conn)
     return coarse_ms() > conn->turn_end_ms;
 }
 
-
 static void
 lost(pgev_conn *conn, const pgev_error *why)
 {
