@@ -354,7 +354,7 @@ static void late_cancel(unsigned follower_flags)
     postmaster_stop(postmaster_pid());
     submit_timeout(conn, "SELECT pg_sleep(0.3) /* target */", 50, &q[0], false);
     pgev_query_args follower = {
-        .sql = "SELECT nextval('late_cancel_seq'), pg_sleep(0.5) /* follower */", .flags = follower_flags,
+        .sql = "SELECT nextval('late_cancel_seq'), pg_sleep(1.5) /* follower */", .flags = follower_flags,
     };
     ck_assert_int_gt(tu_submit(conn, &follower, &q[1], false), 0);
     tu_wait_query(&q[0]);
