@@ -115,8 +115,10 @@ collect() {
             s=$(grep -c '^skipped:' "$log" || true)
             ((s <= c - f - e)) || s=$((c - f - e))
             if ((s > 0)); then
-                why=$(grep -m 1 '^skipped:' "$log" | sed 's/^skipped: *//')
-                skips+=("[$name] $(basename "$log" .log): $s of $c checks ($why)")
+                # Every distinct reason, with how many checks gave it.
+                why=$(grep '^skipped:' "$log" | sed 's/^skipped: *//' | sort | uniq -c |
+                    sed 's/^ *\([0-9]*\) \(.*\)/\2 (\1)/' | paste -sd ';' | sed 's/;/; /g')
+                skips+=("[$name] $(basename "$log" .log): $s of $c checks: $why")
                 skipped=$((skipped + s))
             fi
             passed=$((passed + c - f - e - s))
