@@ -151,7 +151,8 @@ collect() {
             PASS | XFAIL) passed=$((passed + 1)) ;;
             SKIP)
                 skipped=$((skipped + 1))
-                skips+=("[$name] $(basename "$log" .log): the whole program")
+                why=$(grep -m 1 '^skipped:' "$log" 2>/dev/null | sed 's/^skipped: *//' || true)
+                skips+=("[$name] $(basename "$log" .log): the whole program${why:+: $why}")
                 ;;
             *)
                 failed=$((failed + 1))
