@@ -45,6 +45,7 @@ skipped=0
 problems=() # one line per failed step or test, for the summary
 skips=()    # one line per program or leg with skipped tests, and why
 legs=()     # "name: N passed, N failed, N skipped" per build
+timings=()  # "step N s", the wall-clock time of each step
 failing_logs=()
 done_=0
 
@@ -71,6 +72,13 @@ summary() {
     for p in "${legs[@]}"; do
         echo "  $p"
     done
+    if [[ ${#timings[@]} -gt 0 ]]; then
+        l="  time:"
+        for p in "${timings[@]}"; do
+            l+=" $p,"
+        done
+        echo "$l total $SECONDS s"
+    fi
     for p in "${skips[@]}"; do
         echo "  skipped: $p"
     done
@@ -174,8 +182,9 @@ collect() {
 # build_and_check NAME DIR [CONFIGURE-ARG...]: configure (when needed), make, make check.
 # Adds the build's own counts to legs.
 build_and_check() {
-    local p0=$passed f0=$failed s0=$skipped rc=0
+    local p0=$passed f0=$failed s0=$skipped rc=0 t0=$SECONDS
     build_and_check_ "$@" || rc=$?
+    timings+=("$1 $((SECONDS - t0)) s")
     legs+=("$1: $((passed - p0)) passed, $((failed - f0)) failed, $((skipped - s0)) skipped")
     return "$rc"
 }
@@ -237,7 +246,7 @@ build_and_check normal build --enable-werror && normal_ok=1
 
 # --- 3b. the compose-style server --------------------------------------------------------------
 compose_leg() {
-    local dsn rc=0 l p0=$passed f0=$failed s0=$skipped kept=()
+    local dsn rc=0 l p0=$passed f0=$failed s0=$skipped kept=() t0=$SECONDS
     section "compose-style server (TCP, SCRAM password, database pgev): make check in build/"
     compose_dir=$(mktemp -d /tmp/pgev-compose.XXXXXX)
     if ! dsn=$(bash tools/pgev-testdb start --password pgev --dbname pgev "$compose_dir"); then
@@ -266,6 +275,7 @@ compose_leg() {
     bash tools/pgev-testdb stop "$compose_dir" || step_failed "[compose] could not remove $compose_dir"
     compose_dir=
     legs+=("compose: $((passed - p0)) passed, $((failed - f0)) failed, $((skipped - s0)) skipped")
+    timings+=("compose $((SECONDS - t0)) s")
 }
 
 if [[ "${PGEV_COMPOSE:-}" == 0 ]]; then
@@ -298,8 +308,10 @@ fi
 if [[ "$distcheck" == 1 ]]; then
     if [[ $normal_ok -eq 1 ]]; then
         section "make distcheck"
+        t0=$SECONDS
         make -C build -j"$jobs" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror ||
             step_failed "make distcheck failed"
+        timings+=("distcheck $((SECONDS - t0)) s")
     else
         step_failed "make distcheck not run: the normal build failed"
     fi
@@ -311,7 +323,9 @@ if [[ "$fuzz_seconds" != 0 ]]; then
     section "fuzz (${fuzz_seconds}s per target)"
     fuzz_log=$(mktemp /tmp/pgev-fuzz-log.XXXXXX)
     fuzz_rc=0
+    t0=$SECONDS
     bash tests/fuzz/run.sh "$fuzz_seconds" 2>&1 | tee "$fuzz_log" || fuzz_rc=$?
+    timings+=("fuzz $((SECONDS - t0)) s")
     ok_targets=$(grep -c '^fuzz/run.sh: fuzz_[a-z_]*: ok$' "$fuzz_log" || true)
     passed=$((passed + ok_targets))
     if grep -q '^fuzz/run.sh: skipped' "$fuzz_log"; then
