@@ -138,7 +138,7 @@ collect() {
             if ((s > 0)); then
                 # Every distinct reason, with how many checks gave it.
                 why=$(grep '^skipped:' "$log" | sed 's/^skipped: *//' | sort | uniq -c |
-                    sed 's/^ *\([0-9]*\) \(.*\)/\2 (\1)/' | paste -sd ';' | sed 's/;/; /g')
+                    sed 's/^ *\([0-9]*\) \(.*\)/\2 (\1)/' | awk 'NR > 1 {printf "; "} {printf "%s", $0}')
                 skips+=("[$name] $(basename "$log" .log): $s of $c checks: $why")
                 skipped=$((skipped + s))
             fi

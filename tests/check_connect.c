@@ -315,7 +315,7 @@ static bool have_trust_login(void)
             password = true;
     PQconninfoFree(opts);
     if (password || (getenv("PGPASSWORD") && *getenv("PGPASSWORD")))
-        fprintf(stderr, "skipped: measures the loop's lag while connecting; a password login's SCRAM "
+        fprintf(stderr, "skipped: measures the loop's lag while connecting, and a password login's SCRAM "
                         "key derivation runs inside libpq's PQconnectPoll on the loop\n");
     return !password && !(getenv("PGPASSWORD") && *getenv("PGPASSWORD"));
 }
