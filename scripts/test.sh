@@ -4,6 +4,13 @@
 #  1. scripts/deps.sh (installs missing Debian packages)
 #  2. autoreconf -fi when configure is missing or older than configure.ac / Makefile.am
 #  3. build/       ../configure --enable-werror; make; make check
+#  3b. the compose-style server: a second server set up as docker-compose.yml sets one up (TCP
+#     on 127.0.0.1, scram-sha-256 password logins, password "pgev", database "pgev"), started
+#     without Docker by tools/pgev-testdb start --password pgev --dbname pgev; build/'s suite
+#     runs once more against it with PGEV_TEST_DSN set to its URI (the harness then starts no
+#     cluster of its own: the tests see an external server, as a Docker user's run does, and
+#     what needs the harness's own cluster counts as skipped, with the reason). Runs by default
+#     (PGEV_COMPOSE=0 skips it, counted as skipped).
 #  4. build-asan/  the same with AddressSanitizer + UndefinedBehaviorSanitizer, static libpgev
 #  5. make distcheck in build/, when PGEV_DISTCHECK=1 or CI=true (PGEV_DISTCHECK=0 skips it)
 #  6. the libFuzzer targets, briefly (tests/fuzz/run.sh, PGEV_FUZZ_SECONDS per target, default 10;
@@ -23,7 +30,7 @@
 # printed "skipped: why" (it cannot run here) counts as skipped, not passed; the summary lists
 # the reasons. Exit status 0 only when nothing failed.
 #
-# Environment: PGEV_JOBS (make -j, default 2), PGEV_DISTCHECK, PGEV_SKIP_ASAN=1 (skip step 4,
+# Environment: PGEV_JOBS (make -j, default 2), PGEV_DISTCHECK, PGEV_COMPOSE, PGEV_SKIP_ASAN=1 (skip step 4,
 # for quick local runs only), PGEV_SKIP_DEPS=1 (skip step 1), PGEV_PG18=0 (skip step 7, counted
 # as skipped) or 1 (a rig that cannot be fetched is a failure; default: a skip).
 set -euo pipefail
@@ -38,6 +45,7 @@ skipped=0
 problems=() # one line per failed step or test, for the summary
 skips=()    # one line per program or leg with skipped tests, and why
 legs=()     # "name: N passed, N failed, N skipped" per build
+timings=()  # "step N s", the wall-clock time of each step
 failing_logs=()
 done_=0
 
@@ -64,6 +72,13 @@ summary() {
     for p in "${legs[@]}"; do
         echo "  $p"
     done
+    if [[ ${#timings[@]} -gt 0 ]]; then
+        l="  time:"
+        for p in "${timings[@]}"; do
+            l+=" $p,"
+        done
+        echo "$l total $SECONDS s"
+    fi
     for p in "${skips[@]}"; do
         echo "  skipped: $p"
     done
@@ -81,9 +96,15 @@ fatal() {
     exit 1
 }
 
+compose_dir= # the compose-style server's directory while it runs (step 3b)
+
 # On an unexpected exit (set -e, a signal), still end with the counts line.
 on_exit() {
     local rc=$?
+    if [[ -n "$compose_dir" ]]; then
+        bash tools/pgev-testdb stop "$compose_dir" >&2 || true
+        compose_dir=
+    fi
     if [[ $done_ -eq 0 ]]; then
         step_failed "test.sh stopped unexpectedly (status $rc)" 2>/dev/null
         summary
@@ -115,8 +136,10 @@ collect() {
             s=$(grep -c '^skipped:' "$log" || true)
             ((s <= c - f - e)) || s=$((c - f - e))
             if ((s > 0)); then
-                why=$(grep -m 1 '^skipped:' "$log" | sed 's/^skipped: *//')
-                skips+=("[$name] $(basename "$log" .log): $s of $c checks ($why)")
+                # Every distinct reason, with how many checks gave it.
+                why=$(grep '^skipped:' "$log" | sed 's/^skipped: *//' | sort | uniq -c |
+                    sed 's/^ *\([0-9]*\) \(.*\)/\2 (\1)/' | awk 'NR > 1 {printf "; "} {printf "%s", $0}')
+                skips+=("[$name] $(basename "$log" .log): $s of $c checks: $why")
                 skipped=$((skipped + s))
             fi
             passed=$((passed + c - f - e - s))
@@ -136,7 +159,8 @@ collect() {
             PASS | XFAIL) passed=$((passed + 1)) ;;
             SKIP)
                 skipped=$((skipped + 1))
-                skips+=("[$name] $(basename "$log" .log): the whole program")
+                why=$(grep -m 1 '^skipped:' "$log" 2>/dev/null | sed 's/^skipped: *//' || true)
+                skips+=("[$name] $(basename "$log" .log): the whole program${why:+: $why}")
                 ;;
             *)
                 failed=$((failed + 1))
@@ -158,8 +182,9 @@ collect() {
 # build_and_check NAME DIR [CONFIGURE-ARG...]: configure (when needed), make, make check.
 # Adds the build's own counts to legs.
 build_and_check() {
-    local p0=$passed f0=$failed s0=$skipped rc=0
+    local p0=$passed f0=$failed s0=$skipped rc=0 t0=$SECONDS
     build_and_check_ "$@" || rc=$?
+    timings+=("$1 $((SECONDS - t0)) s")
     legs+=("$1: $((passed - p0)) passed, $((failed - f0)) failed, $((skipped - s0)) skipped")
     return "$rc"
 }
@@ -219,6 +244,49 @@ fi
 normal_ok=0
 build_and_check normal build --enable-werror && normal_ok=1
 
+# --- 3b. the compose-style server --------------------------------------------------------------
+compose_leg() {
+    local dsn rc=0 l p0=$passed f0=$failed s0=$skipped kept=() t0=$SECONDS
+    section "compose-style server (TCP, SCRAM password, database pgev): make check in build/"
+    compose_dir=$(mktemp -d /tmp/pgev-compose.XXXXXX)
+    if ! dsn=$(bash tools/pgev-testdb start --password pgev --dbname pgev "$compose_dir"); then
+        step_failed "[compose] tools/pgev-testdb start --password pgev --dbname pgev failed (see above)"
+    else
+        # The normal build's failing logs are about to be overwritten: keep copies.
+        for l in "${failing_logs[@]}"; do
+            if [[ "$l" == build/tests/*.log && -f "$l" ]]; then
+                cp "$l" "${l%.log}.normal.log"
+                kept+=("${l%.log}.normal.log")
+            else
+                kept+=("$l")
+            fi
+        done
+        failing_logs=("${kept[@]}")
+        rm -f build/tests/*.trs build/test-suite.log
+        find build/tests -name '*.log' ! -name '*.normal.log' -delete
+        echo "test.sh: PGEV_TEST_DSN=$dsn"
+        PGEV_TEST_DSN=$dsn make -C build -j"$jobs" check || rc=$?
+        if ! collect compose build; then
+            step_failed "[compose] make check ran no test (status $rc)"
+        elif [[ $rc -ne 0 && $failed -eq $f0 ]]; then
+            step_failed "[compose] make check failed (status $rc) though no test reported a failure"
+        fi
+    fi
+    bash tools/pgev-testdb stop "$compose_dir" || step_failed "[compose] could not remove $compose_dir"
+    compose_dir=
+    legs+=("compose: $((passed - p0)) passed, $((failed - f0)) failed, $((skipped - s0)) skipped")
+    timings+=("compose $((SECONDS - t0)) s")
+}
+
+if [[ "${PGEV_COMPOSE:-}" == 0 ]]; then
+    skipped=$((skipped + 1))
+    skips+=("[compose] the whole compose-style server leg: PGEV_COMPOSE=0")
+elif [[ $normal_ok -eq 1 ]]; then
+    compose_leg
+else
+    step_failed "[compose] not run: the normal build failed"
+fi
+
 # --- 4. sanitizer build ------------------------------------------------------------------------
 if [[ "${PGEV_SKIP_ASAN:-0}" != 1 ]]; then
     san="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
@@ -240,8 +308,10 @@ fi
 if [[ "$distcheck" == 1 ]]; then
     if [[ $normal_ok -eq 1 ]]; then
         section "make distcheck"
+        t0=$SECONDS
         make -C build -j"$jobs" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror ||
             step_failed "make distcheck failed"
+        timings+=("distcheck $((SECONDS - t0)) s")
     else
         step_failed "make distcheck not run: the normal build failed"
     fi
@@ -253,7 +323,9 @@ if [[ "$fuzz_seconds" != 0 ]]; then
     section "fuzz (${fuzz_seconds}s per target)"
     fuzz_log=$(mktemp /tmp/pgev-fuzz-log.XXXXXX)
     fuzz_rc=0
+    t0=$SECONDS
     bash tests/fuzz/run.sh "$fuzz_seconds" 2>&1 | tee "$fuzz_log" || fuzz_rc=$?
+    timings+=("fuzz $((SECONDS - t0)) s")
     ok_targets=$(grep -c '^fuzz/run.sh: fuzz_[a-z_]*: ok$' "$fuzz_log" || true)
     passed=$((passed + ok_targets))
     if grep -q '^fuzz/run.sh: skipped' "$fuzz_log"; then

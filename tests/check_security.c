@@ -9,13 +9,19 @@
  * main() below on the harness's cluster): a CA, a server certificate for
  * "localhost", ssl=on, a SCRAM user and a TLS-only user. Without the
  * harness's own cluster (PGEV_TEST_CLUSTER_DIR, PGEV_TEST_PGCLUSTER) the
- * tests say "skipped" and return.
+ * TLS tests say "skipped" and return; the SCRAM tests still run against an
+ * external server that asks passwords over TCP (one set up as
+ * docker-compose.yml sets it up): main() creates the SCRAM user there with
+ * a random password through the (superuser) PGEV_TEST_DSN and drops it at
+ * the end; otherwise they say "skipped" too, with the reason.
  */
 #include "testutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define APP_NAME "pgev_security_test"
 
@@ -23,13 +29,23 @@ static char ca_path[512];
 static char wrong_ca_path[512];
 static char scram_password[128];
 static bool ssl_ready;
+static bool scram_ready;             /* pgev_scram exists, with scram_password */
+static char scram_why[256] = "needs the harness's own cluster (pgev-testdb ssl) or a server asking passwords over TCP";
 
 static bool
 have_ssl(void)
 {
     if (!ssl_ready)
-        fprintf(stderr, "skipped: needs the harness's own cluster with TLS (pgcluster.sh ssl)\n");
+        fprintf(stderr, "skipped: needs the harness's own cluster with TLS (pgev-testdb ssl)\n");
     return ssl_ready;
+}
+
+static bool
+have_scram(void)
+{
+    if (!scram_ready)
+        fprintf(stderr, "skipped: %s\n", scram_why);
+    return scram_ready;
 }
 
 /* PGEV_TEST_DSN_TCP with extra keywords (later keywords win in libpq). */
@@ -214,7 +230,7 @@ assert_no_password(const char *text, const char *password)
 
 START_TEST(scram_right_password)
 {
-    if (!have_ssl())
+    if (!have_scram())
         return;
     /* The server stores a SCRAM verifier, not an MD5 hash or the text. */
     char *verifier = tu_exec_value("SELECT rolpassword FROM pg_authid WHERE rolname = 'pgev_scram'");
@@ -222,9 +238,12 @@ START_TEST(scram_right_password)
     ck_assert_msg(strncmp(verifier, "SCRAM-SHA-256$", 14) == 0, "verifier: %.20s", verifier);
     free(verifier);
 
-    /* Plain TCP, then TLS with SCRAM channel binding required. */
+    /* Plain TCP, then TLS with SCRAM channel binding required (the harness's
+     * cluster only: an external server has no TLS of ours). */
     const char *modes[] = { "sslmode=disable", "channel_binding=require" };
-    for (int m = 0; m < 2; m++) {
+    if (!ssl_ready)
+        printf("scram_right_password: plain TCP only (no TLS on this server)\n");
+    for (int m = 0; m < (ssl_ready ? 2 : 1); m++) {
         char *extra = NULL;
         char *tls = verify_full("localhost", ca_path);
         ck_assert_int_gt(asprintf(&extra, "%s user=pgev_scram password=%s %s", m ? tls : "",
@@ -254,7 +273,7 @@ END_TEST
 
 START_TEST(scram_wrong_password)
 {
-    if (!have_ssl())
+    if (!have_scram())
         return;
     const char *wrong = "pgevWRONGpw4711";
     char extra[512];
@@ -264,8 +283,9 @@ START_TEST(scram_wrong_password)
     ck_assert_msg(strstr(msg, "pgev_scram") != NULL, "the message names no user: %s", msg);
     assert_no_password(msg, wrong);
     assert_no_password(msg, scram_password);
-    /* No password at all: libpq says so. */
-    assert_connect_fails("user=pgev_scram sslmode=disable", "no password supplied", NULL, 0);
+    /* No password at all (password='' also overrides the one of an external
+     * server's DSN): libpq says so. */
+    assert_connect_fails("user=pgev_scram password='' sslmode=disable", "no password supplied", NULL, 0);
     tu_assert_base_idle();
 }
 END_TEST
@@ -302,7 +322,7 @@ START_TEST(password_never_in_messages)
         pgev_conn_free(conn);
         tu_assert_all_once(&q, 1);
     }
-    if (!have_ssl())
+    if (!have_scram())
         return;
     /* A pool with the wrong password: the timeout names the reason, not the password. */
     char *dsn = NULL;
@@ -362,6 +382,73 @@ setup_ssl(void)
     fclose(f);
     scram_password[strcspn(scram_password, "\r\n")] = '\0';
     ssl_ready = scram_password[0] != '\0';
+    scram_ready = ssl_ready;
+}
+
+/* PQexec on conn; true when it succeeded (blocking libpq is fine here, in
+ * the test program's main, outside the loop). */
+static bool
+exec_ok(PGconn *conn, const char *sql)
+{
+    PGresult *r = PQexec(conn, sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
+        snprintf(scram_why, sizeof scram_why, "could not set up the SCRAM user: %s", PQerrorMessage(conn));
+    PQclear(r);
+    return ok;
+}
+
+/* An external server (no harness cluster): create pgev_scram with a random
+ * password stored as a SCRAM verifier, and use it when a TCP login without
+ * the password is refused (the server asks passwords over TCP). Called
+ * from main(), outside any test, so no ck_assert here. */
+static void
+setup_scram_external(void)
+{
+    const char *tcp = getenv("PGEV_TEST_DSN_TCP");
+    if (ssl_ready || !tcp || !*tcp || !getenv("PGEV_TEST_DSN"))
+        return;
+    PGconn *admin = PQconnectdb(getenv("PGEV_TEST_DSN"));
+    if (PQstatus(admin) != CONNECTION_OK) {
+        snprintf(scram_why, sizeof scram_why, "cannot connect to PGEV_TEST_DSN: %s", PQerrorMessage(admin));
+        PQfinish(admin);
+        return;
+    }
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    snprintf(scram_password, sizeof scram_password, "pgevPW%08x%08x", (unsigned)rand(), (unsigned)rand());
+    char sql[512];
+    snprintf(sql, sizeof sql, "CREATE ROLE pgev_scram LOGIN PASSWORD '%s'", scram_password);
+    if (!exec_ok(admin, "SET client_min_messages = warning") || !exec_ok(admin, "DROP ROLE IF EXISTS pgev_scram") ||
+        !exec_ok(admin, "SET password_encryption = 'scram-sha-256'") || !exec_ok(admin, sql)) {
+        PQfinish(admin);
+        return;
+    }
+    PQfinish(admin);
+    char *probe = NULL;
+    if (asprintf(&probe, "%s user=pgev_scram password='' sslmode=disable gssencmode=disable", tcp) < 0)
+        return;
+    PGconn *c = PQconnectdb(probe);
+    free(probe);
+    if (PQstatus(c) == CONNECTION_OK)
+        snprintf(scram_why, sizeof scram_why, "the server lets pgev_scram in over TCP without a password "
+                                              "(trust): SCRAM is not what it asks");
+    else if (strstr(PQerrorMessage(c), "no password supplied") == NULL)
+        snprintf(scram_why, sizeof scram_why, "a TCP login as pgev_scram failed: %s", PQerrorMessage(c));
+    else
+        scram_ready = true;
+    PQfinish(c);
+}
+
+/* Drops what setup_scram_external() created. */
+static void
+teardown_scram_external(void)
+{
+    if (ssl_ready || !getenv("PGEV_TEST_DSN"))
+        return;
+    PGconn *admin = PQconnectdb(getenv("PGEV_TEST_DSN"));
+    if (PQstatus(admin) == CONNECTION_OK)
+        PQclear(PQexec(admin, "DROP ROLE IF EXISTS pgev_scram"));
+    PQfinish(admin);
 }
 
 static Suite *
@@ -386,5 +473,8 @@ int
 main(void)
 {
     setup_ssl();
-    return tu_run(security_suite());
+    setup_scram_external();
+    int rc = tu_run(security_suite());
+    teardown_scram_external();
+    return rc;
 }

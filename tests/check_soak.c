@@ -9,6 +9,7 @@
  * `make soak` runs 300). Prints one summary line. Needs PGEV_TEST_DSN and
  * TCP to the server (PGEV_TEST_PORT).
  */
+#define _GNU_SOURCE /* asprintf */
 #include "faultproxy.h"
 #include "testutil.h"
 
@@ -232,14 +233,18 @@ START_TEST(soak_with_random_faults)
     s.rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)time(NULL);
     s.proxy = faultproxy_new(tu_base, "127.0.0.1", atoi(port));
     ck_assert_ptr_nonnull(s.proxy);
-    char conninfo[256];
-    snprintf(conninfo, sizeof conninfo,
-             "host=127.0.0.1 port=%d dbname=postgres user=postgres application_name=" APP_NAME
-             " connect_timeout=3",
-             faultproxy_port(s.proxy));
+    /* The test server's TCP DSN (its user, password and database) pointed
+     * at the proxy: the later host and port win. */
+    const char *tcp = getenv("PGEV_TEST_DSN_TCP");
+    ck_assert_msg(tcp && *tcp, "PGEV_TEST_PORT is set but PGEV_TEST_DSN_TCP is not");
+    char *conninfo = NULL;
+    ck_assert_int_gt(asprintf(&conninfo, "%s host=127.0.0.1 port=%d application_name=" APP_NAME " connect_timeout=3",
+                              tcp, faultproxy_port(s.proxy)),
+                     0);
     pgev_pool_options opts = { .min_conns = POOL_SIZE, .max_conns = POOL_SIZE, .queue_timeout_ms = 3000,
                                .query_timeout_ms = 5000, .max_pending = 10 * CLIENTS };
     s.pool = pgev_pool_new(tu_base, conninfo, &opts);
+    free(conninfo);
     ck_assert_ptr_nonnull(s.pool);
 
     s.rss_start = tu_rss_kb();

@@ -126,6 +126,72 @@ char *tu_dsn_with(const char *keyword, const char *value)
     return out;
 }
 
+/* ---- what an external server's DSN tells ------------------------------- */
+
+/* Is `host` the loopback interface that tests/faultproxy (and the tests'
+ * own 127.0.0.1 connections) reach? */
+static bool is_loopback(const char *host)
+{
+    return host != NULL &&
+           (strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0);
+}
+
+/* When the tests run against a server of the user's PGEV_TEST_DSN (the
+ * harness's cluster sets all three variables), derive PGEV_TEST_DSN_TCP and
+ * PGEV_TEST_PORT from a DSN that already goes over TCP to this machine
+ * (host or hostaddr 127.0.0.1, localhost or ::1; one host only): the same
+ * options in key=value form, host=127.0.0.1 and the port (the DSN's, else
+ * PGPORT, else 5432). Runs before main() in every test program, so the
+ * suites that need TCP run against a compose-style server instead of
+ * skipping. A socket DSN derives nothing (those tests then say "skipped"). */
+__attribute__((constructor)) static void derive_tcp_env(void)
+{
+    const char *dsn = getenv("PGEV_TEST_DSN"), *tcp = getenv("PGEV_TEST_DSN_TCP");
+    if (dsn == NULL || *dsn == '\0')
+        return;
+    bool have_tcp = tcp != NULL && *tcp != '\0';
+    const char *port_env = getenv("PGEV_TEST_PORT");
+    if (have_tcp && port_env != NULL && *port_env != '\0')
+        return;
+    PQconninfoOption *opts = PQconninfoParse(have_tcp ? tcp : dsn, NULL);
+    if (opts == NULL)
+        return;
+    const char *host = NULL, *hostaddr = NULL, *port = NULL;
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        else if (strcmp(o->keyword, "hostaddr") == 0)
+            hostaddr = o->val;
+        else if (strcmp(o->keyword, "port") == 0)
+            port = o->val;
+    }
+    bool loopback = hostaddr != NULL && *hostaddr != '\0' ? is_loopback(hostaddr) : is_loopback(host);
+    if (port == NULL || *port == '\0')
+        port = getenv("PGPORT") && *getenv("PGPORT") ? getenv("PGPORT") : "5432";
+    if (!loopback || strchr(port, ',') != NULL) {
+        PQconninfoFree(opts);
+        return;
+    }
+    if (!have_tcp) {
+        char out[8192] = "";
+        for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+            if (o->val == NULL || strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "hostaddr") == 0 ||
+                strcmp(o->keyword, "port") == 0)
+                continue;
+            strncat(out, o->keyword, sizeof out - strlen(out) - 1);
+            strncat(out, "=", sizeof out - strlen(out) - 1);
+            append_quoted(out, sizeof out, o->val);
+            strncat(out, " ", sizeof out - strlen(out) - 1);
+        }
+        strncat(out, "host=127.0.0.1 port=", sizeof out - strlen(out) - 1);
+        strncat(out, port, sizeof out - strlen(out) - 1);
+        setenv("PGEV_TEST_DSN_TCP", out, 1);
+    }
+    if (port_env == NULL || *port_env == '\0')
+        setenv("PGEV_TEST_PORT", port, 1);
+    PQconninfoFree(opts);
+}
+
 /* ---- running the loop --------------------------------------------------- */
 
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)

@@ -69,7 +69,10 @@ TCase *tu_tcase(const char *name, double timeout_s);
  * exit status, 0 when every test passed. */
 int tu_run(Suite *s);
 
-/* The test server's conninfo; fails the test when PGEV_TEST_DSN is unset. */
+/* The test server's conninfo; fails the test when PGEV_TEST_DSN is unset.
+ * Against an external server (a PGEV_TEST_DSN over TCP to 127.0.0.1 or
+ * localhost, as with docker-compose.yml), testutil.c derives
+ * PGEV_TEST_DSN_TCP and PGEV_TEST_PORT from it before main() runs. */
 const char *tu_dsn(void);
 
 /* tu_dsn() with one keyword replaced (works for URIs too); free() it. */
