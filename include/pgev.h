@@ -450,19 +450,32 @@ PGEV_API int pgev_array_is_null(const pgev_array *a, size_t i);
  * the array.
  */
 PGEV_API int pgev_array_get_int64(const pgev_array *a, size_t i, int64_t *out);
+/** See pgev_array_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_array_get_int32(const pgev_array *a, size_t i, int32_t *out);
+/** See pgev_array_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_array_get_int16(const pgev_array *a, size_t i, int16_t *out);
+/** See pgev_array_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_array_get_double(const pgev_array *a, size_t i, double *out);
+/** See pgev_array_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_array_get_bool(const pgev_array *a, size_t i, bool *out);
+/** See pgev_array_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_array_get_text(const pgev_array *a, size_t i, const char **out, size_t *len);
+/** See pgev_array_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_array_get_json(const pgev_array *a, size_t i, const char **out, size_t *len);
+/** See pgev_array_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_array_get_bytea(const pgev_array *a, size_t i, void *buf, size_t cap, size_t *len);
+/** See pgev_array_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_array_get_numeric(const pgev_array *a, size_t i, char *buf, size_t cap,
                                     size_t *len);
+/** See pgev_array_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_array_get_uuid(const pgev_array *a, size_t i, uint8_t out[16]);
+/** See pgev_array_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_array_get_date(const pgev_array *a, size_t i, int32_t *days);
+/** See pgev_array_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_array_get_timestamp(const pgev_array *a, size_t i, int64_t *usec);
+/** See pgev_array_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_array_get_inet(const pgev_array *a, size_t i, pgev_inet *out);
+/** See pgev_array_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_array_get_interval(const pgev_array *a, size_t i, pgev_interval *out);
 
 /* ------------------------------------------------------------------------
@@ -556,22 +569,37 @@ PGEV_API int pgev_record_is_null(const pgev_record *r, size_t i);
  * object, freed by its own free function.
  */
 PGEV_API int pgev_record_get_int64(const pgev_record *r, size_t i, int64_t *out);
+/** See pgev_record_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_record_get_int32(const pgev_record *r, size_t i, int32_t *out);
+/** See pgev_record_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_record_get_int16(const pgev_record *r, size_t i, int16_t *out);
+/** See pgev_record_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_record_get_double(const pgev_record *r, size_t i, double *out);
+/** See pgev_record_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_record_get_bool(const pgev_record *r, size_t i, bool *out);
+/** See pgev_record_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_record_get_text(const pgev_record *r, size_t i, const char **out, size_t *len);
+/** See pgev_record_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_record_get_json(const pgev_record *r, size_t i, const char **out, size_t *len);
+/** See pgev_record_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_record_get_bytea(const pgev_record *r, size_t i, void *buf, size_t cap,
                                    size_t *len);
+/** See pgev_record_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_record_get_numeric(const pgev_record *r, size_t i, char *buf, size_t cap,
                                      size_t *len);
+/** See pgev_record_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_record_get_uuid(const pgev_record *r, size_t i, uint8_t out[16]);
+/** See pgev_record_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_record_get_date(const pgev_record *r, size_t i, int32_t *days);
+/** See pgev_record_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_record_get_timestamp(const pgev_record *r, size_t i, int64_t *usec);
+/** See pgev_record_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_record_get_inet(const pgev_record *r, size_t i, pgev_inet *out);
+/** See pgev_record_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_record_get_interval(const pgev_record *r, size_t i, pgev_interval *out);
+/** See pgev_record_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_record_get_record(const pgev_record *r, size_t i, pgev_record **out);
+/** See pgev_record_get_int64(): the same, for its own C type. */
 PGEV_API int pgev_record_get_array(const pgev_record *r, size_t i, pgev_array **out);
 
 /** Element i of a record[] array as a new record (see pgev_record_get_*); 1 for a NULL element. */
@@ -735,15 +763,24 @@ PGEV_API int pgev_params_interval(pgev_params *p, const pgev_interval *iv);
  * appenders, and add nothing.
  */
 PGEV_API int pgev_params_bool_array(pgev_params *p, const bool *v, const bool *nulls, size_t n);
+/** See pgev_params_bool_array(): the same, for its own C type. */
 PGEV_API int pgev_params_int2_array(pgev_params *p, const int16_t *v, const bool *nulls, size_t n);
+/** See pgev_params_bool_array(): the same, for its own C type. */
 PGEV_API int pgev_params_int4_array(pgev_params *p, const int32_t *v, const bool *nulls, size_t n);
+/** See pgev_params_bool_array(): the same, for its own C type. */
 PGEV_API int pgev_params_int8_array(pgev_params *p, const int64_t *v, const bool *nulls, size_t n);
+/** See pgev_params_bool_array(): the same, for its own C type. */
 PGEV_API int pgev_params_float4_array(pgev_params *p, const float *v, const bool *nulls, size_t n);
+/** See pgev_params_bool_array(): the same, for its own C type. */
 PGEV_API int pgev_params_float8_array(pgev_params *p, const double *v, const bool *nulls, size_t n);
+/** See pgev_params_bool_array(): the same, for its own C type. */
 PGEV_API int pgev_params_uuid_array(pgev_params *p, const uint8_t (*v)[16], const bool *nulls, size_t n);
+/** See pgev_params_bool_array(): the same, for its own C type. */
 PGEV_API int pgev_params_date_array(pgev_params *p, const int32_t *days, const bool *nulls, size_t n);
+/** See pgev_params_bool_array(): the same, for its own C type. */
 PGEV_API int pgev_params_timestamp_array(pgev_params *p, const int64_t *usec, const bool *nulls,
                                          size_t n);
+/** See pgev_params_bool_array(): the same, for its own C type. */
 PGEV_API int pgev_params_timestamptz_array(pgev_params *p, const int64_t *usec, const bool *nulls,
                                            size_t n);
 
