@@ -25,7 +25,8 @@
 #
 # Every test program runs under tests/pg-harness.sh, which gives it a throwaway PostgreSQL
 # cluster (or the server of PGEV_TEST_DSN, when set). The Check summaries of all builds are
-# added up; the last line printed is always "N passed, N failed". A build step that fails
+# added up; the last line printed is always "N passed, N failed, N skipped" (the reasons of
+# the skips are listed above it). A build step that fails
 # counts as one failure, as does a test program that died without a Check summary. A test that
 # printed "skipped: why" (it cannot run here) counts as skipped, not passed; the summary lists
 # the reasons. Exit status 0 only when nothing failed.
@@ -85,8 +86,7 @@ summary() {
     for p in "${problems[@]}"; do
         echo "  $p"
     done
-    [[ $skipped -eq 0 ]] || echo "$skipped skipped (tests that cannot run here; reasons above)"
-    echo "$passed passed, $failed failed"
+    echo "$passed passed, $failed failed, $skipped skipped"
 }
 
 # A failure that ends the run early.
