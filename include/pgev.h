@@ -33,7 +33,8 @@
  *  - pgev never blocks the loop thread and never runs or frees the
  *    event_base. A connection belongs to one base, and so to the one thread
  *    that runs that base; use separate connections (and bases) in separate
- *    threads. pgev has no global mutable state.
+ *    threads. pgev has no global mutable state but one atomic counter
+ *    (pgev_cancel_threads()).
  *  - Freeing a connection from inside one of its own callbacks is safe.
  *  - Bad input gets a clear error code and message, never a crash, and never
  *    loses another query's result.
