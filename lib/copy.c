@@ -201,7 +201,7 @@ copy_out(pgev_conn *conn, pgev_node *node)
             return false;
         }
         if (!node->finished && !node->abandon_code && node->status == PGEV_OK &&
-            !pgev_deadline_check(conn, node)) {
+            !(node->deadline && pgev_deadline_check(conn, node))) {
             node->rows++;
             copy->on_data(conn, copy, data, (size_t)n, node->arg);
         }

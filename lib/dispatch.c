@@ -383,7 +383,8 @@ query_result(pgev_conn *conn, pgev_node *node, PGresult *res)
 #ifdef HAVE_PQSETCHUNKEDROWSMODE
     case PGRES_TUPLES_CHUNK:
 #endif
-        if (node->on_rows && node->status == PGEV_OK && !node->finished && !pgev_deadline_check(conn, node)) {
+        if (node->on_rows && node->status == PGEV_OK && !node->finished &&
+            !(node->deadline && pgev_deadline_check(conn, node))) {
             deliver_rows(conn, node, res);
             return !conn->free_requested;
         }
