@@ -142,7 +142,6 @@ on_job_done(pgev_conn *conn, void *arg)
     if (!atomic_load(&job->ok))
         pgev_conn_refuse(conn, "cancel request failed: %s", job->errbuf);
     job_detach(conn, job);
-    pgev_stray_cancel_check(conn);
     /* Queries held back while this request was on its way (can_send). */
     if (conn->pending.head)
         pgev_loop_defer(conn->loop);
@@ -189,7 +188,6 @@ cancel_step(pgev_conn *conn, pgev_cancel_job *job)
     /* Done (the server closed the cancel connection: the signals are
      * out), or failed: either way nothing more is on its way. */
     job_detach(conn, job);
-    pgev_stray_cancel_check(conn);
     if (conn->pending.head)
         pgev_loop_defer(conn->loop);
 }

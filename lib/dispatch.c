@@ -119,8 +119,8 @@ is_query_canceled(const PGresult *res)
 }
 
 /* A query the cancel was aimed at has ended: the session is ours again.
- * If it ended some other way than by the cancel, the cancel is still on
- * its way and may hit whatever the backend runs next. */
+ * A request still on its way holds back new sends (can_send), and what
+ * it can hit besides its target is marked cancel_exposed (cancel.c). */
 static void
 target_ended(pgev_conn *conn, pgev_node *node)
 {
@@ -128,8 +128,6 @@ target_ended(pgev_conn *conn, pgev_node *node)
         return;
     conn->cancel_target = NULL;
     pgev_loop_timer(conn->loop, -1);
-    if (!is_query_canceled(node->error_result))
-        conn->stray_cancel = true;
 }
 
 /* What a Sync segment's answer says about its queries. */
@@ -635,5 +633,4 @@ pgev_read_results(pgev_conn *conn)
     if (conn->pg && !conn->free_requested && PQstatus(conn->pg) == CONNECTION_BAD &&
         conn->state != PGEV_CONN_FAILED)
         lost_from_conn(conn);
-    pgev_stray_cancel_check(conn);
 }

@@ -449,11 +449,6 @@ struct pgev_conn {
     bool abandon_requested; /* some in-flight node has abandon_code set */
     pgev_node *cancel_target; /* the query a server-side cancel is for */
     pgev_cancel_job *cancel_jobs; /* cancel requests on helper threads */
-    /* A server-side cancel may arrive after its target has finished and
-     * hit a statement the backend runs next. Set when the target ends
-     * other than by the cancel; cleared once no cancel request is in
-     * progress and nothing is in flight. */
-    bool stray_cancel;
     /* Read-only queries sent since the last Sync (a shared segment), and
      * aborted ones waiting to be sent again once their segment's Sync is in. */
     bool shared_open;
@@ -590,8 +585,6 @@ bool pgev_node_ungate(pgev_conn *conn, int64_t query_id, const char *sql);
 bool pgev_unsent_remove(pgev_conn *conn, pgev_node *node);
 /* Sends the Sync ending an open shared segment; false when the connection broke. */
 bool pgev_close_shared_segment(pgev_conn *conn);
-/* Clears stray_cancel when no cancel can still land on a later statement. */
-void pgev_stray_cancel_check(pgev_conn *conn);
 void pgev_conn_pump(pgev_conn *conn);
 
 /* cancel.c: PQcancel on a helper thread, one per connection at a time.

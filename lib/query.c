@@ -189,7 +189,6 @@ move_to_failing(pgev_conn *conn)
     conn->flush_requested = false;
     conn->cancel_target = NULL;
     conn->abandon_requested = false;
-    conn->stray_cancel = false;
     conn->shared_open = false;
     conn->shared_count = 0;
 }
@@ -1048,12 +1047,6 @@ pgev_unsent_remove(pgev_conn *conn, pgev_node *node)
     return pgev_fifo_remove(&conn->pending, node) || pgev_fifo_remove(&conn->resend, node);
 }
 
-void
-pgev_stray_cancel_check(pgev_conn *conn)
-{
-    if (conn->stray_cancel && !conn->cancel_jobs && !conn->inflight.head && !conn->expect_sync)
-        conn->stray_cancel = false;
-}
 
 static int64_t
 monotonic_ms(void)
